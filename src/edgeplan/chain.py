@@ -1,0 +1,155 @@
+"""The chain of chain-model.md section 1: stages with times (s) and sizes (bytes).
+
+Notation (chain-model.md -> field):
+
+=========  ======================  ============================================================
+symbol     field                   meaning
+=========  ======================  ============================================================
+``tf_i``   ``fwd_time_s``          forward time of stage i
+``tb_i``   ``bwd_time_s``          backward time of stage i
+``x_i``    ``out_bytes``           bytes of ``a_i`` and of its gradient ``d_i``
+``s_i``    ``saved_bytes``         bytes kept by a *recording* forward (``A_i``), incl. ``a_i``
+``f_i``    ``fwd_tmp_bytes``       transient extra bytes during the forward
+``b_i``    ``bwd_tmp_bytes``       transient extra bytes during the backward
+``x_0``    ``Chain.input_bytes``   the input batch, live for the whole iteration
+=========  ======================  ============================================================
+
+Accounting conventions (the peers disagree; edgeplan follows chain-model.md):
+``a_0`` counts against the activation budget and is never freed; gradients ``d_i`` count and have
+size ``x_i``, except ``d_L`` (the loss seed) and ``d_0`` (never kept), which have size 0.
+
+Stages are numbered 1..L in the chain model; ``Chain.stages[i - 1]`` is stage ``i``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ModelError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage:
+    """One stage of a chain, in seconds and bytes."""
+
+    name: str
+    fwd_time_s: float
+    bwd_time_s: float
+    out_bytes: int
+    saved_bytes: int
+    fwd_tmp_bytes: int = 0
+    bwd_tmp_bytes: int = 0
+    param_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        for f in ("out_bytes", "saved_bytes", "fwd_tmp_bytes", "bwd_tmp_bytes", "param_bytes"):
+            v = getattr(self, f)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+                raise ModelError(f"{f} must be a non-negative integer, got {v!r}", where=self.name)
+        for f in ("fwd_time_s", "bwd_time_s"):
+            v = getattr(self, f)
+            if not (v >= 0 and v < float("inf")):
+                raise ModelError(f"{f} must be a finite non-negative number, got {v!r}", where=self.name)
+        if self.saved_bytes < self.out_bytes:
+            raise ModelError(
+                f"saved ({self.saved_bytes} B) is smaller than out ({self.out_bytes} B); "
+                "saved includes the stage's output, so saved >= out", where=self.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chain:
+    """A chain of stages 1..L with its input size ``x_0``."""
+
+    name: str
+    input_bytes: int
+    stages: tuple[Stage, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ModelError("the chain has no stages")
+        if self.input_bytes < 0:
+            raise ModelError("input_bytes must be non-negative")
+
+    @property
+    def length(self) -> int:
+        return len(self.stages)
+
+    def x(self, i: int) -> int:
+        """``x_i``: bytes of ``a_i`` (``x_0`` is the input)."""
+        return self.input_bytes if i == 0 else self.stages[i - 1].out_bytes
+
+    def d(self, i: int) -> int:
+        """Bytes of the gradient ``d_i``: ``x_i``, but 0 for ``d_0`` and ``d_L``."""
+        return 0 if i == 0 or i == self.length else self.stages[i - 1].out_bytes
+
+    def stage(self, i: int) -> Stage:
+        return self.stages[i - 1]
+
+    @property
+    def compute_time_s(self) -> float:
+        """Sum of all forward and backward times: the cost of a schedule with no recomputation."""
+        return float(sum(s.fwd_time_s + s.bwd_time_s for s in self.stages))
+
+    @property
+    def param_bytes(self) -> int:
+        return int(sum(s.param_bytes for s in self.stages))
+
+    def is_homogeneous(self) -> bool:
+        first = self.stages[0]
+        return all((s.fwd_time_s, s.bwd_time_s, s.out_bytes, s.saved_bytes, s.fwd_tmp_bytes,
+                    s.bwd_tmp_bytes) == (first.fwd_time_s, first.bwd_time_s, first.out_bytes,
+                                         first.saved_bytes, first.fwd_tmp_bytes,
+                                         first.bwd_tmp_bytes) for s in self.stages)
+
+    def arrays(self) -> "ChainArrays":
+        return ChainArrays.of(self)
+
+
+@dataclass(frozen=True)
+class ChainArrays:
+    """numpy view for kernels, index 0..L (index 0 of per-stage arrays is unused padding).
+
+    ``x[i]`` = x_i, ``s[i]`` = s_i, ``d[i]`` = size of d_i, ``f``/``b`` tmp bytes, ``tf``/``tb`` times.
+    """
+
+    x: np.ndarray
+    s: np.ndarray
+    d: np.ndarray
+    f: np.ndarray
+    b: np.ndarray
+    tf: np.ndarray
+    tb: np.ndarray
+
+    @classmethod
+    def of(cls, chain: Chain) -> "ChainArrays":
+        L = chain.length
+        x = np.array([chain.input_bytes] + [s.out_bytes for s in chain.stages], dtype=np.int64)
+        s = np.array([0] + [st.saved_bytes for st in chain.stages], dtype=np.int64)
+        d = x.copy()
+        d[0] = 0
+        d[L] = 0
+        f = np.array([0] + [st.fwd_tmp_bytes for st in chain.stages], dtype=np.int64)
+        b = np.array([0] + [st.bwd_tmp_bytes for st in chain.stages], dtype=np.int64)
+        tf = np.array([0.0] + [st.fwd_time_s for st in chain.stages], dtype=np.float64)
+        tb = np.array([0.0] + [st.bwd_time_s for st in chain.stages], dtype=np.float64)
+        return cls(x, s, d, f, b, tf, tb)
+
+
+def make_chain(name: str, *, fwd: list[float], bwd: list[float], out: list[int], saved: list[int],
+               input_bytes: int, fwd_tmp: list[int] | None = None,
+               bwd_tmp: list[int] | None = None) -> Chain:
+    """Build a chain from parallel lists (tests, benchmarks, oracles). Lists are for stages 1..L."""
+    L = len(fwd)
+    fwd_tmp = fwd_tmp or [0] * L
+    bwd_tmp = bwd_tmp or [0] * L
+    if not (len(bwd) == len(out) == len(saved) == len(fwd_tmp) == len(bwd_tmp) == L):
+        raise ModelError("make_chain: all lists must have the same length")
+    stages = tuple(
+        Stage(name=f"s{i + 1}", fwd_time_s=float(fwd[i]), bwd_time_s=float(bwd[i]),
+              out_bytes=int(out[i]), saved_bytes=int(saved[i]), fwd_tmp_bytes=int(fwd_tmp[i]),
+              bwd_tmp_bytes=int(bwd_tmp[i]))
+        for i in range(L))
+    return Chain(name=name, input_bytes=int(input_bytes), stages=stages)

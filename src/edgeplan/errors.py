@@ -1,0 +1,99 @@
+"""The exception tree of edgeplan.
+
+The library raises these and never prints or exits; ``edgeplan.cli`` maps each class to an exit
+code (0 ok, 1 the answer is no, 2 bad input, 3 internal error). This module knows nothing of exit
+codes or of printing.
+"""
+
+from __future__ import annotations
+
+
+class EdgeplanError(Exception):
+    """Root of every error edgeplan raises on purpose."""
+
+    code = "error"
+
+
+class InputError(EdgeplanError, ValueError):
+    """Bad input: a file, a key in it, a command-line value.
+
+    ``source`` names the file (or ``--option``), ``where`` the key path inside it
+    (``stages[3].out``). ``str()`` gives the one-line message users see.
+    """
+
+    code = "bad_input"
+
+    def __init__(self, message: str, *, source: str | None = None, where: str | None = None,
+                 hint: str | None = None):
+        self.message = message
+        self.source = source
+        self.where = where
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        parts = [p for p in (self.source, self.where) if p]
+        head = ": ".join(parts + [self.message])
+        if self.hint:
+            head += f" ({self.hint})"
+        return head
+
+    def located(self, source: str | None = None, where_prefix: str | None = None) -> "InputError":
+        """A copy of this error with the file name and an outer key path filled in."""
+        where = self.where
+        if where_prefix:
+            where = where_prefix + ("" if not where else ("" if where.startswith("[") else ".") + where)
+        err = type(self)(self.message, source=self.source or source, where=where, hint=self.hint)
+        if isinstance(self, UnknownNameError):
+            err.suggestions = self.suggestions  # type: ignore[attr-defined]
+        return err
+
+
+class UnitError(InputError):
+    """A quantity that does not parse (``"big"``, ``"12 Mb"``, ``-3 MiB``)."""
+
+    code = "bad_unit"
+
+
+class ModelError(InputError):
+    """A model or profile file that parses but is inconsistent (``saved < out``, empty chain)."""
+
+    code = "bad_model"
+
+
+class UnknownNameError(InputError):
+    """An unknown key, device or strategy; carries did-you-mean suggestions."""
+
+    code = "unknown_name"
+
+    def __init__(self, message: str, *, suggestions: tuple[str, ...] = (), **kw):
+        self.suggestions = tuple(suggestions)
+        super().__init__(message, **kw)
+
+
+class InfeasibleError(EdgeplanError):
+    """No schedule fits the budget. ``min_budget_bytes`` is the least budget that would, if known."""
+
+    code = "infeasible"
+
+    def __init__(self, message: str, *, budget_bytes: int | None = None,
+                 min_budget_bytes: int | None = None):
+        self.budget_bytes = budget_bytes
+        self.min_budget_bytes = min_budget_bytes
+        super().__init__(message)
+
+
+class ScheduleError(EdgeplanError):
+    """The simulator rejected a schedule: the op, its position and the broken rule."""
+
+    code = "invalid_schedule"
+
+    def __init__(self, message: str, *, index: int | None = None):
+        self.index = index
+        super().__init__(message if index is None else f"op #{index}: {message}")
+
+
+class LimitError(EdgeplanError):
+    """A solve refused up front because it would exceed a size or resource limit."""
+
+    code = "limit"

@@ -1,0 +1,69 @@
+"""The one result type every solver returns, and the helpers they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..chain import Chain
+from ..discretize import Discretization
+from ..schedule import Op, OpKind, Schedule
+from ..simulate import Trace, simulate
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrontierPoint:
+    """One step of the memory/time trade-off: the least activation budget (bytes, as replayed by
+    the simulator) at which ``cost_s`` is reached."""
+
+    budget_bytes: int
+    peak_bytes: int
+    cost_s: float
+
+    def to_dict(self) -> dict:
+        return {"budget_bytes": self.budget_bytes, "peak_bytes": self.peak_bytes,
+                "cost_s": self.cost_s}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SolveResult:
+    """A solver's answer for one chain and activation budget.
+
+    ``feasible`` is False when no schedule of this strategy fits; then ``schedule`` and ``trace``
+    are None and ``min_budget_bytes`` (if known) is the least budget that would fit.
+    ``trace`` is always the simulator's replay of ``schedule``: cost and peak come from it.
+    """
+
+    solver: str
+    budget_bytes: int
+    feasible: bool
+    schedule: Schedule | None
+    trace: Trace | None
+    min_budget_bytes: int | None = None
+    discretization: Discretization | None = None
+    frontier: tuple[FrontierPoint, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+    params: dict = field(default_factory=dict)
+
+    @property
+    def cost_s(self) -> float | None:
+        return None if self.trace is None else self.trace.cost_s
+
+    @property
+    def peak_bytes(self) -> int | None:
+        return None if self.trace is None else self.trace.peak_bytes
+
+
+def verified(chain: Chain, schedule: Schedule, budget_bytes: int | None = None) -> Trace:
+    """Replay a solver's schedule; a rejection is a solver bug (``ScheduleError``)."""
+    return simulate(chain, schedule, budget_bytes)
+
+
+def store_all_schedule(chain: Chain) -> Schedule:
+    """No checkpointing: ``Fall 1..L`` then ``B L..1``."""
+    L = chain.length
+    return Schedule(tuple(Op(OpKind.FALL, i) for i in range(1, L + 1))
+                    + tuple(Op(OpKind.B, i) for i in range(L, 0, -1)))
+
+
+def store_all_peak_bytes(chain: Chain) -> int:
+    return simulate(chain, store_all_schedule(chain)).peak_bytes

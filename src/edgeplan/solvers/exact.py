@@ -1,0 +1,103 @@
+"""Exhaustive search over every valid schedule of chain-model.md section 3 (short chains only).
+
+A shortest-path search (Dijkstra on op cost) over the simulator's state: which ``a_i`` and
+``A_i`` are live and which backward comes next. An op is a transition only when its transient peak
+fits the budget, so the first time the final state is reached its cost is the least cost of any
+valid schedule within the budget, persistent or not. It is the test oracle of ``optimal``:
+``exact <= optimal`` always, with equality wherever persistent schedules are optimal.
+
+Exponential in the number of stages: refused above ``MAX_EXACT_STAGES``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+from ..chain import Chain
+from ..errors import InfeasibleError, LimitError
+from ..schedule import Op, OpKind, Schedule
+from .base import SolveResult, verified
+
+MAX_EXACT_STAGES = 8
+
+
+def exact_cost(chain: Chain, budget_bytes: int) -> tuple[float, Schedule] | None:
+    """Least cost and one optimal schedule within ``budget_bytes``, or None if none fits."""
+    L = chain.length
+    if L > MAX_EXACT_STAGES:
+        raise LimitError(f"exact search is limited to {MAX_EXACT_STAGES} stages "
+                         f"(this chain has {L}); use the optimal solver")
+    x = [chain.input_bytes] + [s.out_bytes for s in chain.stages]
+    sv = [0] + [s.saved_bytes for s in chain.stages]
+    ft = [0] + [s.fwd_tmp_bytes for s in chain.stages]
+    bt = [0] + [s.bwd_tmp_bytes for s in chain.stages]
+    tf = [0.0] + [s.fwd_time_s for s in chain.stages]
+    tb = [0.0] + [s.bwd_time_s for s in chain.stages]
+
+    def dsize(i: int) -> int:
+        return 0 if i == 0 or i == L else x[i]
+
+    def mem_of(a: int, A: int, k: int) -> int:
+        m = x[0] + dsize(k)
+        for i in range(1, L + 1):
+            if a >> i & 1:
+                m += x[i]
+            if A >> i & 1:
+                m += sv[i]
+        return m
+
+    start = (1, 0, L)  # bit 0 of a: a_0 always live
+    if mem_of(*start) > budget_bytes:
+        return None
+    dist = {start: 0.0}
+    parent: dict[tuple, tuple[tuple, Op]] = {}
+    tie = itertools.count()
+    heap = [(0.0, next(tie), start)]
+    while heap:
+        c, _, st = heapq.heappop(heap)
+        if c > dist.get(st, float("inf")):
+            continue
+        a, A, k = st
+        if k == 0:
+            ops = []
+            while st in parent:
+                st, op = parent[st]
+                ops.append(op)
+            return c, Schedule(tuple(reversed(ops)))
+        M = mem_of(a, A, k)
+        avail = a | A | 1
+        moves: list[tuple[tuple, Op, float]] = []
+        for i in range(1, k + 1):
+            if avail >> (i - 1) & 1:
+                if not (avail >> i & 1) and M + x[i] + ft[i] <= budget_bytes:
+                    moves.append(((a | 1 << i, A, k), Op(OpKind.FN, i), tf[i]))
+                if not (A >> i & 1) and M + sv[i] + ft[i] <= budget_bytes:
+                    moves.append(((a, A | 1 << i, k), Op(OpKind.FALL, i), tf[i]))
+        if (A >> k & 1) and (avail >> (k - 1) & 1) and \
+                M + (x[k - 1] if k >= 2 else 0) + bt[k] <= budget_bytes:
+            moves.append(((a, A & ~(1 << k), k - 1), Op(OpKind.B, k), tb[k]))
+        for i in range(1, L + 1):
+            needed = (A >> (i + 1) & 1) if i < L else 0
+            if a >> i & 1 and not (needed and not (A >> i & 1)):
+                moves.append(((a & ~(1 << i), A, k), Op(OpKind.FREE_A, i), 0.0))
+            if A >> i & 1 and not (needed and not (a >> i & 1)):
+                moves.append(((a, A & ~(1 << i), k), Op(OpKind.FREE_ALL, i), 0.0))
+        for nst, op, dc in moves:
+            nc = c + dc
+            if nc < dist.get(nst, float("inf")):
+                dist[nst] = nc
+                parent[nst] = (st, op)
+                heapq.heappush(heap, (nc, next(tie), nst))
+    return None
+
+
+def solve_exact(chain: Chain, budget_bytes: int) -> SolveResult:
+    """The exhaustive search as a solver (short chains only)."""
+    found = exact_cost(chain, budget_bytes)
+    if found is None:
+        raise InfeasibleError("no schedule of any kind fits this budget", budget_bytes=budget_bytes)
+    _, sched = found
+    tr = verified(chain, sched, budget_bytes)
+    return SolveResult(solver="exact", budget_bytes=budget_bytes, feasible=True, schedule=sched,
+                       trace=tr)

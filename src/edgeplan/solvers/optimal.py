@@ -1,0 +1,107 @@
+"""The optimal heterogeneous-chain dynamic program (Rotor class), chain-model.md section 4.
+
+``C(s, t, m)``: least cost to run backward stages ``t..s`` when ``a_{s-1}`` is held by the caller
+(not counted in ``m``), ``d_t`` is live (counted), nothing else of ``s..t`` is live. Options:
+
+* leaf ``s = t``: ``Fall s; B s`` if ``d_s + s_s + f_s <= m`` and ``d_s + s_s + d_{s-1} + b_s <= m``;
+* record ``s``: ``Fall s``, ``C(s+1, t, m - s_s)``, ``B s``; needs ``d_t + s_s + f_s <= m`` and
+  ``s_s + d_s + d_{s-1} + b_s <= m``;
+* checkpoint ``a_{k-1}`` (``s < k <= t``): ``Fn s..k-1`` (freeing intermediates),
+  ``C(k, t, m - x_{k-1})``, ``free a_{k-1}``, ``C(s, k-1, m)``; each ``Fn j`` needs
+  ``d_t + [j > s] x_{j-1} + x_j + f_j <= m``.
+
+The answer for an activation budget ``Bu`` is ``C(1, L, Bu - x_0)``; the table holds every ``m``,
+so one fill gives the whole trade-off curve. Sizes are in slots (``discretize``): sizes round up,
+the budget rounds down, so a schedule that fits in slots fits in bytes.
+
+Layers: ``fill_table`` (numpy kernel, no validation), ``rebuild`` (iterative, no recursion limit),
+``solve_optimal`` (the documented entry point; replays every schedule in the simulator).
+Ties between recording and checkpointing go to recording (no needless checkpoint when stages take
+zero time); ties between checkpoints go to the smallest ``k``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..chain import Chain
+from ..discretize import DEFAULT_SLOTS, Discretization, choose, slot_chain
+from ..errors import LimitError
+from .base import FrontierPoint, SolveResult, store_all_peak_bytes, store_all_schedule, verified
+from .dp_kernel import INF, MAX_TABLE_CELLS, DPTable, fill_table, rebuild, table_cells
+
+def _solve_range(chain: Chain, range_bytes: int, slots: int, progress=None):
+    disc = choose(range_bytes, slots)
+    sc = slot_chain(chain, disc)
+    max_slots = disc.down(range_bytes) - int(sc.x[0])
+    if max_slots < 0:
+        return disc, None
+    cells = table_cells(chain.length, max_slots)
+    if cells > MAX_TABLE_CELLS:
+        raise LimitError(
+            f"the DP table would need {cells:,} cells (~{cells * 10 / 2**30:.1f} GiB) for "
+            f"{chain.length} stages x {max_slots + 1} slots; use fewer --slots or merge stages")
+    return disc, fill_table(sc, max_slots, progress)
+
+
+def frontier_from_table(chain: Chain, disc: Discretization, table: DPTable) -> tuple[FrontierPoint, ...]:
+    """Every step of ``C(1, L, m)`` over ``m``: simulated peak and cost of each step's schedule."""
+    col = table.column()
+    x0s = int(table.sc.x[0])
+    points = []
+    prev = INF
+    for m in range(len(col)):
+        v = col[m]
+        if np.isfinite(v) and v < prev - 1e-12 * max(1.0, abs(v)):
+            sched = rebuild(table, m)
+            tr = verified(chain, sched)
+            points.append(FrontierPoint(budget_bytes=(m + x0s) * disc.unit_bytes,
+                                        peak_bytes=tr.peak_bytes, cost_s=tr.cost_s))
+            prev = v
+    return tuple(points)
+
+
+def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS,
+                  with_frontier: bool = True, progress=None) -> SolveResult:
+    """Least-cost persistent schedule for ``chain`` within ``budget_bytes`` of activation memory.
+
+    The memory axis spans ``min(budget, store-all peak)`` in ``slots`` slots. When nothing fits,
+    a second fill over the store-all range finds the least budget that would
+    (``min_budget_bytes``). The frontier lists every step of the trade-off curve up to the
+    budget, each replayed by the simulator.
+    """
+    notes: list[str] = []
+    all_peak = store_all_peak_bytes(chain)
+    if budget_bytes >= all_peak:
+        sched = store_all_schedule(chain)
+        tr = verified(chain, sched, budget_bytes)
+        disc, table = _solve_range(chain, all_peak, slots, progress) if with_frontier else (None, None)
+        frontier = frontier_from_table(chain, disc, table) if table is not None else ()
+        min_b = frontier[0].peak_bytes if frontier else None
+        return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=True, schedule=sched,
+                           trace=tr, min_budget_bytes=min_b, discretization=disc,
+                           frontier=frontier, notes=("the budget holds every activation: no "
+                                                     "recomputation needed",))
+    disc, table = _solve_range(chain, budget_bytes, slots, progress)
+    m = disc.down(budget_bytes) - disc.up(chain.input_bytes)
+    if table is not None and np.isfinite(table.answer(m)):
+        sched = rebuild(table, m)
+        tr = verified(chain, sched, budget_bytes)
+        frontier = frontier_from_table(chain, disc, table) if with_frontier else ()
+        min_b = frontier[0].peak_bytes if frontier else None
+        return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=True,
+                           schedule=sched, trace=tr, min_budget_bytes=min_b, discretization=disc,
+                           frontier=frontier, notes=tuple(notes))
+    # Infeasible: find the least budget that would fit, over the whole store-all range.
+    disc2, table2 = _solve_range(chain, all_peak, slots, progress)
+    assert table2 is not None
+    col = table2.column()
+    ok = np.flatnonzero(np.isfinite(col))
+    min_b = all_peak
+    if len(ok):
+        tr_min = verified(chain, rebuild(table2, int(ok[0])))
+        min_b = min(all_peak, tr_min.peak_bytes)
+    return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=False, schedule=None,
+                       trace=None, min_budget_bytes=min_b, discretization=disc,
+                       frontier=frontier_from_table(chain, disc2, table2) if with_frontier else (),
+                       notes=tuple(notes))

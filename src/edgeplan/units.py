@@ -1,0 +1,252 @@
+"""Parsing and formatting of quantities: the only place where text becomes a number.
+
+One internal unit per dimension: bytes (``int``), seconds (``float``), FLOP (``float``), bytes/s
+(``float``), FLOP/s (``float``), watts (``float``). IEC and SI prefixes are distinct:
+``"1 MiB"`` is 1,048,576 bytes, ``"1 MB"`` is 1,000,000 bytes. Bits (``Mb``, ``Gbit``) are
+rejected with a hint, as are negative, NaN and infinite values.
+
+>>> parse_size("12 MiB")
+12582912
+>>> parse_size("1.5 GB")
+1500000000
+>>> parse_time("3.2 ms")
+0.0032
+>>> parse_flops("1.8 GFLOP")
+1800000000.0
+>>> parse_bandwidth("45 MB/s")
+45000000.0
+>>> format_size(12582912)
+'12.0 MiB'
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import UnitError
+
+_SI = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+_IEC = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+_TIME = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9,
+         "min": 60.0, "h": 3600.0}
+
+_NUM = r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan|infinity))"
+_QTY = re.compile(r"^\s*" + _NUM + r"\s*([A-Za-zµ/]*)\s*$", re.IGNORECASE)
+
+
+def _split(text: str, what: str, example: str) -> tuple[float, str]:
+    m = _QTY.match(text)
+    if not m:
+        raise UnitError(f'expected {what} like "{example}", got {text!r}')
+    value = float(m.group(1))
+    if math.isnan(value) or math.isinf(value):
+        raise UnitError(f'expected a finite {what} like "{example}", got {text!r}')
+    if value < 0:
+        raise UnitError(f'expected a non-negative {what} like "{example}", got {text!r}')
+    return value, m.group(2)
+
+
+def _number(value: object, what: str, example: str) -> float | None:
+    """A plain YAML number (int/float), validated; None when ``value`` is a string."""
+    if isinstance(value, bool):
+        raise UnitError(f'expected {what} like "{example}", got {value!r}')
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+            raise UnitError(f'expected a finite {what} like "{example}", got {value!r}')
+        if value < 0:
+            raise UnitError(f'expected a non-negative {what} like "{example}", got {value!r}')
+        return float(value)
+    if not isinstance(value, str):
+        raise UnitError(f'expected {what} like "{example}", got {type(value).__name__} {value!r}')
+    return None
+
+
+def _prefix_factor(unit: str, base: str, what: str, example: str, text: str) -> float:
+    """Factor of ``unit`` = <SI or IEC prefix> + ``base`` (base matched case-sensitively)."""
+    if not unit.endswith(base):
+        raise UnitError(f'expected {what} like "{example}", got {text!r}')
+    prefix = unit[: len(unit) - len(base)]
+    if prefix in _IEC:
+        return float(_IEC[prefix])
+    if prefix in _SI:
+        return float(_SI[prefix])
+    raise UnitError(f'unknown prefix {prefix!r} in {text!r}; expected {what} like "{example}"')
+
+
+def parse_size(value: object) -> int:
+    """Bytes from ``"12 MiB"``, ``"12 MB"``, ``"1.5 GiB"``, ``"300 B"`` or a plain int (bytes).
+
+    Fractional results round up to whole bytes (a size is never under-counted).
+    """
+    example = "12 MiB"
+    num = _number(value, "a size", example)
+    if num is not None:
+        if isinstance(value, float) and not float(value).is_integer():
+            raise UnitError(f'expected a whole number of bytes or a size like "{example}", got {value!r}')
+        return int(num)
+    text = str(value)
+    v, unit = _split(text, "a size", example)
+    if unit == "":
+        if not float(v).is_integer():
+            raise UnitError(f'expected a whole number of bytes or a size like "{example}", got {text!r}')
+        return int(v)
+    if re.fullmatch(r"[kKMGTP]i?b(it)?s?|bits?|[kKMGTP]?bps", unit):
+        raise UnitError(f"{text!r} is in bits; sizes are in bytes (B), e.g. \"{example}\"")
+    if unit in ("bytes", "byte"):
+        unit = "B"
+    factor = _prefix_factor(unit, "B", "a size", example, text)
+    return int(math.ceil(v * factor - 1e-9))
+
+
+def parse_time(value: object) -> float:
+    """Seconds from ``"3.2 ms"``, ``"1.5 s"``, ``"40 us"`` or a plain number (seconds)."""
+    example = "3.2 ms"
+    num = _number(value, "a duration", example)
+    if num is not None:
+        return num
+    text = str(value)
+    v, unit = _split(text, "a duration", example)
+    if unit == "":
+        return v
+    if unit not in _TIME:
+        raise UnitError(f'expected a duration like "{example}" (units s, ms, us, ns), got {text!r}')
+    return v * _TIME[unit]
+
+
+def parse_flops(value: object) -> float:
+    """FLOP count from ``"1.8 GFLOP"``, ``"350 MFLOP"`` or a plain number.
+
+    ``GFLOPs`` (plural) is accepted as a count; a rate must be written ``GFLOP/s``.
+    """
+    example = "1.8 GFLOP"
+    num = _number(value, "a FLOP count", example)
+    if num is not None:
+        return num
+    text = str(value)
+    v, unit = _split(text, "a FLOP count", example)
+    if unit == "":
+        return v
+    if unit.endswith("/s"):
+        raise UnitError(f'expected a FLOP count like "{example}", got the rate {text!r}')
+    u = unit[:-1] if unit.endswith("s") and unit.upper().endswith("FLOPS") else unit
+    if not u.upper().endswith("FLOP"):
+        raise UnitError(f'expected a FLOP count like "{example}", got {text!r}')
+    prefix = u[:-4]
+    if prefix not in _SI:
+        raise UnitError(f'unknown prefix {prefix!r} in {text!r}; expected a FLOP count like "{example}"')
+    return v * _SI[prefix]
+
+
+def parse_flop_rate(value: object) -> float:
+    """FLOP/s from ``"236 GFLOP/s"`` (also ``"236 GFLOPS"``) or a plain number."""
+    example = "236 GFLOP/s"
+    num = _number(value, "a FLOP rate", example)
+    if num is not None:
+        return num
+    text = str(value)
+    v, unit = _split(text, "a FLOP rate", example)
+    if unit == "":
+        return v
+    if unit.endswith("/s"):
+        base = unit[:-2]
+    elif unit.upper().endswith("FLOPS"):
+        base = unit[:-1]
+    else:
+        raise UnitError(f'expected a FLOP rate like "{example}", got {text!r}')
+    if not base.upper().endswith("FLOP"):
+        raise UnitError(f'expected a FLOP rate like "{example}", got {text!r}')
+    prefix = base[:-4]
+    if prefix not in _SI:
+        raise UnitError(f'unknown prefix {prefix!r} in {text!r}; expected a FLOP rate like "{example}"')
+    return v * _SI[prefix]
+
+
+def parse_bandwidth(value: object) -> float:
+    """Bytes/s from ``"45 MB/s"``, ``"25.6 GB/s"``, ``"100 MiB/s"`` or a plain number."""
+    example = "45 MB/s"
+    num = _number(value, "a bandwidth", example)
+    if num is not None:
+        return num
+    text = str(value)
+    v, unit = _split(text, "a bandwidth", example)
+    if unit == "":
+        return v
+    if re.fullmatch(r"[kKMGTP]?i?b(it)?s?/s|[kKMGTP]?bps", unit):
+        raise UnitError(f"{text!r} is in bits per second; bandwidths are in bytes (B/s), e.g. \"{example}\"")
+    if not unit.endswith("/s"):
+        raise UnitError(f'expected a bandwidth like "{example}", got {text!r}')
+    return v * _prefix_factor(unit[:-2], "B", "a bandwidth", example, text)
+
+
+def parse_power(value: object) -> float:
+    """Watts from ``"10 W"``, ``"600 mW"`` or a plain number."""
+    example = "10 W"
+    num = _number(value, "a power", example)
+    if num is not None:
+        return num
+    text = str(value)
+    v, unit = _split(text, "a power", example)
+    factors = {"": 1.0, "W": 1.0, "mW": 1e-3, "kW": 1e3}
+    if unit not in factors:
+        raise UnitError(f'expected a power like "{example}", got {text!r}')
+    return v * factors[unit]
+
+
+def parse_percent(value: object) -> float:
+    """A fraction from ``"30%"`` (0.30) or a plain number taken as a percentage (30 -> 0.30)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("%"):
+            text = text[:-1]
+        try:
+            v = float(text)
+        except ValueError:
+            raise UnitError(f'expected a percentage like "30%", got {value!r}') from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        v = float(value)
+    else:
+        raise UnitError(f'expected a percentage like "30%", got {value!r}')
+    if math.isnan(v) or math.isinf(v) or v < 0:
+        raise UnitError(f'expected a non-negative percentage like "30%", got {value!r}')
+    return v / 100.0
+
+
+# --- formatting (for people; JSON carries raw numbers) ---------------------------------------
+
+def format_size(n: int | float | None, *, precision: int = 1) -> str:
+    """IEC size: ``format_size(1536) == '1.5 KiB'``."""
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit, f in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= f:
+            return f"{n / f:.{precision}f} {unit}"
+    return f"{int(n)} B"
+
+
+def format_time(s: float | None) -> str:
+    """Seconds for people: ``'12.3 ms'``, ``'1.52 s'``, ``'3.1 min'``."""
+    if s is None or (isinstance(s, float) and math.isinf(s)):
+        return "-"
+    if s >= 120:
+        return f"{s / 60:.1f} min"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s * 1e6:.0f} us"
+
+
+def format_flop_rate(r: float) -> str:
+    for unit, f in (("TFLOP/s", 1e12), ("GFLOP/s", 1e9), ("MFLOP/s", 1e6)):
+        if r >= f:
+            return f"{r / f:.3g} {unit}"
+    return f"{r:.3g} FLOP/s"
+
+
+def format_bandwidth(r: float) -> str:
+    for unit, f in (("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3)):
+        if r >= f:
+            return f"{r / f:.3g} {unit}"
+    return f"{r:.3g} B/s"
