@@ -1,0 +1,18 @@
+"""edgeplan: plan neural-network training on edge devices.
+
+Does a model fit a device's memory, what does activation checkpointing (recomputation) cost to
+make it fit, and which schedule to run. The library never prints or exits; ``edgeplan.cli`` is
+a thin command line over it.
+"""
+
+__version__ = "0.1.0"
+
+from .chain import Chain, Stage, make_chain  # noqa: E402
+from .errors import (EdgeplanError, InfeasibleError, InputError, ModelError,  # noqa: E402
+                     ScheduleError, UnitError, UnknownNameError)
+from .schedule import Op, OpKind, Schedule  # noqa: E402
+from .simulate import Trace, simulate  # noqa: E402
+
+__all__ = ["__version__", "Chain", "Stage", "make_chain", "EdgeplanError", "InfeasibleError",
+           "InputError", "ModelError", "ScheduleError", "UnitError", "UnknownNameError", "Op",
+           "OpKind", "Schedule", "Trace", "simulate"]

@@ -58,7 +58,15 @@ def frontier_from_table(chain: Chain, disc: Discretization, table: DPTable) -> t
             points.append(FrontierPoint(budget_bytes=(m + x0s) * disc.unit_bytes,
                                         peak_bytes=tr.peak_bytes, cost_s=tr.cost_s))
             prev = v
-    return tuple(points)
+    # Keep the Pareto front in exact bytes: a step whose replayed peak is not below a cheaper
+    # step's peak is dominated (slot rounding can make that happen).
+    front: list[FrontierPoint] = []
+    for p in sorted(points, key=lambda p: (p.peak_bytes, p.cost_s)):
+        if not front or p.cost_s < front[-1].cost_s:
+            if front and front[-1].peak_bytes == p.peak_bytes:
+                front.pop()
+            front.append(p)
+    return tuple(front)
 
 
 def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS,

@@ -1,0 +1,273 @@
+"""The command line: a thin layer over the library.
+
+Each command parses options, calls ``loaders`` and the library, renders with ``report`` and
+returns an exit code. ``EdgeplanGroup.main`` maps exceptions to exit codes (docs/exit-codes.md):
+
+=====  ========================================================================
+code   meaning
+=====  ========================================================================
+0      ok
+1      the answer is no: no schedule fits, a gate failed
+2      bad input or usage: unreadable/invalid file, unknown device, bad option
+3      internal error (a bug): unexpected exception, a schedule the simulator rejects
+130    interrupted (Ctrl-C)
+=====  ========================================================================
+
+Results go to stdout (a table, or exactly one JSON document with ``--json``, also on errors once
+the command has started); notes, progress and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from . import __version__, units
+from .errors import (EdgeplanError, InfeasibleError, InputError, LimitError, ScheduleError,
+                     UnknownNameError)
+from .fileio import write_atomic
+from .report import jsondoc
+
+EXIT_OK, EXIT_NO, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+EXIT_CODES: dict[type[EdgeplanError], int] = {
+    InputError: EXIT_INPUT,
+    LimitError: EXIT_INPUT,
+    InfeasibleError: EXIT_NO,
+    ScheduleError: EXIT_INTERNAL,
+    EdgeplanError: EXIT_INTERNAL,
+}
+
+# Set by a command that promised one JSON document on stdout, so errors keep that promise.
+_json_command: dict[str, str | None] = {"name": None}
+
+
+def exit_code_for(err: BaseException) -> int:
+    for cls in type(err).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]  # type: ignore[index]
+    return EXIT_INTERNAL
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+
+
+def _stdout() -> Console:
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "100") or 100)
+    return Console(markup=False, highlight=False, width=width, soft_wrap=False)
+
+
+class EdgeplanGroup(click.Group):
+    """Maps exceptions to exit codes, for the console script and for CliRunner alike."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra: Any):
+        _json_command["name"] = None
+        debug = "--debug" in (args if args is not None else sys.argv[1:])
+        try:
+            rv = super().main(args, prog_name or "edgeplan", complete_var,
+                              standalone_mode=False, **extra)
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            _stderr().print("edgeplan: interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code if e.exit_code else EXIT_INPUT)
+        except EdgeplanError as e:
+            code = exit_code_for(e)
+            if debug:
+                traceback.print_exc()
+            self._report(e, code, getattr(e, "code", "error"))
+            sys.exit(code)
+        except Exception as e:  # noqa: BLE001 - the last line of defence
+            if debug:
+                traceback.print_exc()
+            self._report(e, EXIT_INTERNAL, "internal_error",
+                         prefix="internal error: ", suffix=" (a bug; rerun with --debug and "
+                                                           "report it)")
+            sys.exit(EXIT_INTERNAL)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    @staticmethod
+    def _report(e: BaseException, code: int, err_code: str, prefix: str = "",
+                suffix: str = "") -> None:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, ScheduleError):
+            prefix = "internal error: the simulator rejected a schedule: "
+            suffix = " (a bug; rerun with --debug and report it)"
+        _stderr().print(f"edgeplan: error: {prefix}{msg}{suffix}")
+        if _json_command["name"]:
+            where = getattr(e, "where", None)
+            click.echo(jsondoc.dumps(jsondoc.error_doc(_json_command["name"], code, err_code,
+                                                       prefix + msg, where)))
+
+
+def _size(_ctx, _param, value):
+    if value is None:
+        return None
+    try:
+        return units.parse_size(value)
+    except InputError as e:
+        raise click.BadParameter(e.message) from None
+
+
+@click.group(cls=EdgeplanGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Exit codes: 0 ok, 1 the answer is no (does not fit / gate failed), 2 bad "
+                    "input or usage, 3 internal error, 130 interrupted.")
+@click.version_option(__version__, "--version", prog_name="edgeplan")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def main(debug: bool) -> None:
+    """Plan neural-network training on edge devices: memory fit, activation checkpointing
+    (recomputation) trade-offs, schedules, time and energy per iteration."""
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--device", "-d", "device_name", metavar="NAME|PATH",
+              help="Built-in device profile (see `edgeplan devices`) or a profile file.")
+@click.option("--memory", "-m", callback=_size, metavar="SIZE",
+              help='Memory available to training, e.g. "2.5 GiB"; replaces the device\'s '
+                   "total minus reserved. Parameters, gradients and optimizer state are "
+                   "subtracted from it.")
+@click.option("--slots", type=click.IntRange(1, 100_000), default=None,
+              help="Memory slots of the DP (resolution of the memory axis) [default: 500].")
+@click.option("--batch", type=click.IntRange(1, 10**7), default=None,
+              help="Batch size (activations and compute scale linearly from the file's batch).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default=None,
+              help="Which sustained FLOP/s of the device turns FLOPs into seconds.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Also write the JSON plan to this file (atomically).")
+def solve(model: str, device_name: str | None, memory: int | None, slots: int | None,
+          batch: int | None, precision: str | None, as_json: bool, output: str | None) -> int:
+    """Does MODEL train on the device, and with which checkpointing schedule?
+
+    Prints the memory breakdown, whether the model fits without checkpointing, the least
+    memory with checkpointing, the memory/recompute trade-off and the recommended schedule
+    (optimal DP, replayed by the simulator). Exit 1 when no schedule fits.
+
+    Example: edgeplan solve examples/resnet18.yaml --device jetson-nano
+    """
+    from .discretize import DEFAULT_SLOTS
+    from .loaders import find_device, load_model
+    from .plan import make_plan
+    from .report.table import plan_summary
+
+    if as_json:
+        _json_command["name"] = "solve"
+    if device_name is None and memory is None:
+        raise click.UsageError("give --device NAME (see `edgeplan devices`) or --memory SIZE")
+    spec = load_model(model)
+    device = find_device(device_name) if device_name else None
+    if device is None and spec.uses_flops:
+        raise InputError("stages are given in FLOPs; --device is needed to turn them into "
+                         "seconds", source=model)
+    plan = make_plan(spec, device, memory_bytes=memory, slots=slots or DEFAULT_SLOTS,
+                     precision=precision, batch=batch,
+                     progress=_progress("solving") if sys.stderr.isatty() else None)
+    code = EXIT_OK if plan.feasible else EXIT_NO
+    doc = jsondoc.plan_doc(plan, code)
+    if output:
+        write_atomic(Path(output), jsondoc.dumps(doc) + "\n")
+    if as_json:
+        click.echo(jsondoc.dumps(doc))
+    else:
+        _stdout().print(plan_summary(plan))
+    err = _stderr()
+    for note in plan.result.notes:
+        err.print(f"note: {note}")
+    if not plan.feasible and plan.min_device_memory_bytes is not None:
+        err.print(f"edgeplan: no schedule fits; at least {units.format_size(plan.min_memory_bytes)} "
+                  f"for training ({units.format_size(plan.min_activation_bytes)} of activations) "
+                  "would be needed")
+    return code
+
+
+def _progress(label: str):
+    """A callback (done, total) that draws a rich progress bar on stderr (TTY only)."""
+    from rich.progress import Progress
+
+    state: dict[str, Any] = {}
+
+    def cb(done: int, total: int) -> None:
+        if "p" not in state:
+            state["p"] = Progress(console=_stderr(), transient=True)
+            state["p"].start()
+            state["t"] = state["p"].add_task(label, total=total)
+        state["p"].update(state["t"], completed=done, total=total)
+        if done >= total:
+            state.pop("p").stop()
+    return cb
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def devices(ctx: click.Context, as_json: bool) -> int | None:
+    """List the built-in device profiles (`edgeplan devices show NAME` for one).
+
+    Example: edgeplan devices
+    """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"json": as_json}
+        return None
+    from .loaders import builtin_devices, load_device
+    from .report.table import devices_table
+
+    if as_json:
+        _json_command["name"] = "devices"
+    profiles = [load_device(p) for p in builtin_devices().values()]
+    if as_json:
+        click.echo(jsondoc.dumps(jsondoc.envelope(
+            "devices", status="ok", exit_code=0,
+            data={"devices": [_device_dict(d) for d in profiles]})))
+    else:
+        _stdout().print(devices_table(profiles))
+    return EXIT_OK
+
+
+@devices.command("show")
+@click.argument("name", metavar="NAME|PATH")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def devices_show(ctx: click.Context, name: str, as_json: bool) -> int:
+    """Show one device profile with the source of every number.
+
+    Example: edgeplan devices show jetson-nano
+    """
+    from .loaders import find_device
+    from .report.table import device_detail
+
+    as_json = as_json or bool((ctx.obj or {}).get("json"))
+    if as_json:
+        _json_command["name"] = "devices show"
+    d = find_device(name)
+    if as_json:
+        click.echo(jsondoc.dumps(jsondoc.envelope("devices show", status="ok", exit_code=0,
+                                                  data={"device": _device_dict(d)})))
+    else:
+        _stdout().print(device_detail(d))
+    return EXIT_OK
+
+
+def _device_dict(d) -> dict:
+    return {"name": d.name, "title": d.title, "kind": d.kind, "total_bytes": d.total_bytes,
+            "reserved_bytes": d.reserved_bytes, "usable_bytes": d.usable_bytes,
+            "bandwidth_bytes_per_s": d.bandwidth_bytes_per_s, "precision": d.precision,
+            "peak_flops": d.peak_flops, "sustained_flops": d.sustained_flops,
+            "training_power_w": d.training_power_w, "idle_power_w": d.idle_power_w,
+            "storage": [{"name": s.name, "read_bytes_per_s": s.read_bytes_per_s,
+                         "write_bytes_per_s": s.write_bytes_per_s,
+                         "read_latency_s": s.read_latency_s, "write_latency_s": s.write_latency_s,
+                         "capacity_bytes": s.capacity_bytes} for s in d.storage],
+            "sources": d.sources, "path": d.path}
+
+
+__all__ = ["main", "EXIT_CODES", "exit_code_for", "UnknownNameError"]

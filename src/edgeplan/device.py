@@ -1,0 +1,113 @@
+"""Device profiles and the memory accounting of chain-model.md section 2.
+
+Total training memory = fixed part + activation part. The fixed part is the device's reserved
+memory (OS, runtime), the parameters, their gradients and the optimizer state (SGD 0x,
+momentum 1x, Adam 2x the parameters). The activation budget is what remains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import InputError, ModelError
+
+OPTIMIZER_STATE_FACTOR = {"sgd": 0, "momentum": 1, "adam": 2}
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+DEVICE_KINDS = ("gpu", "cpu", "mcu")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageTier:
+    name: str
+    read_bytes_per_s: float
+    write_bytes_per_s: float
+    read_latency_s: float = 0.0
+    write_latency_s: float = 0.0
+    capacity_bytes: int | None = None
+
+    def write_time_s(self, nbytes: int) -> float:
+        return self.write_latency_s + nbytes / self.write_bytes_per_s
+
+    def read_time_s(self, nbytes: int) -> float:
+        return self.read_latency_s + nbytes / self.read_bytes_per_s
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceProfile:
+    name: str
+    title: str
+    kind: str
+    total_bytes: int
+    reserved_bytes: int
+    precision: str
+    peak_flops: dict[str, float]
+    sustained_flops: dict[str, float]
+    training_power_w: float
+    idle_power_w: float | None = None
+    bandwidth_bytes_per_s: float | None = None
+    storage: tuple[StorageTier, ...] = ()
+    sources: dict[str, str] = field(default_factory=dict)
+    notes: str = ""
+    path: str = ""
+
+    @property
+    def usable_bytes(self) -> int:
+        """Memory available to training: total minus reserved."""
+        return self.total_bytes - self.reserved_bytes
+
+    def flop_rate(self, precision: str | None = None) -> float:
+        """Sustained FLOP/s used to turn FLOPs into seconds (chain-model.md section 7)."""
+        p = precision or self.precision
+        if p not in self.sustained_flops:
+            have = ", ".join(sorted(self.sustained_flops)) or "none"
+            raise InputError(f"device {self.name!r} has no sustained FLOP/s for {p} "
+                             f"(it has: {have})", source=self.path or self.name,
+                             where=f"compute.sustained.{p}")
+        return self.sustained_flops[p]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryBudget:
+    """The breakdown of chain-model.md section 2, in bytes."""
+
+    usable_bytes: int          # device memory available to training (total - reserved, or --memory)
+    reserved_bytes: int        # the device's reserve (0 when --memory overrides)
+    param_bytes: int
+    grad_bytes: int
+    optimizer_bytes: int
+    optimizer: str
+
+    @property
+    def fixed_bytes(self) -> int:
+        return self.param_bytes + self.grad_bytes + self.optimizer_bytes
+
+    @property
+    def activation_bytes(self) -> int:
+        """What the schedule may use for activations (may be negative: nothing fits)."""
+        return self.usable_bytes - self.fixed_bytes
+
+    def to_dict(self) -> dict:
+        return {"usable_bytes": self.usable_bytes, "reserved_bytes": self.reserved_bytes,
+                "param_bytes": self.param_bytes, "grad_bytes": self.grad_bytes,
+                "optimizer_bytes": self.optimizer_bytes, "optimizer": self.optimizer,
+                "fixed_bytes": self.fixed_bytes, "activation_budget_bytes": self.activation_bytes}
+
+
+def memory_budget(*, param_bytes: int, optimizer: str, device: DeviceProfile | None = None,
+                  memory_bytes: int | None = None) -> MemoryBudget:
+    """Activation budget for a model with ``param_bytes`` of parameters on ``device``.
+
+    ``memory_bytes`` (``--memory``) replaces the device's usable memory (total - reserved).
+    """
+    if optimizer not in OPTIMIZER_STATE_FACTOR:
+        raise ModelError(f"unknown optimizer {optimizer!r}")
+    if memory_bytes is not None:
+        usable, reserved = memory_bytes, 0
+    elif device is not None:
+        usable, reserved = device.usable_bytes, device.reserved_bytes
+    else:
+        raise ValueError("memory_budget needs a device or memory_bytes")
+    return MemoryBudget(usable_bytes=usable, reserved_bytes=reserved, param_bytes=param_bytes,
+                        grad_bytes=param_bytes,
+                        optimizer_bytes=OPTIMIZER_STATE_FACTOR[optimizer] * param_bytes,
+                        optimizer=optimizer)

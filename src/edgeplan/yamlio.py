@@ -1,0 +1,189 @@
+"""Reading YAML safely and validating mappings with precise key paths.
+
+Every error names the file and the key path (``stages[3].out``) and says what was expected.
+YAML is parsed with a ``yaml.SafeLoader`` subclass that additionally refuses aliases (``*ref``):
+hand-written model files never need them, and alias expansion is the classic way to make a
+small file blow up in memory. Files must be UTF-8 and at most ``MAX_FILE_BYTES``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import InputError, UnitError, UnknownNameError
+
+MAX_FILE_BYTES = 16 * 2**20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that rejects aliases and anchors' reuse."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "YAML aliases (*name) are not allowed in edgeplan files",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; every failure is an ``InputError`` naming the file."""
+    p = Path(path)
+    src = str(path)
+    try:
+        if p.is_dir():
+            raise InputError("is a directory, expected a YAML file", source=src)
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputError(f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+                             source=src)
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError("no such file", source=src) from None
+    except PermissionError:
+        raise InputError("permission denied", source=src) from None
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", source=src) from None
+    return parse_yaml_text(raw, src)
+
+
+def parse_yaml_text(raw: bytes | str, src: str) -> Any:
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"not UTF-8 text (invalid byte at offset {e.start})", source=src) from None
+    else:
+        text = raw
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        loc = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = e.problem or e.context or "invalid YAML"
+        raise InputError(f"{loc}invalid YAML: {what}", source=src) from None
+    except yaml.YAMLError as e:
+        raise InputError(f"invalid YAML: {e}", source=src) from None
+    except RecursionError:
+        raise InputError("invalid YAML: nesting too deep", source=src) from None
+
+
+def _join(where: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if where else key
+
+
+class Node:
+    """A mapping being validated: remembers its file and key path and which keys were read."""
+
+    def __init__(self, data: Any, source: str, where: str = "", allowed: tuple[str, ...] = ()):
+        if not isinstance(data, dict):
+            raise InputError(f"expected a mapping of keys, got {_typename(data)}", source=source,
+                             where=where or None)
+        for k in data:
+            if not isinstance(k, str):
+                raise InputError(f"keys must be text, got {k!r}", source=source, where=where or None)
+        self.data = data
+        self.source = source
+        self.where = where
+        self.allowed = allowed
+        if allowed:
+            self.reject_unknown(allowed)
+
+    def path(self, key: str | int) -> str:
+        return _join(self.where, key)
+
+    def error(self, key: str | int | None, message: str, cls=InputError) -> InputError:
+        return cls(message, source=self.source, where=self.path(key) if key is not None else
+                   (self.where or None))
+
+    def reject_unknown(self, allowed: tuple[str, ...]) -> None:
+        for k in self.data:
+            if k not in allowed:
+                close = difflib.get_close_matches(k, allowed, n=3, cutoff=0.6)
+                hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else \
+                    f"allowed keys: {', '.join(allowed)}"
+                raise UnknownNameError(f"unknown key {k!r}", source=self.source,
+                                       where=self.path(k), hint=hint,
+                                       suggestions=tuple(close))
+
+    def has(self, key: str) -> bool:
+        return key in self.data and self.data[key] is not None
+
+    def raw(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def get(self, key: str, parse: Callable[[Any], Any], default: Any = None, *,
+            required: bool = False) -> Any:
+        """Parse ``key`` with ``parse``; unit errors are re-raised with file and key path."""
+        if key not in self.data or self.data[key] is None:
+            if required:
+                raise self.error(key, "is required")
+            return default
+        try:
+            return parse(self.data[key])
+        except InputError as e:
+            raise type(e)(e.message, source=self.source, where=self.path(key), hint=e.hint) from None
+
+    def text(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+        def parse(v: Any) -> str:
+            if not isinstance(v, str) or not v.strip():
+                raise InputError(f"expected text, got {_typename(v)} {v!r}"[:200])
+            return v.strip()
+        return self.get(key, parse, default, required=required)
+
+    def integer(self, key: str, default: int | None = None, *, required: bool = False,
+                minimum: int | None = None, maximum: int | None = None) -> int | None:
+        def parse(v: Any) -> int:
+            if isinstance(v, bool) or not isinstance(v, int):
+                if isinstance(v, float) and v.is_integer() and not math.isinf(v):
+                    v = int(v)
+                else:
+                    raise UnitError(f"expected a whole number, got {v!r}")
+            if minimum is not None and v < minimum:
+                raise UnitError(f"expected a whole number >= {minimum}, got {v}")
+            if maximum is not None and v > maximum:
+                raise UnitError(f"expected a whole number <= {maximum}, got {v}")
+            return v
+        return self.get(key, parse, default, required=required)
+
+    def choice(self, key: str, options: tuple[str, ...], default: str | None = None, *,
+               required: bool = False) -> str | None:
+        def parse(v: Any) -> str:
+            if not isinstance(v, str) or v not in options:
+                close = difflib.get_close_matches(str(v), options, n=1, cutoff=0.5)
+                hint = f"did you mean {close[0]!r}?" if close else None
+                raise UnknownNameError(f"expected one of {', '.join(options)}, got {v!r}",
+                                       hint=hint, suggestions=tuple(close))
+            return v
+        return self.get(key, parse, default, required=required)
+
+    def child(self, key: str, allowed: tuple[str, ...], *, required: bool = False) -> "Node | None":
+        if not self.has(key):
+            if required:
+                raise self.error(key, "is required")
+            return None
+        return Node(self.data[key], self.source, self.path(key), allowed)
+
+    def items(self, key: str, *, required: bool = False) -> list[tuple[str, Any]]:
+        """A list under ``key`` as ``(path, item)`` pairs."""
+        if not self.has(key):
+            if required:
+                raise self.error(key, "is required")
+            return []
+        v = self.data[key]
+        if not isinstance(v, list):
+            raise self.error(key, f"expected a list, got {_typename(v)}")
+        return [(_join(self.path(key), n), item) for n, item in enumerate(v)]
+
+
+def _typename(v: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", int: "a number", float: "a number",
+            bool: "true/false", type(None): "nothing"}.get(type(v), type(v).__name__)
