@@ -44,6 +44,7 @@ class InputError(EdgeplanError, ValueError):
         if where_prefix:
             where = where_prefix + ("" if not where else ("" if where.startswith("[") else ".") + where)
         err = type(self)(self.message, source=self.source or source, where=where, hint=self.hint)
+        err.__cause__ = self.__cause__
         if isinstance(self, UnknownNameError):
             err.suggestions = self.suggestions  # type: ignore[attr-defined]
         return err

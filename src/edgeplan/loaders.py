@@ -120,7 +120,7 @@ def _expand_stages(top: Node, src: str) -> list[StageSpec]:
                     raise ModelError(f"repeat blocks nested deeper than {MAX_REPEAT_DEPTH}",
                                      source=src, where=where)
                 node = Node(item, src, where, REPEAT_KEYS)
-                n = node.integer("repeat", required=True, minimum=1, maximum=MAX_STAGES)
+                n = node.integer("repeat", required=True, minimum=1, maximum=10**9)
                 inner = node.items("stages", required=True)
                 if not inner:
                     raise node.error("stages", "a repeat block needs at least one stage", ModelError)

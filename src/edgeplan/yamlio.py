@@ -130,7 +130,7 @@ class Node:
         try:
             return parse(self.data[key])
         except InputError as e:
-            raise type(e)(e.message, source=self.source, where=self.path(key), hint=e.hint) from None
+            raise e.located(self.source, self.path(key)) from None
 
     def text(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
         def parse(v: Any) -> str:

@@ -100,16 +100,24 @@ def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS
         return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=True,
                            schedule=sched, trace=tr, min_budget_bytes=min_b, discretization=disc,
                            frontier=frontier, notes=tuple(notes))
-    # Infeasible: find the least budget that would fit, over the whole store-all range.
+    # Nothing fits in this discretisation: fill over the whole store-all range. Its steps are
+    # replayed in exact bytes, so one of them may still fit the budget (slot rounding is
+    # conservative); otherwise the first step is the least budget that would fit.
     disc2, table2 = _solve_range(chain, all_peak, slots, progress)
     assert table2 is not None
-    col = table2.column()
-    ok = np.flatnonzero(np.isfinite(col))
-    min_b = all_peak
-    if len(ok):
-        tr_min = verified(chain, rebuild(table2, int(ok[0])))
-        min_b = min(all_peak, tr_min.peak_bytes)
+    frontier2 = frontier_from_table(chain, disc2, table2)
+    fitting = [p for p in frontier2 if p.peak_bytes <= budget_bytes]
+    if fitting:
+        best = fitting[-1]
+        m2 = disc2.down(best.budget_bytes) - disc2.up(chain.input_bytes)
+        sched = rebuild(table2, m2)
+        tr = verified(chain, sched, budget_bytes)
+        notes.append(f"found with coarser slots of {disc2.unit_bytes} bytes")
+        return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=True,
+                           schedule=sched, trace=tr, min_budget_bytes=frontier2[0].peak_bytes,
+                           discretization=disc2, frontier=tuple(fitting) if with_frontier else (),
+                           notes=tuple(notes))
     return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=False, schedule=None,
-                       trace=None, min_budget_bytes=min_b, discretization=disc,
-                       frontier=frontier_from_table(chain, disc2, table2) if with_frontier else (),
-                       notes=tuple(notes))
+                       trace=None, min_budget_bytes=frontier2[0].peak_bytes if frontier2
+                       else all_peak, discretization=disc,
+                       frontier=frontier2 if with_frontier else (), notes=tuple(notes))
