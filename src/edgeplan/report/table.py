@@ -179,19 +179,16 @@ def plan_summary(plan: Plan) -> Group:
 
 
 def devices_table(devices: list[DeviceProfile]) -> Table:
-    t = Table(box=box.SIMPLE_HEAD)
-    t.add_column("name", no_wrap=True)
-    t.add_column("device")
-    t.add_column("memory", justify="right")
-    t.add_column("usable", justify="right")
-    t.add_column("sustained", justify="right")
-    t.add_column("peak", justify="right")
-    t.add_column("power", justify="right")
-    t.add_column("storage")
+    t = Table(box=box.SIMPLE_HEAD, caption="`edgeplan devices show NAME` for the full profile "
+              "and the source of every number", caption_justify="left")
+    for name, justify in (("name", "left"), ("memory", "right"), ("usable", "right"),
+                          ("sustained", "right"), ("peak", "right"), ("power", "right")):
+        t.add_column(name, justify=justify, no_wrap=True)
+    t.add_column("storage", overflow="fold")
     for d in devices:
         p = d.precision
-        t.add_row(d.name, d.title, format_size(d.total_bytes), format_size(d.usable_bytes),
-                  f"{format_flop_rate(d.sustained_flops[p])} {p}",
+        t.add_row(d.name, format_size(d.total_bytes), format_size(d.usable_bytes),
+                  format_flop_rate(d.sustained_flops[p]) + ("" if p == "fp32" else f" {p}"),
                   format_flop_rate(d.peak_flops[p]) if p in d.peak_flops else "-",
                   f"{d.training_power_w:g} W", ", ".join(s.name for s in d.storage) or "-")
     return t
