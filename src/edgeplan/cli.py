@@ -180,6 +180,7 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
         click.echo(jsondoc.dumps(doc))
     else:
         _stdout().print(plan_summary(plan))
+    sys.stdout.flush()
     err = _stderr()
     for note in plan.result.notes:
         err.print(f"note: {note}")

@@ -15,6 +15,16 @@ from .solvers.base import SolveResult, store_all_peak_bytes
 from .solvers.optimal import solve_optimal
 
 
+def overhead_of(cost_s: float | None, compute_time_s: float) -> float | None:
+    """``cost / compute - 1``: the recompute overhead fraction (0 for float noise)."""
+    if cost_s is None:
+        return None
+    if compute_time_s <= 0:
+        return 0.0
+    r = cost_s / compute_time_s - 1.0
+    return 0.0 if abs(r) < 1e-9 else r
+
+
 @dataclass(frozen=True, kw_only=True)
 class Plan:
     model: ModelSpec
@@ -60,9 +70,7 @@ class Plan:
     @property
     def overhead(self) -> float | None:
         """Recompute overhead as a fraction of the no-recompute time."""
-        if self.result.cost_s is None or self.compute_time_s <= 0:
-            return None if self.result.cost_s is None else 0.0
-        return self.result.cost_s / self.compute_time_s - 1.0
+        return overhead_of(self.result.cost_s, self.compute_time_s)
 
     def energy_j(self, time_s: float | None) -> float | None:
         if time_s is None or self.device is None:

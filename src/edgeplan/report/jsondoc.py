@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from .. import __version__
-from ..plan import Plan
+from ..plan import Plan, overhead_of
 from ..schedule import Schedule, OpKind
 from ..solvers.base import SolveResult
 
@@ -61,7 +61,7 @@ def result_doc(res: SolveResult, compute_time_s: float, power_w: float | None) -
         "budget_bytes": res.budget_bytes,
         "peak_bytes": res.peak_bytes,
         "cost_s": cost,
-        "overhead": None if cost is None or compute_time_s <= 0 else cost / compute_time_s - 1.0,
+        "overhead": overhead_of(cost, compute_time_s),
         "energy_j": None if cost is None or power_w is None else cost * power_w,
         "min_budget_bytes": res.min_budget_bytes,
         "op_count": None if res.schedule is None else len(res.schedule),
@@ -100,7 +100,7 @@ def plan_doc(plan: Plan, exit_code: int) -> dict:
         "min_device_memory_bytes": plan.min_device_memory_bytes,
         "discretization": None if res.discretization is None else res.discretization.to_dict(),
         "frontier": [dict(p.to_dict(),
-                          overhead=(p.cost_s / ct - 1.0) if ct > 0 else 0.0,
+                          overhead=overhead_of(p.cost_s, ct),
                           energy_j=None if power is None else p.cost_s * power)
                      for p in res.frontier],
         "result": result_doc(res, ct, power),

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..device import DeviceProfile
-from ..plan import Plan
+from ..plan import Plan, overhead_of
 from ..schedule import OpKind, Schedule
 from ..units import format_bandwidth, format_flop_rate, format_size, format_time
 
@@ -28,17 +28,22 @@ def human_steps(schedule: Schedule) -> list[str]:
         op = ops[i]
         if op.kind is OpKind.FN:
             start = last = op.stage
+            freed: set[int] = set()
             j = i + 1
             while j < len(ops):
                 nxt = ops[j]
                 if nxt.kind is OpKind.FN and nxt.stage == last + 1:
                     last = nxt.stage
                     j += 1
-                elif nxt.kind is OpKind.FREE_A and nxt.stage == last - 1 and nxt.stage >= start:
+                elif nxt.kind is OpKind.FREE_A and start <= nxt.stage < last and \
+                        nxt.stage not in freed:
+                    freed.add(nxt.stage)
                     j += 1
                 else:
                     break
-            out.append(f"Fn {start}-{last} keep a{last}" if last > start else f"Fn {start}")
+            kept = [f"a{k}" for k in range(start, last + 1) if k not in freed]
+            out.append(f"Fn {start}-{last} keep {','.join(kept)}" if last > start
+                       else f"Fn {start}")
             i = j
         elif op.kind in (OpKind.FALL, OpKind.B):
             step = 1 if op.kind is OpKind.FALL else -1
@@ -112,7 +117,7 @@ def frontier_table(plan: Plan) -> Table:
             mark = "<- budget"
         if p is points[-1] and p.cost_s <= ct * (1 + 1e-9):
             mark = (mark + " " if mark else "") + "no recompute"
-        t.add_row(format_size(p.peak_bytes, precision=2), _pct(p.cost_s / ct - 1 if ct > 0 else 0.0),
+        t.add_row(format_size(p.peak_bytes, precision=2), _pct(overhead_of(p.cost_s, ct)),
                   format_time(p.cost_s), _energy(plan.energy_j(p.cost_s)), mark)
     caption = []
     if disc is not None:

@@ -24,16 +24,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..chain import Chain
+from ..chain import Chain, make_chain
 from ..discretize import DEFAULT_SLOTS, Discretization, choose, slot_chain
 from ..errors import LimitError
 from .base import FrontierPoint, SolveResult, store_all_peak_bytes, store_all_schedule, verified
 from .dp_kernel import INF, MAX_TABLE_CELLS, DPTable, fill_table, rebuild, table_cells
 
-def _solve_range(chain: Chain, range_bytes: int, slots: int, progress=None):
+def _solve_range(chain: Chain, range_bytes: int, slots: int, progress=None,
+                 cover_store_all: bool = False):
+    """Fill the table for budgets up to ``range_bytes`` in about ``slots`` slots.
+
+    With ``cover_store_all`` the table reaches the store-all peak *in rounded sizes*, so the
+    curve ends at the no-recompute point despite rounding up.
+    """
     disc = choose(range_bytes, slots)
     sc = slot_chain(chain, disc)
     max_slots = disc.down(range_bytes) - int(sc.x[0])
+    if cover_store_all:
+        rounded = make_chain("rounded", fwd=list(sc.tf[1:]), bwd=list(sc.tb[1:]),
+                             out=list(sc.x[1:]), saved=list(sc.s[1:]), input_bytes=int(sc.x[0]),
+                             fwd_tmp=list(sc.f[1:]), bwd_tmp=list(sc.b[1:]))
+        max_slots = max(max_slots, store_all_peak_bytes(rounded) - int(sc.x[0]))
     if max_slots < 0:
         return disc, None
     cells = table_cells(chain.length, max_slots)
@@ -83,7 +94,8 @@ def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS
     if budget_bytes >= all_peak:
         sched = store_all_schedule(chain)
         tr = verified(chain, sched, budget_bytes)
-        disc, table = _solve_range(chain, all_peak, slots, progress) if with_frontier else (None, None)
+        disc, table = (_solve_range(chain, all_peak, slots, progress, cover_store_all=True)
+                        if with_frontier else (None, None))
         frontier = frontier_from_table(chain, disc, table) if table is not None else ()
         min_b = frontier[0].peak_bytes if frontier else None
         return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=True, schedule=sched,
@@ -96,6 +108,10 @@ def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS
         sched = rebuild(table, m)
         tr = verified(chain, sched, budget_bytes)
         frontier = frontier_from_table(chain, disc, table) if with_frontier else ()
+        if frontier and frontier[-1].peak_bytes < all_peak:
+            # the curve ends at the no-recompute point (store-all), beyond this budget
+            frontier += (FrontierPoint(budget_bytes=all_peak, peak_bytes=all_peak,
+                                       cost_s=verified(chain, store_all_schedule(chain)).cost_s),)
         min_b = frontier[0].peak_bytes if frontier else None
         return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=True,
                            schedule=sched, trace=tr, min_budget_bytes=min_b, discretization=disc,
@@ -103,7 +119,7 @@ def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS
     # Nothing fits in this discretisation: fill over the whole store-all range. Its steps are
     # replayed in exact bytes, so one of them may still fit the budget (slot rounding is
     # conservative); otherwise the first step is the least budget that would fit.
-    disc2, table2 = _solve_range(chain, all_peak, slots, progress)
+    disc2, table2 = _solve_range(chain, all_peak, slots, progress, cover_store_all=True)
     assert table2 is not None
     frontier2 = frontier_from_table(chain, disc2, table2)
     fitting = [p for p in frontier2 if p.peak_bytes <= budget_bytes]
