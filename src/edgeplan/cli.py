@@ -60,7 +60,7 @@ def _stderr() -> Console:
 
 
 def _stdout() -> Console:
-    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "100") or 100)
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "120") or 120)
     return Console(markup=False, highlight=False, width=width, soft_wrap=False)
 
 
@@ -206,6 +206,67 @@ def _progress(label: str):
         if done >= total:
             state.pop("p").stop()
     return cb
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--device", "-d", "device_names", multiple=True, metavar="NAME|PATH",
+              help="A device; repeat the option for several.")
+@click.option("--devices", "device_list", metavar="A,B,C",
+              help="Several devices, comma-separated (`all` for every built-in profile).")
+@click.option("--memory", "-m", callback=_size, metavar="SIZE",
+              help="Memory available to training (replaces each device's total minus reserved).")
+@click.option("--strategies", "-s", default=None, metavar="A,B",
+              help="Strategies to compare [default: store-all, segments, sqrt, sqrt-greedy, "
+                   "revolve, optimal, exact].")
+@click.option("--slots", type=click.IntRange(1, 100_000), default=None,
+              help="Memory slots of the optimal DP [default: 500].")
+@click.option("--batch", type=click.IntRange(1, 10**7), default=None,
+              help="Batch size (scales every model's activations and compute).")
+@click.option("--detail", is_flag=True, help="Every strategy for every (model, device) pair.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def compare(models: tuple[str, ...], device_names: tuple[str, ...], device_list: str | None,
+            memory: int | None, strategies: str | None, slots: int | None, batch: int | None,
+            detail: bool, as_json: bool) -> int:
+    """Strategies, devices and models side by side.
+
+    For each model on each device: each strategy's peak memory, recompute overhead, time and
+    energy per iteration, and whether it fits the budget; with several devices or models, a
+    summary of which devices can train which model. Every schedule is replayed by the
+    simulator. Exit 0 even when some pairs do not fit (see `edgeplan check` for a gate).
+
+    Example: edgeplan compare examples/resnet50.yaml --devices rpi-3b-plus,rpi-4-4gb,jetson-nano
+    """
+    from .compare import DEFAULT_STRATEGIES, check_strategies
+    from .compare import compare as run_compare
+    from .discretize import DEFAULT_SLOTS
+    from .loaders import builtin_devices, find_device, load_model
+    from .report.compare_report import compare_doc, compare_renderable
+
+    if as_json:
+        _json_command["name"] = "compare"
+    names = list(device_names)
+    if device_list:
+        names += list(builtin_devices()) if device_list.strip() == "all" else \
+            [n.strip() for n in device_list.split(",") if n.strip()]
+    if not names and memory is None:
+        raise click.UsageError("give --device/--devices (see `edgeplan devices`) or --memory")
+    strat = check_strategies([s.strip() for s in strategies.split(",") if s.strip()]) \
+        if strategies else DEFAULT_STRATEGIES
+    specs = [load_model(m) for m in models]
+    if batch is not None:
+        specs = [s.scaled_to_batch(batch) for s in specs]
+    devs = [find_device(n) for n in names] or [None]
+    for s in specs:
+        if devs == [None] and s.uses_flops:
+            raise InputError("stages are given in FLOPs; --device is needed", source=s.source)
+    pairs = run_compare(specs, devs, memory_bytes=memory, strategies=strat,
+                        slots=slots or DEFAULT_SLOTS)
+    if as_json:
+        click.echo(jsondoc.dumps(compare_doc(pairs, EXIT_OK, slots or DEFAULT_SLOTS)))
+    else:
+        _stdout().print(compare_renderable(pairs, detail))
+    return EXIT_OK
 
 
 @main.group(invoke_without_command=True)

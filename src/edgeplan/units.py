@@ -26,6 +26,9 @@ import re
 
 from .errors import UnitError
 
+# Larger sizes are typos, not edge devices (1 EiB).
+MAX_SIZE_BYTES = 2**60
+
 _SI = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
 _IEC = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
 _TIME = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9,
@@ -35,15 +38,21 @@ _NUM = r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan|infinity
 _QTY = re.compile(r"^\s*" + _NUM + r"\s*([A-Za-zµ/]*)\s*$", re.IGNORECASE)
 
 
+def _qualified(what: str, adjective: str) -> str:
+    """``'a size'`` -> ``'a non-negative size'``."""
+    article, _, noun = what.partition(" ")
+    return f"a {adjective} {noun}" if article in ("a", "an") else f"{adjective} {what}"
+
+
 def _split(text: str, what: str, example: str) -> tuple[float, str]:
     m = _QTY.match(text)
     if not m:
         raise UnitError(f'expected {what} like "{example}", got {text!r}')
     value = float(m.group(1))
     if math.isnan(value) or math.isinf(value):
-        raise UnitError(f'expected a finite {what} like "{example}", got {text!r}')
+        raise UnitError(f'expected {_qualified(what, "finite")} like "{example}", got {text!r}')
     if value < 0:
-        raise UnitError(f'expected a non-negative {what} like "{example}", got {text!r}')
+        raise UnitError(f'expected {_qualified(what, "non-negative")} like "{example}", got {text!r}')
     return value, m.group(2)
 
 
@@ -53,9 +62,9 @@ def _number(value: object, what: str, example: str) -> float | None:
         raise UnitError(f'expected {what} like "{example}", got {value!r}')
     if isinstance(value, (int, float)):
         if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-            raise UnitError(f'expected a finite {what} like "{example}", got {value!r}')
+            raise UnitError(f'expected {_qualified(what, "finite")} like "{example}", got {value!r}')
         if value < 0:
-            raise UnitError(f'expected a non-negative {what} like "{example}", got {value!r}')
+            raise UnitError(f'expected {_qualified(what, "non-negative")} like "{example}", got {value!r}')
         return float(value)
     if not isinstance(value, str):
         raise UnitError(f'expected {what} like "{example}", got {type(value).__name__} {value!r}')
@@ -84,19 +93,25 @@ def parse_size(value: object) -> int:
     if num is not None:
         if isinstance(value, float) and not float(value).is_integer():
             raise UnitError(f'expected a whole number of bytes or a size like "{example}", got {value!r}')
-        return int(num)
+        return _bounded(int(num), value)
     text = str(value)
     v, unit = _split(text, "a size", example)
     if unit == "":
         if not float(v).is_integer():
             raise UnitError(f'expected a whole number of bytes or a size like "{example}", got {text!r}')
-        return int(v)
+        return _bounded(int(v), text)
     if re.fullmatch(r"[kKMGTP]i?b(it)?s?|bits?|[kKMGTP]?bps", unit):
         raise UnitError(f"{text!r} is in bits; sizes are in bytes (B), e.g. \"{example}\"")
     if unit in ("bytes", "byte"):
         unit = "B"
     factor = _prefix_factor(unit, "B", "a size", example, text)
-    return int(math.ceil(v * factor - 1e-9))
+    return _bounded(int(math.ceil(v * factor - 1e-9)), text)
+
+
+def _bounded(n: int, text: object) -> int:
+    if n > MAX_SIZE_BYTES:
+        raise UnitError(f"{text!r} is implausibly large (more than 1 EiB)")
+    return n
 
 
 def parse_time(value: object) -> float:

@@ -108,11 +108,14 @@ def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS
         sched = rebuild(table, m)
         tr = verified(chain, sched, budget_bytes)
         frontier = frontier_from_table(chain, disc, table) if with_frontier else ()
+        if not with_frontier:  # the least budget still comes from the table's first step
+            first = int(np.flatnonzero(np.isfinite(table.column()))[0])
+            min_first = verified(chain, rebuild(table, first)).peak_bytes
         if frontier and frontier[-1].peak_bytes < all_peak:
             # the curve ends at the no-recompute point (store-all), beyond this budget
             frontier += (FrontierPoint(budget_bytes=all_peak, peak_bytes=all_peak,
                                        cost_s=verified(chain, store_all_schedule(chain)).cost_s),)
-        min_b = frontier[0].peak_bytes if frontier else None
+        min_b = frontier[0].peak_bytes if frontier else min_first
         return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=True,
                            schedule=sched, trace=tr, min_budget_bytes=min_b, discretization=disc,
                            frontier=frontier, notes=tuple(notes))
