@@ -142,11 +142,17 @@ def main(debug: bool) -> None:
               help="Batch size (activations and compute scale linearly from the file's batch).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default=None,
               help="Which sustained FLOP/s of the device turns FLOPs into seconds.")
+@click.option("--max-batch", type=click.IntRange(1, 10**7), default=None, metavar="N",
+              help="Also find the largest batch up to N that fits (and within --max-overhead), "
+                   "with throughput per batch size.")
+@click.option("--max-overhead", default=None, metavar="PCT",
+              help='Recompute overhead limit for --max-batch, e.g. "30%".')
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Also write the JSON plan to this file (atomically).")
 def solve(model: str, device_name: str | None, memory: int | None, slots: int | None,
-          batch: int | None, precision: str | None, as_json: bool, output: str | None) -> int:
+          batch: int | None, precision: str | None, max_batch: int | None,
+          max_overhead: str | None, as_json: bool, output: str | None) -> int:
     """Does MODEL train on the device, and with which checkpointing schedule?
 
     Prints the memory breakdown, whether the model fits without checkpointing, the least
@@ -174,12 +180,26 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
                      progress=_progress("solving") if sys.stderr.isatty() else None)
     code = EXIT_OK if plan.feasible else EXIT_NO
     doc = jsondoc.plan_doc(plan, code)
+    batches = None
+    if max_batch is not None:
+        from .batch import plan_batches
+        from .report.batch_report import batch_dict, batch_table
+        limit = _percent("--max-overhead", max_overhead)
+        batches = plan_batches(spec if batch is None else spec.scaled_to_batch(batch), device,
+                               max_batch=max_batch, memory_bytes=memory, max_overhead=limit,
+                               slots=slots or DEFAULT_SLOTS, precision=precision)
+        doc["data"]["batches"] = batch_dict(batches)
+    elif max_overhead is not None:
+        raise click.UsageError("--max-overhead goes with --max-batch")
     if output:
         write_atomic(Path(output), jsondoc.dumps(doc) + "\n")
     if as_json:
         click.echo(jsondoc.dumps(doc))
     else:
-        _stdout().print(plan_summary(plan))
+        out = _stdout()
+        out.print(plan_summary(plan))
+        if batches is not None:
+            out.print(batch_table(batches))
     sys.stdout.flush()
     err = _stderr()
     for note in plan.result.notes:
@@ -189,6 +209,15 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
                   f"for training ({units.format_size(plan.min_activation_bytes)} of activations) "
                   "would be needed")
     return code
+
+
+def _percent(option: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return units.parse_percent(value)
+    except InputError as e:
+        raise click.BadParameter(e.message, param_hint=option) from None
 
 
 def _progress(label: str):
@@ -331,5 +360,9 @@ def _device_dict(d) -> dict:
                          "capacity_bytes": s.capacity_bytes} for s in d.storage],
             "sources": d.sources, "path": d.path}
 
+
+from .cli_check import check_cmd  # noqa: E402
+
+main.add_command(check_cmd)
 
 __all__ = ["main", "EXIT_CODES", "exit_code_for", "UnknownNameError"]

@@ -41,10 +41,11 @@ def batch_table(bp: BatchPlan) -> Group:
         if r.batch == bp.best_batch:
             mark = "<- largest"
         elif r.feasible and not r.within_limit:
-            mark = "over the overhead limit"
+            mark = "over limit"
         else:
             mark = ""
-        t.add_row(str(r.batch), "yes" if r.feasible else "no", format_size(r.min_memory_bytes, precision=2),
+        t.add_row(str(r.batch), "yes" if r.feasible else "no",
+                  format_size(r.min_memory_bytes, precision=2),
                   format_time(r.time_s), "-" if r.overhead is None else f"{r.overhead * 100:+.1f}%",
                   "-" if r.throughput is None else f"{r.throughput:.3g}",
                   _energy(r.energy_per_sample_j), mark,

@@ -9,10 +9,11 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from rich import box
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..gate import CheckResult, GateOutcome, TargetCheck
+from ..gate import GATES, CheckResult, GateOutcome, TargetCheck
 from ..units import format_size, format_time
 from . import jsondoc
 
@@ -93,26 +94,35 @@ def _overhead_limit(target: TargetCheck) -> str | None:
 
 # --- table (stdout) ---------------------------------------------------------------------------
 
-def check_table(result: CheckResult) -> Table:
-    """One row per device and gate: measured value, threshold, PASS/FAIL."""
+def check_table(result: CheckResult) -> Group:
+    """One row per device and gate: measured value, threshold, PASS/FAIL; then what was measured."""
     m = result.model
-    t = Table(title=f"edgeplan check: {m.name} (batch {result.targets[0].plan.model.batch})"
-              if result.targets else f"edgeplan check: {m.name}",
-              box=box.SIMPLE_HEAD, title_justify="left")
+    batch = result.targets[0].plan.model.batch if result.targets else m.batch
+    t = Table(title=f"edgeplan check: {m.name} (batch {batch})", box=box.SIMPLE_HEAD,
+              title_justify="left")
     t.add_column("device", no_wrap=True)
     t.add_column("gate", no_wrap=True)
     t.add_column("measured", justify="right", no_wrap=True)
     t.add_column("threshold", justify="right", no_wrap=True)
     t.add_column("result", no_wrap=True)
+    present: set[str] = set()
     for target in result.targets:
         for g in target.gates:
+            present.add(g.gate)
             res = Text("PASS", style="green") if g.passed else Text("FAIL", style="bold red")
             t.add_row(target.name, g.gate, measured_text(target, g), threshold_text(g), res)
-    t.caption = ("fits, budget: least memory for training (parameters, gradients, optimizer "
-                 "state, activations) vs the memory available / the budget; min-batch: largest "
-                 "batch that fits within the overhead limit")
-    t.caption_justify = "left"
-    return t
+    legend = [f"{gate}: {_LEGEND[gate]}" for gate in GATES if gate in present]
+    return Group(t, *(Text(line, style="dim") for line in legend))
+
+
+_LEGEND = {
+    "fits": "least memory for training (params, grads, optimizer state, activations) vs memory "
+            "available",
+    "max-overhead": "recompute overhead of the optimal schedule",
+    "max-step-time": "time per iteration of the optimal schedule",
+    "min-batch": "largest batch that fits (within the overhead limit, if set)",
+    "budget": "least memory for training vs the budget",
+}
 
 
 def summary_line(result: CheckResult) -> str:
