@@ -142,6 +142,8 @@ def main(debug: bool) -> None:
               help="Batch size (activations and compute scale linearly from the file's batch).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default=None,
               help="Which sustained FLOP/s of the device turns FLOPs into seconds.")
+@click.option("--time-limit", default=None, metavar="DURATION",
+              help='Stop the solve cleanly after this long, e.g. "30 s" (exit 2).')
 @click.option("--max-batch", type=click.IntRange(1, 10**7), default=None, metavar="N",
               help="Also find the largest batch up to N that fits (and within --max-overhead), "
                    "with throughput per batch size.")
@@ -151,8 +153,9 @@ def main(debug: bool) -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Also write the JSON plan to this file (atomically).")
 def solve(model: str, device_name: str | None, memory: int | None, slots: int | None,
-          batch: int | None, precision: str | None, max_batch: int | None,
-          max_overhead: str | None, as_json: bool, output: str | None) -> int:
+          batch: int | None, precision: str | None, time_limit: str | None,
+          max_batch: int | None, max_overhead: str | None, as_json: bool,
+          output: str | None) -> int:
     """Does MODEL train on the device, and with which checkpointing schedule?
 
     Prints the memory breakdown, whether the model fits without checkpointing, the least
@@ -177,7 +180,8 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
                          "seconds", source=model)
     plan = make_plan(spec, device, memory_bytes=memory, slots=slots or DEFAULT_SLOTS,
                      precision=precision, batch=batch,
-                     progress=_progress("solving") if sys.stderr.isatty() else None)
+                     progress=_progress("solving") if sys.stderr.isatty() else None,
+                     time_limit_s=_duration("--time-limit", time_limit))
     code = EXIT_OK if plan.feasible else EXIT_NO
     doc = jsondoc.plan_doc(plan, code)
     batches = None
@@ -209,6 +213,15 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
                   f"for training ({units.format_size(plan.min_activation_bytes)} of activations) "
                   "would be needed")
     return code
+
+
+def _duration(option: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return units.parse_time(value)
+    except InputError as e:
+        raise click.BadParameter(e.message, param_hint=option) from None
 
 
 def _percent(option: str, value: str | None) -> float | None:

@@ -5,11 +5,13 @@ This is the library behind ``edgeplan solve``. It never prints; the CLI renders 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from .chain import Chain
 from .device import DeviceProfile, MemoryBudget, memory_budget
 from .discretize import DEFAULT_SLOTS
+from .errors import LimitError
 from .model import ModelSpec
 from .solvers.base import SolveResult, store_all_peak_bytes
 from .solvers.optimal import solve_optimal
@@ -78,14 +80,32 @@ class Plan:
         return time_s * self.device.training_power_w
 
 
+def time_limited(progress, time_limit_s: float | None):
+    """Wrap a DP progress callback so that the solve stops with ``LimitError`` past the limit."""
+    if time_limit_s is None:
+        return progress
+    deadline = time.monotonic() + time_limit_s
+
+    def cb(done: int, total: int) -> None:
+        if time.monotonic() > deadline:
+            raise LimitError(f"stopped after the time limit of {time_limit_s:g} s with the DP "
+                             f"{100 * done // max(total, 1)}% done; use fewer --slots, merge "
+                             "stages or raise --time-limit")
+        if progress is not None:
+            progress(done, total)
+    return cb
+
+
 def make_plan(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int | None = None,
               slots: int = DEFAULT_SLOTS, precision: str | None = None, batch: int | None = None,
-              progress=None) -> Plan:
+              progress=None, time_limit_s: float | None = None) -> Plan:
     """Plan training of ``model`` on ``device``.
 
     ``memory_bytes`` replaces the device's usable memory (total - reserved); the fixed part
     (parameters, gradients, optimizer state) is always subtracted to get the activation budget.
+    ``time_limit_s`` stops the DP cleanly (``LimitError``) once exceeded.
     """
+    progress = time_limited(progress, time_limit_s)
     if batch is not None and batch != model.batch:
         model = model.scaled_to_batch(batch)
     chain = model.to_chain(device, precision)
