@@ -375,7 +375,9 @@ def _device_dict(d) -> dict:
 
 
 from .cli_check import check_cmd  # noqa: E402
+from .cli_import import import_group  # noqa: E402
 
 main.add_command(check_cmd)
+main.add_command(import_group)
 
 __all__ = ["main", "EXIT_CODES", "exit_code_for", "UnknownNameError"]

@@ -1,0 +1,159 @@
+"""``edgeplan import``: produce a model file (format 1) by measuring a framework model.
+
+Registered into the main command line with ``main.add_command(import_group)``. PyTorch is
+imported only when ``edgeplan import torch`` runs (``pip install 'edgeplan[torch]'``).
+Errors are ``edgeplan.errors.InputError`` (exit code 2 under the main command).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from .errors import InputError
+
+_DTYPES = ("float32", "float16", "bfloat16", "float64")
+_INPUT_DTYPES = _DTYPES + ("int64", "int32", "uint8", "bool")
+
+
+@click.group("import", context_settings={"help_option_names": ["-h", "--help"]})
+def import_group() -> None:
+    """Measure a model in a framework and write an edgeplan model file (format 1)."""
+
+
+def _command_line(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: str | None,
+                  input_high: int | None, args: tuple[str, ...], name: str | None,
+                  description: str | None, optimizer: str, timing: bool, tmp: bool, seed: int,
+                  output: str) -> str:
+    """The canonical command that reproduces the file (recorded in its header)."""
+    parts = ["edgeplan", "import", "torch", spec, "--input-shape", input_shape,
+             "--batch", str(batch)]
+    if dtype != "float32":
+        parts += ["--dtype", dtype]
+    if input_dtype:
+        parts += ["--input-dtype", input_dtype]
+    if input_high is not None:
+        parts += ["--input-high", str(input_high)]
+    for a in args:
+        parts += ["--arg", a]
+    if name:
+        parts += ["--name", name]
+    if description:
+        parts += ["--description", description]
+    if optimizer != "momentum":
+        parts += ["--optimizer", optimizer]
+    if timing:
+        parts.append("--time")
+    if not tmp:
+        parts.append("--no-tmp")
+    if seed != 0:
+        parts += ["--seed", str(seed)]
+    parts += ["-o", output]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _write(path: str, text: str) -> None:
+    p = Path(path)
+    if p.parent and not p.parent.exists():
+        raise InputError("the directory does not exist", source=str(p.parent))
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=str(p.parent or "."))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual mode
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+@import_group.command("torch")
+@click.argument("spec", metavar="MODULE:CALLABLE")
+@click.option("--input-shape", required=True, metavar="DIMS",
+              help="Per-sample input shape, e.g. 3x224x224 (images) or 128 (token ids).")
+@click.option("--batch", type=click.IntRange(min=1), required=True, help="Batch size.")
+@click.option("--dtype", type=click.Choice(_DTYPES), default="float32", show_default=True,
+              help="Parameter and activation dtype.")
+@click.option("--input-dtype", type=click.Choice(_INPUT_DTYPES), default=None,
+              help="dtype of the input batch (default: --dtype); int64 for token ids.")
+@click.option("--input-high", type=click.IntRange(min=1), default=None,
+              help="Integer inputs are drawn from [0, N) (default: the first stage's embedding "
+                   "size).")
+@click.option("--arg", "args", multiple=True, metavar="KEY=VALUE",
+              help="Keyword argument for the builder (repeatable), e.g. --arg steps=32.")
+@click.option("--name", default=None, help="Model name in the file (default: the callable's name).")
+@click.option("--description", default=None, help="Description line (default: generated).")
+@click.option("--optimizer", type=click.Choice(("sgd", "momentum", "adam")), default="momentum",
+              show_default=True,
+              help="Optimizer written to the file (sets optimizer-state memory).")
+@click.option("--time", "timing", is_flag=True,
+              help="Also measure host forward/backward times (median of repeats): "
+                   "fwd_time/bwd_time.")
+@click.option("--tmp/--no-tmp", "tmp", default=True, show_default=True,
+              help="Measure fwd_tmp/bwd_tmp from allocator events (else write 0).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
+              help="Model file to write ('-' = stdout).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+def torch_cmd(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: str | None,
+              input_high: int | None, args: tuple[str, ...], name: str | None,
+              description: str | None, optimizer: str, timing: bool, tmp: bool, seed: int,
+              output: str, quiet: bool) -> None:
+    """Measure MODULE:CALLABLE (an nn.Sequential, whose top-level children are the stages, or a
+    list of modules) stage by stage on a random batch and write a model file.
+
+    Per stage: out and saved bytes (autograd saved-tensor hooks), forward and backward FLOPs
+    (torch.utils.flop_counter), transient bytes (allocator events), parameter bytes. See
+    docs/importing.md.
+
+    \b
+    Example:
+      edgeplan import torch edgeplan.importers.zoo:resnet18 \\
+          --input-shape 3x224x224 --batch 8 -o resnet18.yaml
+    """
+    from .importers import torch_import as ti
+
+    shape = ti.parse_shape(input_shape)
+    kwargs = ti.parse_kwargs(args)
+    progress = None
+    if not quiet:
+        def progress(i: int, n: int, stage: str) -> None:
+            click.echo(f"\r  measuring stage {i}/{n} {stage:<24}", err=True, nl=False)
+    result = ti.import_torch(spec, input_shape=shape, batch=batch, dtype=dtype,
+                             input_dtype=input_dtype, input_high=input_high, kwargs=kwargs,
+                             name=name, description=description, measure_tmp=tmp, timing=timing,
+                             seed=seed, progress=progress)
+    cmd = _command_line(spec, "x".join(str(d) for d in shape), batch, dtype, input_dtype,
+                        input_high, args, name, description, optimizer, timing, tmp, seed, output)
+    text = ti.to_yaml(result, command=cmd, optimizer=optimizer)
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        _write(output, text)
+    if not quiet:
+        click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
+        rows = ti.summary_rows(result)
+        w = max(len(r[0]) for r in rows)
+        click.echo(f"{'stage':<{w}}  {'out':>11}  {'saved':>11}  {'fwd_tmp':>11}  "
+                   f"{'bwd_tmp':>11}  {'fwd FLOP':>14}  {'params':>12}", err=True)
+        for r in rows:
+            click.echo(f"{r[0]:<{w}}  {r[1]:>11}  {r[2]:>11}  {r[3]:>11}  {r[4]:>11}  "
+                       f"{r[5]:>14}  {r[6]:>12}", err=True)
+        dest = "stdout" if output == "-" else output
+        click.echo(f"{result.name}: {len(result.stages)} stages, {result.param_count:,} "
+                   f"parameters, input {result.input_bytes:,} B, sum of saved "
+                   f"{result.total_saved_bytes:,} B -> {dest}", err=True)
+    sys.stdout.flush()
+
+
+__all__ = ["import_group"]
