@@ -142,6 +142,13 @@ def main(debug: bool) -> None:
               help="Batch size (activations and compute scale linearly from the file's batch).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default=None,
               help="Which sustained FLOP/s of the device turns FLOPs into seconds.")
+@click.option("--offload", is_flag=True,
+              help="Also plan checkpoint offload to the device's storage tier (chain-model.md "
+                   "section 6) and show when it beats recomputation.")
+@click.option("--tier", default=None, metavar="NAME",
+              help="Storage tier for --offload [default: the profile's first].")
+@click.option("--async-io", is_flag=True,
+              help="With --offload: writes overlap the compute that follows them.")
 @click.option("--time-limit", default=None, metavar="DURATION",
               help='Stop the solve cleanly after this long, e.g. "30 s" (exit 2).')
 @click.option("--max-batch", type=click.IntRange(1, 10**7), default=None, metavar="N",
@@ -153,7 +160,8 @@ def main(debug: bool) -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Also write the JSON plan to this file (atomically).")
 def solve(model: str, device_name: str | None, memory: int | None, slots: int | None,
-          batch: int | None, precision: str | None, time_limit: str | None,
+          batch: int | None, precision: str | None, offload: bool, tier: str | None,
+          async_io: bool, time_limit: str | None,
           max_batch: int | None, max_overhead: str | None, as_json: bool,
           output: str | None) -> int:
     """Does MODEL train on the device, and with which checkpointing schedule?
@@ -182,8 +190,17 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
                      precision=precision, batch=batch,
                      progress=_progress("solving") if sys.stderr.isatty() else None,
                      time_limit_s=_duration("--time-limit", time_limit))
-    code = EXIT_OK if plan.feasible else EXIT_NO
+    off = None
+    if offload or tier or async_io:
+        if not offload:
+            raise click.UsageError("--tier and --async-io go with --offload")
+        if device is None:
+            raise click.UsageError("--offload needs --device (its storage tiers)")
+        off = _offload(plan, device, tier, async_io, slots or DEFAULT_SLOTS)
+    code = EXIT_OK if plan.feasible or (off is not None and off[0].feasible) else EXIT_NO
     doc = jsondoc.plan_doc(plan, code)
+    if off is not None:
+        doc["data"]["offload"] = jsondoc.offload_doc(plan, *off)
     batches = None
     if max_batch is not None:
         from .batch import plan_batches
@@ -202,17 +219,40 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
     else:
         out = _stdout()
         out.print(plan_summary(plan))
+        if off is not None:
+            from .report.table import offload_section
+            out.print(offload_section(plan, *off))
         if batches is not None:
             out.print(batch_table(batches))
     sys.stdout.flush()
     err = _stderr()
     for note in plan.result.notes:
         err.print(f"note: {note}")
-    if not plan.feasible and plan.min_device_memory_bytes is not None:
+    if not plan.feasible and off is not None and off[0].feasible:
+        err.print("edgeplan: recomputation alone does not fit; the offload schedule does")
+    elif not plan.feasible and plan.min_device_memory_bytes is not None:
         err.print(f"edgeplan: no schedule fits; at least {units.format_size(plan.min_memory_bytes)} "
                   f"for training ({units.format_size(plan.min_activation_bytes)} of activations) "
                   "would be needed")
     return code
+
+
+def _offload(plan, device, tier_name: str | None, asynchronous: bool, slots: int):
+    """Offload plan for the same chain and budget, and its flash-endurance estimate."""
+    from .endurance import endurance_estimate
+    from .solvers.offload import solve_offload, storage_tier
+
+    tier = storage_tier(device, tier_name)
+    res = solve_offload(plan.chain, max(plan.memory.activation_bytes, 0), tier,
+                        asynchronous=asynchronous, slots=slots)
+    if plan.memory.activation_bytes < 0 and res.feasible:
+        res = type(res)(**{**res.__dict__, "feasible": False, "schedule": None, "trace": None})
+    endurance = None
+    written = res.params.get("bytes_written") or 0
+    if res.feasible and written and res.params.get("makespan_s"):
+        endurance = endurance_estimate(written, iter_per_s=1.0 / res.params["makespan_s"],
+                                       capacity_bytes=tier.capacity_bytes)
+    return res, tier, endurance
 
 
 def _duration(option: str, value: str | None) -> float | None:

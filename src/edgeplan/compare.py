@@ -26,6 +26,7 @@ STRATEGIES: dict[str, tuple[str, dict]] = {
     "revolve": ("revolve", {}),
     "optimal": ("optimal", {}),
     "exact": ("exact", {}),
+    "offload": ("offload", {}),  # the device's first storage tier, synchronous I/O
 }
 DEFAULT_STRATEGIES = tuple(STRATEGIES)
 
@@ -102,8 +103,15 @@ def compare_one(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes:
             continue
         if reg == "optimal":
             opts = {"slots": slots}
+        if reg == "offload" and (device is None or not device.storage):
+            cells.append(Cell(strategy=name, result=None, skipped="no storage tier"))
+            continue
         try:
-            res = solve_strategy(reg, chain, max(budget, 0), **opts)
+            if reg == "offload":
+                from .solvers.offload import solve_offload, storage_tier
+                res = solve_offload(chain, max(budget, 0), storage_tier(device), slots=slots)
+            else:
+                res = solve_strategy(reg, chain, max(budget, 0), **opts)
         except LimitError as e:
             cells.append(Cell(strategy=name, result=None, skipped=str(e)))
             continue

@@ -19,9 +19,16 @@ class OpKind(str, Enum):
     B = "B"            # backward of stage i
     FREE_A = "free_a"  # free a_i
     FREE_ALL = "free_A"  # free A_i
+    # Storage tier (chain-model.md section 6; docs/offload.md). Simulated only with a tier.
+    W = "W"            # write a copy of a_i to storage (a_i stays live)
+    R = "R"            # read a_i back from storage (a_i live afterwards; the copy stays)
+    FREE_S = "free_s"  # drop the stored copy of a_i
 
     def __str__(self) -> str:
         return self.value
+
+
+STORAGE_OPS = frozenset({OpKind.W, OpKind.R, OpKind.FREE_S})
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,10 @@ class Schedule:
 
     def forward_count(self) -> int:
         return sum(1 for o in self.ops if o.kind in (OpKind.FN, OpKind.FALL))
+
+    def uses_storage(self) -> bool:
+        """True when the schedule has storage ops (``W``, ``R``, ``free_s``)."""
+        return any(o.kind in STORAGE_OPS for o in self.ops)
 
     def to_list(self) -> list[dict]:
         return [o.to_dict() for o in self.ops]

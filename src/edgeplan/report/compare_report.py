@@ -36,7 +36,11 @@ def strategy_table(p: Pairing) -> Table:
             t.add_row(c.strategy, "n/a", "-", "-", "-", "-", "-", c.skipped or "")
             continue
         detail = ", ".join(f"{k}={v}" for k, v in r.params.items() if k in
-                           ("segments", "snapshots", "variant"))
+                           ("segments", "snapshots", "variant", "tier"))
+        if r.params.get("offload_used"):
+            detail += f", writes {format_size(r.params.get('bytes_written', 0))}/iter"
+        elif c.strategy == "offload" and r.feasible:
+            detail += ", storage unused"
         t.add_row(c.strategy, "yes" if r.feasible else "NO",
                   format_size(r.peak_bytes) if r.feasible else "-",
                   _pct(p.overhead(c)), format_time(r.cost_s), _energy(p.energy_j(c)),

@@ -107,3 +107,15 @@ def plan_doc(plan: Plan, exit_code: int) -> dict:
     }
     return envelope("solve", status="ok" if plan.feasible else "infeasible",
                      exit_code=exit_code, inputs=inputs, data=data)
+
+
+def offload_doc(plan: Plan, res: SolveResult, tier, endurance) -> dict:
+    """``data.offload`` of ``solve --offload``."""
+    power = plan.device.training_power_w if plan.device is not None else None
+    doc = result_doc(res, plan.compute_time_s, power)
+    doc.update({"tier": tier.name, "io": {k: res.params.get(k) for k in (
+        "mode", "makespan_s", "sync_cost_s", "async_cost_s", "bytes_written", "bytes_read",
+        "writes", "reads", "storage_peak_bytes", "offload_used", "recompute_cost_s", "gain_s",
+        "gain_fraction")},
+        "endurance": None if endurance is None else endurance.to_dict()})
+    return doc

@@ -54,6 +54,12 @@ def human_steps(schedule: Schedule) -> list[str]:
             out.append(f"{op.kind.value} {op.stage}-{ops[j].stage}" if j > i
                        else f"{op.kind.value} {op.stage}")
             i = j + 1
+        elif op.kind in (OpKind.W, OpKind.R):
+            out.append(f"{'write' if op.kind is OpKind.W else 'read'} a{op.stage}")
+            i += 1
+        elif op.kind is OpKind.FREE_S:
+            out.append(f"drop stored a{op.stage}")
+            i += 1
         else:
             out.append(f"free {'a' if op.kind is OpKind.FREE_A else 'A'}{op.stage}")
             i += 1
@@ -235,3 +241,43 @@ def device_detail(d: DeviceProfile) -> Group:
     if d.notes:
         parts.append(Text(d.notes.strip()))
     return Group(*parts)
+
+
+def offload_section(plan: Plan, res, tier, endurance) -> Group:
+    """``solve --offload``: offload versus recomputation, I/O per iteration, flash wear."""
+    from ..units import format_bandwidth
+    p = res.params
+    lines: list = [Text(f"Offload to {tier.name} (read {format_bandwidth(tier.read_bytes_per_s)}, "
+                        f"write {format_bandwidth(tier.write_bytes_per_s)}), "
+                        f"{p.get('mode', 'sync')} I/O", style="bold")]
+    if not res.feasible:
+        need = res.min_budget_bytes
+        lines.append(Text("No offload schedule fits either" +
+                          (f"; it would need {format_size(need)} of activations." if need else ".")))
+        return Group(*lines)
+    rec = p.get("recompute_cost_s")
+    make = p.get("makespan_s", res.cost_s)
+    if not p.get("offload_used"):
+        lines.append(Text(f"Offloading does not beat recomputation here: the best schedule uses no "
+                          f"storage ({format_time(make)}/iter)."))
+    else:
+        if rec is None:
+            lines.append(Text(f"Recomputation alone does not fit; with offload: {format_time(make)}"
+                              f"/iter, peak {format_size(res.peak_bytes)}.", style="green"))
+        else:
+            gain = p.get("gain_fraction") or 0.0
+            lines.append(Text(f"{format_time(make)}/iter with offload vs {format_time(rec)}/iter "
+                              f"recomputing only: {gain * 100:.1f}% faster.", style="green"))
+        lines.append(Text(f"I/O per iteration: {format_size(p.get('bytes_written', 0))} written in "
+                          f"{p.get('writes', 0)} writes, {format_size(p.get('bytes_read', 0))} read; "
+                          f"synchronous {format_time(p.get('sync_cost_s'))}, asynchronous writes "
+                          f"{format_time(p.get('async_cost_s'))}."))
+        lines.append(Text("  " + " | ".join(human_steps(res.schedule)), overflow="fold"))
+    if endurance is not None:
+        years = endurance.years_to_rated
+        lines.append(Text(f"Flash wear: {format_size(int(endurance.bytes_per_day))}/day at "
+                          f"{endurance.iterations_per_day:,.0f} iterations/day; rated endurance "
+                          f"reached in {years:,.1f} years." if years < 1e6 else
+                          "Flash wear: negligible."))
+        lines.append(Text(f"  assumption: {endurance.assumption}", style="dim"))
+    return Group(*lines)
