@@ -168,3 +168,28 @@ def test_internal_error_exit_3(run_cli, tiny_model, test_device, monkeypatch):
     r = run_cli("solve", tiny_model, "--device", test_device)
     assert r.exit_code == 3
     assert "internal error" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_solve_offload_beats_recompute(run_cli):
+    from conftest import ROOT
+    r = run_cli("solve", ROOT / "examples" / "lstm-unrolled.yaml", "--device", "rpi-4-4gb",
+                "--memory", "86 MiB", "--offload", "--json")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    off = doc["data"]["offload"]
+    assert off["tier"] == "microsd" and off["feasible"]
+    assert off["io"]["offload_used"] and off["io"]["bytes_written"] > 0
+    assert off["cost_s"] < doc["data"]["result"]["cost_s"]
+    assert off["io"]["gain_fraction"] > 0.1
+    assert off["endurance"]["days_to_rated"] > 0 and "ASSUMED" in off["endurance"]["assumption"]
+    ops = {o["op"] for o in off["schedule"]}
+    assert {"W", "R"} <= ops
+    r = run_cli("solve", ROOT / "examples" / "lstm-unrolled.yaml", "--device", "rpi-4-4gb",
+                "--memory", "86 MiB", "--offload")
+    assert "faster" in r.stdout and "Flash wear" in r.stdout
+
+
+def test_offload_flags_need_offload(run_cli, tiny_model, test_device):
+    assert run_cli("solve", tiny_model, "--device", test_device, "--async-io").exit_code == 2
+    r = run_cli("solve", tiny_model, "--device", test_device, "--offload")
+    assert r.exit_code == 2 and "storage tier" in r.stderr

@@ -151,6 +151,10 @@ def main(debug: bool) -> None:
               help="With --offload: writes overlap the compute that follows them.")
 @click.option("--time-limit", default=None, metavar="DURATION",
               help='Stop the solve cleanly after this long, e.g. "30 s" (exit 2).')
+@click.option("--verify", "verify_spec", default=None, metavar="MODULE:CALLABLE",
+              help="Run one training step of this PyTorch model following the recommended "
+                   "schedule and compare measured with predicted memory and time (extra "
+                   "`torch`). Exit 1 if the measured peak exceeds the budget.")
 @click.option("--max-batch", type=click.IntRange(1, 10**7), default=None, metavar="N",
               help="Also find the largest batch up to N that fits (and within --max-overhead), "
                    "with throughput per batch size.")
@@ -161,7 +165,7 @@ def main(debug: bool) -> None:
               help="Also write the JSON plan to this file (atomically).")
 def solve(model: str, device_name: str | None, memory: int | None, slots: int | None,
           batch: int | None, precision: str | None, offload: bool, tier: str | None,
-          async_io: bool, time_limit: str | None,
+          async_io: bool, time_limit: str | None, verify_spec: str | None,
           max_batch: int | None, max_overhead: str | None, as_json: bool,
           output: str | None) -> int:
     """Does MODEL train on the device, and with which checkpointing schedule?
@@ -198,7 +202,17 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
             raise click.UsageError("--offload needs --device (its storage tiers)")
         off = _offload(plan, device, tier, async_io, slots or DEFAULT_SLOTS)
     code = EXIT_OK if plan.feasible or (off is not None and off[0].feasible) else EXIT_NO
+    verification = None
+    if verify_spec is not None:
+        if not plan.feasible:
+            raise InfeasibleError("nothing to verify: no schedule fits",
+                                  budget_bytes=plan.memory.activation_bytes)
+        verification = _verify(verify_spec, model, plan)
+        if not verification.ok:
+            code = EXIT_NO
     doc = jsondoc.plan_doc(plan, code)
+    if verification is not None:
+        doc["data"]["verification"] = verification.to_dict()
     if off is not None:
         doc["data"]["offload"] = jsondoc.offload_doc(plan, *off)
     batches = None
@@ -222,6 +236,10 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
         if off is not None:
             from .report.table import offload_section
             out.print(offload_section(plan, *off))
+        if verification is not None:
+            from .cli_run import _table
+            out.print(_table(verification, {"peak_bytes": plan.result.peak_bytes},
+                             show_ops=False))
         if batches is not None:
             out.print(batch_table(batches))
     sys.stdout.flush()
@@ -235,6 +253,24 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
                   f"for training ({units.format_size(plan.min_activation_bytes)} of activations) "
                   "would be needed")
     return code
+
+
+def _verify(spec: str, model_path: str, plan):
+    """Execute the recommended schedule in PyTorch and measure it (``edgeplan.torchrun``)."""
+    try:
+        from .torchrun import verify_plan
+    except ImportError:
+        raise InputError("PyTorch is not installed (pip install 'edgeplan[torch]')",
+                         source="--verify") from None
+    from .cli_run import read_model_input
+    inp = read_model_input(model_path)
+    if inp is None:
+        raise InputError("the model file records no input shape (input: {shape: [...]}); "
+                         "use `edgeplan run --input-shape` instead", source=model_path,
+                         where="input")
+    return verify_plan(spec, plan.result.schedule, plan.chain, input_shape=inp["shape"],
+                       batch=plan.model.batch, dtype=inp["dtype_params"] or "float32",
+                       input_dtype=inp["dtype"], budget_bytes=plan.memory.activation_bytes)
 
 
 def _offload(plan, device, tier_name: str | None, asynchronous: bool, slots: int):
@@ -416,8 +452,10 @@ def _device_dict(d) -> dict:
 
 from .cli_check import check_cmd  # noqa: E402
 from .cli_import import import_group  # noqa: E402
+from .cli_run import run_cmd  # noqa: E402
 
 main.add_command(check_cmd)
 main.add_command(import_group)
+main.add_command(run_cmd)
 
 __all__ = ["main", "EXIT_CODES", "exit_code_for", "UnknownNameError"]

@@ -1,0 +1,330 @@
+"""Run a schedule on a real PyTorch model and compare the measurement with the prediction.
+
+``verify_plan`` measures the model's chain (sizes by the torch importer, host times per stage),
+replays the schedule in the simulator on it (the *prediction*), executes one training step with
+the :class:`~edgeplan.torchrun.executor.ChainExecutor` (the *measurement*) and a few more steps
+for the wall time, and reports predicted vs measured activation peak and step time.
+
+Definitions (docs/run.md):
+
+* predicted peak = the simulator's peak on the measured chain with ``fwd_tmp = bwd_tmp = 0``;
+* measured peak = the executor's storage-level accounting (distinct storages of the live
+  ``a_0``, ``a_i``, ``A_i`` incl. autograd's saved tensors, ``d_k``; parameters and buffers
+  left out), sampled at every op's transient point and after every op;
+* the plan's peak (when a ``chain`` from a model file is given) = the simulator on that chain,
+  temporaries included; it is what the budget was checked against;
+* predicted time = the simulator's cost with the measured per-stage host times (fastest of
+  ``time_reps``); measured time = the fastest wall time of ``repeats`` executed steps without
+  accounting (minimums on both sides: interference on a shared machine only adds time).
+
+Verdict (``exit_code``): 1 when the measured peak exceeds ``budget_bytes`` or exceeds the
+prediction by more than ``tolerance`` (the prediction under-estimated); 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..chain import Chain
+from ..errors import InputError
+from ..schedule import Schedule
+from ..simulate import Trace, simulate
+from ._tensors import leaves
+from .executor import ChainExecutor, StepResult, check_schedule, stage_list
+from .measure import MeasuredChain, measure_chain, without_tmp
+
+__all__ = ["Verification", "verify_plan", "make_input", "build_model"]
+
+_DTYPES = ("float32", "float16", "bfloat16", "float64")
+_INPUT_DTYPES = _DTYPES + ("int64", "int32", "uint8", "bool")
+
+
+@dataclass
+class Verification:
+    """Predicted vs measured for one schedule on one model (bytes, seconds)."""
+
+    model: str
+    stages: int
+    schedule: Schedule
+    chain: Chain                      # measured (sizes + host times)
+    chain_source: str
+    trace: Trace                      # simulator on the measured chain, tmp = 0
+    step: StepResult                  # the measured step
+    predicted_peak_bytes: int
+    measured_peak_bytes: int
+    predicted_time_s: float
+    measured_time_s: float
+    budget_bytes: int | None
+    tolerance: float
+    plan_trace: Trace | None = None   # simulator on the given chain (model file), tmp included
+    timed_steps: int = 0
+    device: str = "cpu"
+    dtype: str | None = None
+    batch: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def peak_ratio(self) -> float:
+        return self.measured_peak_bytes / self.predicted_peak_bytes if self.predicted_peak_bytes \
+            else float("inf") if self.measured_peak_bytes else 1.0
+
+    @property
+    def time_ratio(self) -> float | None:
+        return self.measured_time_s / self.predicted_time_s if self.predicted_time_s > 0 else None
+
+    @property
+    def within_budget(self) -> bool | None:
+        return None if self.budget_bytes is None else self.measured_peak_bytes <= self.budget_bytes
+
+    @property
+    def within_tolerance(self) -> bool:
+        return self.measured_peak_bytes <= self.predicted_peak_bytes * (1.0 + self.tolerance)
+
+    @property
+    def exact(self) -> bool:
+        """Every op's measured transient and after bytes equal the simulator's."""
+        return all(s.transient_bytes == self.trace.transient_bytes[s.index]
+                   and s.after_bytes == self.trace.memory_after_bytes[s.index]
+                   for s in self.step.samples)
+
+    @property
+    def ok(self) -> bool:
+        return self.within_budget is not False and self.within_tolerance
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    @property
+    def plan_peak_bytes(self) -> int | None:
+        return None if self.plan_trace is None else self.plan_trace.peak_bytes
+
+    def op_rows(self) -> list[dict]:
+        return [{"index": s.index, "op": s.kind, "stage": s.stage,
+                 "predicted_transient_bytes": self.trace.transient_bytes[s.index],
+                 "measured_transient_bytes": s.transient_bytes,
+                 "predicted_after_bytes": self.trace.memory_after_bytes[s.index],
+                 "measured_after_bytes": s.after_bytes, "time_s": s.time_s,
+                 "cuda_allocated_bytes": s.cuda_allocated_bytes} for s in self.step.samples]
+
+    def to_dict(self, ops: bool = True) -> dict:
+        d = {
+            "model": self.model, "stages": self.stages, "device": self.device,
+            "dtype": self.dtype, "batch": self.batch, "chain_source": self.chain_source,
+            "memory": {
+                "predicted_peak_bytes": self.predicted_peak_bytes,
+                "measured_peak_bytes": self.measured_peak_bytes,
+                "ratio": self.peak_ratio,
+                "predicted_peak_index": self.trace.peak_index,
+                "measured_peak_index": self.step.peak_index,
+                "exact": self.exact,
+                "plan_peak_bytes": self.plan_peak_bytes,
+                "budget_bytes": self.budget_bytes,
+                "within_budget": self.within_budget,
+                "tolerance": self.tolerance,
+                "within_tolerance": self.within_tolerance,
+                "strict": self.step.strict,
+                "cuda_start_bytes": self.step.cuda_start_bytes,
+                "cuda_peak_bytes": self.step.cuda_peak_bytes,
+            },
+            "time": {
+                "predicted_s": self.predicted_time_s,
+                "measured_s": self.measured_time_s,
+                "ratio": self.time_ratio,
+                "timed_steps": self.timed_steps,
+                "plan_cost_s": None if self.plan_trace is None else self.plan_trace.cost_s,
+            },
+            "loss": self.step.loss_value,
+            "forward_ops": self.step.forward_ops,
+            "recomputed_forwards": self.step.recomputed_forwards,
+            "op_count": len(self.schedule),
+            "chain": {"input_bytes": self.chain.input_bytes,
+                      "stages": [{"name": s.name, "out_bytes": s.out_bytes,
+                                  "saved_bytes": s.saved_bytes, "fwd_time_s": s.fwd_time_s,
+                                  "bwd_time_s": s.bwd_time_s} for s in self.chain.stages]},
+            "ok": self.ok,
+            "notes": list(self.notes),
+        }
+        if ops:
+            d["ops"] = self.op_rows()
+        return d
+
+
+def make_input(shape: tuple[int, ...], batch: int, dtype: str = "float32", *,
+               high: int | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
+    """A random input batch ``(batch, *shape)``: normal floats, or integers in ``[0, high)``."""
+    if dtype not in _INPUT_DTYPES:
+        raise InputError(f"expected one of {', '.join(_INPUT_DTYPES)}, got {dtype!r}",
+                         source="--input-dtype")
+    td = getattr(torch, dtype)
+    full = (batch, *shape)
+    if td.is_floating_point:
+        return torch.randn(full, dtype=td).to(device)
+    if td == torch.bool:
+        return (torch.rand(full) < 0.5).to(device)
+    return torch.randint(0, max(1, int(high or 2)), full, dtype=td).to(device)
+
+
+def _first_embedding_size(stages: list[tuple[str, nn.Module]]) -> int | None:
+    for sub in stages[0][1].modules():
+        if isinstance(sub, nn.Embedding):
+            return int(sub.num_embeddings)
+    return None
+
+
+def _param_dtype(stages: list[tuple[str, nn.Module]]) -> str | None:
+    for _, m in stages:
+        for p in m.parameters():
+            return str(p.dtype).replace("torch.", "")
+    return None
+
+
+def build_model(spec: str, kwargs: dict | None = None, *, seed: int = 0) -> Any:
+    """``"package.module:callable"`` or ``"path/file.py:callable"`` -> the model it returns
+    (resolved by the torch importer's rules)."""
+    from ..importers.torch_import import resolve
+    obj, _ = resolve(spec)
+    torch.manual_seed(seed)
+    if isinstance(obj, (nn.Module, list, tuple)):
+        if kwargs:
+            raise InputError("--arg was given but the object is not callable",
+                             source="MODULE:CALLABLE")
+        return obj
+    if not callable(obj):
+        raise InputError(f"expected a callable returning nn.Sequential or a list of modules, "
+                         f"got {type(obj).__name__}", source="MODULE:CALLABLE")
+    try:
+        return obj(**(kwargs or {}))
+    except TypeError as e:
+        raise InputError(f"calling the model builder failed: {e}",
+                         source="MODULE:CALLABLE") from None
+
+
+def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
+                x: Any = None, target: Any = None,
+                loss_fn: Callable[..., torch.Tensor] | None = None,
+                input_shape: tuple[int, ...] | None = None, batch: int | None = None,
+                dtype: str | None = None, input_dtype: str | None = None,
+                input_high: int | None = None, device: str | None = None,
+                kwargs: dict | None = None, budget_bytes: int | None = None,
+                tolerance: float = 0.10, repeats: int = 3, timing: bool = True,
+                time_reps: int = 5, strict: bool = True, measure_tmp: bool = False,
+                copy_model: bool = True, seed: int = 0, name: str | None = None,
+                measured: MeasuredChain | None = None) -> Verification:
+    """Execute ``schedule`` on ``model`` and compare with the simulator's prediction.
+
+    ``model``: an ``nn.Sequential`` / list of stage modules (the last returns the loss, or give
+    ``loss_fn`` and ``target``), or a ``"MODULE:CALLABLE"`` string building one (then ``dtype``
+    defaults to float32 and ``device`` to cpu). ``chain``: the chain the plan was solved on (a
+    model file's), optional: its simulated peak is reported as ``plan_peak_bytes``; its length
+    must match the model's. ``x``: the input batch, or built from ``input_shape``, ``batch``,
+    ``input_dtype`` (default ``dtype``), ``input_high``. ``budget_bytes``: the plan's activation
+    budget (verdict). ``repeats``: extra unmeasured steps timed for the wall time (0: use the
+    measured step's op times). ``copy_model``: run on a deep copy (the caller's model, its
+    gradients and running statistics are untouched; the RNG state is restored too).
+    ``measured``: a :func:`measure_chain` result for this model and input, to skip measuring
+    again (e.g. when verifying several schedules).
+    """
+    if not 0 <= tolerance < 10:
+        raise InputError(f"expected a tolerance between 0 and 10, got {tolerance}",
+                         source="--tolerance")
+    label = name
+    if isinstance(model, str):
+        label = label or model.rpartition(":")[2]
+        model = build_model(model, kwargs, seed=seed)
+        dtype = dtype or "float32"
+        device = device or "cpu"
+    elif copy_model:
+        model = copy.deepcopy(model)
+    label = label or type(model).__name__
+    stages = stage_list(model, loss_fn)
+    L = len(stages)
+    if dtype is not None and dtype not in _DTYPES:
+        raise InputError(f"expected one of {', '.join(_DTYPES)}, got {dtype!r}", source="--dtype")
+    if device is not None:
+        try:
+            dev = torch.device(device)
+        except RuntimeError as e:
+            raise InputError(str(e), source="--device") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise InputError("CUDA is not available", source="--device")
+    for _, m in stages:
+        if dtype is not None:
+            m.to(dtype=getattr(torch, dtype))
+        if device is not None:
+            m.to(device=device)
+        m.train()
+    # inputs
+    check_schedule(schedule, L)
+    if chain is not None and chain.length != L:
+        raise InputError(f"the plan's chain has {chain.length} stages but the model has {L}",
+                         source="plan")
+    rng_before = torch.get_rng_state()
+    try:
+        if x is None:
+            if input_shape is None or batch is None:
+                raise InputError("give the input batch x, or input_shape and batch",
+                                 source="--input-shape")
+            torch.manual_seed(seed)
+            idt = input_dtype or dtype or "float32"
+            high = input_high
+            if high is None and not getattr(torch, idt).is_floating_point:
+                high = _first_embedding_size(stages)
+            x = make_input(tuple(input_shape), batch, idt, high=high, device=device or "cpu")
+        xs = leaves(x)
+        real_batch = int(xs[0].shape[0]) if xs and xs[0].dim() > 0 else batch
+        stages_for_run = stages  # already wrapped with the loss
+        if measured is not None:
+            if measured.chain.length != L:
+                raise InputError(f"the measured chain has {measured.chain.length} stages but the "
+                                 f"model has {L}", source="measured")
+            mc = measured
+        else:
+            mc = measure_chain(stages_for_run, x, target=target, timing=timing, reps=time_reps,
+                               measure_tmp=measure_tmp, name=label)
+        trace = simulate(without_tmp(mc.chain), schedule)
+        plan_trace = simulate(chain, schedule) if chain is not None else None
+        ex = ChainExecutor(stages_for_run, strict=strict)
+        for _, m in stages:
+            for p in m.parameters():
+                p.grad = None
+        torch.manual_seed(seed + 1)
+        step = ex.step(x, schedule, target=target, measure=True)
+        times: list[float] = []
+        for _ in range(max(0, repeats)):
+            for _, m in stages:
+                for p in m.parameters():
+                    p.grad = None
+            times.append(ex.step(x, schedule, target=target, measure=False).wall_time_s)
+        measured_time = min(times) if times else step.compute_time_s
+    finally:
+        torch.set_rng_state(rng_before)
+    notes = [f"chain sizes measured by the {mc.source}"]
+    if not mc.timed:
+        notes.append("stage times not measured: the predicted time is 0")
+    if plan_trace is not None:
+        diff = [s.name for s, p in zip(mc.chain.stages, chain.stages)
+                if (s.out_bytes, s.saved_bytes) != (p.out_bytes, p.saved_bytes)]
+        if diff:
+            notes.append(f"{len(diff)} of {L} stages differ in out/saved bytes from the plan's "
+                         f"model file (first: {diff[0]}); check batch, dtype and input shape")
+    v = Verification(model=label, stages=L, schedule=schedule, chain=mc.chain,
+                     chain_source=mc.source, trace=trace, step=step,
+                     predicted_peak_bytes=trace.peak_bytes, measured_peak_bytes=step.peak_bytes,
+                     predicted_time_s=trace.cost_s, measured_time_s=measured_time,
+                     budget_bytes=budget_bytes, tolerance=tolerance, plan_trace=plan_trace,
+                     timed_steps=len(times), device=str(xs[0].device) if xs else "cpu",
+                     dtype=dtype or _param_dtype(stages),
+                     batch=real_batch, notes=notes)
+    if v.measured_peak_bytes < v.predicted_peak_bytes * (1.0 - tolerance):
+        v.notes.append("the measured peak is well below the prediction (stages whose output "
+                       "aliases their input, or strict=False)")
+    if v.within_budget is False:
+        v.notes.append(f"the measured peak {v.measured_peak_bytes} B exceeds the budget "
+                       f"{v.budget_bytes} B")
+    return v
