@@ -23,7 +23,10 @@ _INPUT_DTYPES = _DTYPES + ("int64", "int32", "uint8", "bool")
 
 @click.group("import", context_settings={"help_option_names": ["-h", "--help"]})
 def import_group() -> None:
-    """Measure a model in a framework and write an edgeplan model file (format 1)."""
+    """Measure a model in a framework and write an edgeplan model file (format 1).
+
+    Example: edgeplan import torch edgeplan.importers.zoo:resnet18 --input-shape 3x224x224 --batch 8 -o resnet18.yaml
+    """
 
 
 def _command_line(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: str | None,
