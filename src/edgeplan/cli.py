@@ -160,12 +160,20 @@ def main(debug: bool) -> None:
                    "with throughput per batch size.")
 @click.option("--max-overhead", default=None, metavar="PCT",
               help='Recompute overhead limit for --max-batch, e.g. "30%".')
+@click.option("--chart", is_flag=True,
+              help="Also draw the memory/recompute trade-off curve in the terminal.")
+@click.option("--timeline", "show_timeline", is_flag=True,
+              help="Also draw the recommended schedule: live activations and memory per op.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE", help="Also draw the trade-off curve and the schedule's memory to "
+                                   "FILE (.png, .svg, .pdf; extra `plot`).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Also write the JSON plan to this file (atomically).")
 def solve(model: str, device_name: str | None, memory: int | None, slots: int | None,
           batch: int | None, precision: str | None, offload: bool, tier: str | None,
-          async_io: bool, time_limit: str | None, verify_spec: str | None,
+          async_io: bool, time_limit: str | None, verify_spec: str | None, chart: bool,
+          show_timeline: bool, plot_path: str | None,
           max_batch: int | None, max_overhead: str | None, as_json: bool,
           output: str | None) -> int:
     """Does MODEL train on the device, and with which checkpointing schedule?
@@ -185,6 +193,11 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
         _json_command["name"] = "solve"
     if device_name is None and memory is None:
         raise click.UsageError("give --device NAME (see `edgeplan devices`) or --memory SIZE")
+    if as_json and (chart or show_timeline):
+        raise click.UsageError("--chart/--timeline draw on the table output; drop --json")
+    if plot_path:
+        from .plot import plot_format
+        plot_format(plot_path)  # a bad suffix is an input error before any work
     spec = load_model(model)
     device = find_device(device_name) if device_name else None
     if device is None and spec.uses_flops:
@@ -233,6 +246,14 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
     else:
         out = _stdout()
         out.print(plan_summary(plan))
+        if chart and plan.result.frontier:
+            from .report.termplot import frontier_plot
+            out.out(frontier_plot(plan, width=min(out.width, 100)), highlight=False)
+        if show_timeline and plan.result.schedule is not None:
+            from .report.timeline import timeline
+            r = plan.result
+            out.out(timeline(plan.chain, r.schedule, r.trace, width=min(out.width, 120),
+                             budget_bytes=plan.memory.activation_bytes), highlight=False)
         if off is not None:
             from .report.table import offload_section
             out.print(offload_section(plan, *off))
@@ -244,6 +265,10 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
             out.print(batch_table(batches))
     sys.stdout.flush()
     err = _stderr()
+    if plot_path:
+        from .plot import plot_plan
+        plot_plan(plan, plot_path)
+        err.print(f"wrote {plot_path}")
     for note in plan.result.notes:
         err.print(f"note: {note}")
     if not plan.feasible and off is not None and off[0].feasible:
@@ -342,10 +367,13 @@ def _progress(label: str):
 @click.option("--batch", type=click.IntRange(1, 10**7), default=None,
               help="Batch size (scales every model's activations and compute).")
 @click.option("--detail", is_flag=True, help="Every strategy for every (model, device) pair.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE", help="Also draw every pair's strategies and budget to FILE (.png, "
+                                   ".svg, .pdf; extra `plot`).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 def compare(models: tuple[str, ...], device_names: tuple[str, ...], device_list: str | None,
             memory: int | None, strategies: str | None, slots: int | None, batch: int | None,
-            detail: bool, as_json: bool) -> int:
+            detail: bool, plot_path: str | None, as_json: bool) -> int:
     """Strategies, devices and models side by side.
 
     For each model on each device: each strategy's peak memory, recompute overhead, time and
@@ -369,6 +397,9 @@ def compare(models: tuple[str, ...], device_names: tuple[str, ...], device_list:
             [n.strip() for n in device_list.split(",") if n.strip()]
     if not names and memory is None:
         raise click.UsageError("give --device/--devices (see `edgeplan devices`) or --memory")
+    if plot_path:
+        from .plot import plot_format
+        plot_format(plot_path)
     strat = check_strategies([s.strip() for s in strategies.split(",") if s.strip()]) \
         if strategies else DEFAULT_STRATEGIES
     specs = [load_model(m) for m in models]
@@ -384,6 +415,10 @@ def compare(models: tuple[str, ...], device_names: tuple[str, ...], device_list:
         click.echo(jsondoc.dumps(compare_doc(pairs, EXIT_OK, slots or DEFAULT_SLOTS)))
     else:
         _stdout().print(compare_renderable(pairs, detail))
+    if plot_path:
+        from .plot import plot_compare
+        plot_compare(pairs, plot_path, slots=slots or DEFAULT_SLOTS)
+        _stderr().print(f"wrote {plot_path}")
     return EXIT_OK
 
 
@@ -452,10 +487,14 @@ def _device_dict(d) -> dict:
 
 from .cli_check import check_cmd  # noqa: E402
 from .cli_import import import_group  # noqa: E402
+from .cli_completion import completion_cmd  # noqa: E402
 from .cli_run import run_cmd  # noqa: E402
+from .cli_why import why_cmd  # noqa: E402
 
 main.add_command(check_cmd)
 main.add_command(import_group)
 main.add_command(run_cmd)
+main.add_command(why_cmd)
+main.add_command(completion_cmd)
 
 __all__ = ["main", "EXIT_CODES", "exit_code_for", "UnknownNameError"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from ..units import format_size, format_time
 
@@ -302,19 +302,3 @@ def group_indices(n: int, columns: int) -> list[tuple[int, int]]:
     near-equal size (sizes differ by at most one)."""
     c = max(1, min(n, columns))
     return [(i * n // c, (i + 1) * n // c) for i in range(c)]
-
-
-def bars(rows: Iterable[tuple[str, float]], width: int = 40) -> str:
-    """Labelled horizontal bars (for a few values): ``label  ███████▍  value``."""
-    rows = list(rows)
-    if not rows:
-        return ""
-    hi = max(v for _, v in rows) or 1.0
-    lw = max(len(k) for k, _ in rows)
-    eighths = " ▏▎▍▌▋▊▉█"
-    out = []
-    for k, v in rows:
-        n = v / hi * width * 8
-        full, part = divmod(int(round(n)), 8)
-        out.append(f"{k.ljust(lw)} {'█' * full}{eighths[part] if part else ''}")
-    return "\n".join(out)

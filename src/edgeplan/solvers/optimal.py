@@ -105,6 +105,11 @@ def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS
     disc, table = _solve_range(chain, budget_bytes, slots, progress)
     m = disc.down(budget_bytes) - disc.up(chain.input_bytes)
     if table is not None and np.isfinite(table.answer(m)):
+        # Among the optimal schedules, take the most frugal one: rebuild at the least memory
+        # that reaches the same cost (more headroom, same time).
+        col = table.column()
+        best = col[min(m, table.max_slots)]
+        m = int(np.flatnonzero(col <= best + 1e-12 * max(1.0, abs(best)))[0])
         sched = rebuild(table, m)
         tr = verified(chain, sched, budget_bytes)
         frontier = frontier_from_table(chain, disc, table) if with_frontier else ()
