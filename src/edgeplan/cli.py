@@ -55,13 +55,20 @@ def exit_code_for(err: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def _color_system() -> str | None:
+    """NO_COLOR (no-color.org) turns off every escape sequence, not only colours."""
+    return None if os.environ.get("NO_COLOR") else "auto"
+
+
 def _stderr() -> Console:
-    return Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+    return Console(stderr=True, markup=False, highlight=False, soft_wrap=True,
+                   color_system=_color_system())
 
 
 def _stdout() -> Console:
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "120") or 120)
-    return Console(markup=False, highlight=False, width=width, soft_wrap=False)
+    return Console(markup=False, highlight=False, width=width, soft_wrap=False,
+                   color_system=_color_system())
 
 
 class EdgeplanGroup(click.Group):
