@@ -107,6 +107,32 @@ class Chain:
     def arrays(self) -> "ChainArrays":
         return ChainArrays.of(self)
 
+    def lists(self) -> "ChainLists":
+        """Plain-Python per-index lists (index 0..L) for op-by-op loops (simulator, search)."""
+        st = self.stages
+        return ChainLists(x=[self.input_bytes] + [s.out_bytes for s in st],
+                          s=[0] + [s.saved_bytes for s in st],
+                          f=[0] + [s.fwd_tmp_bytes for s in st],
+                          b=[0] + [s.bwd_tmp_bytes for s in st],
+                          tf=[0.0] + [s.fwd_time_s for s in st],
+                          tb=[0.0] + [s.bwd_time_s for s in st])
+
+
+@dataclass(frozen=True)
+class ChainLists:
+    """``x``, ``s``, ``f``, ``b``, ``tf``, ``tb`` as lists indexed 0..L (0 = input / padding)."""
+
+    x: list
+    s: list
+    f: list
+    b: list
+    tf: list
+    tb: list
+
+    def dsize(self, i: int) -> int:
+        """Bytes of the gradient ``d_i``: 0 for ``d_0`` and ``d_L``."""
+        return 0 if i == 0 or i == len(self.x) - 1 else self.x[i]
+
 
 @dataclass(frozen=True)
 class ChainArrays:

@@ -30,7 +30,7 @@ from .errors import InputError, UnknownNameError
 from .device import DeviceProfile
 from .gate import Thresholds
 from .loaders import builtin_devices, find_device
-from .yamlio import MAX_FILE_BYTES, Node, read_yaml
+from .yamlio import MAX_FILE_BYTES, Node, check_format, read_yaml
 
 FORMAT_VERSION = 1
 CONFIG_NAMES = ("edgeplan.yaml", "edgeplan.yml")
@@ -99,24 +99,15 @@ def load_config(path: str | Path) -> CheckConfig:
                              hint="add one, or use an edgeplan.yaml (docs/ci.md)")
         node = Node(table, src, TOOL_TABLE, CONFIG_KEYS)
         if node.has("format"):
-            _check_format(node)
+            check_format(node, FORMAT_VERSION)
     else:
         data = read_yaml(p)
         if data is None:
             raise InputError("the file is empty; expected a check config (format: 1, model, "
                              "devices, gates)", source=src)
         node = Node(data, src, "", CONFIG_KEYS)
-        _check_format(node)
+        check_format(node, FORMAT_VERSION)
     return _from_node(node, p.parent)
-
-
-def _check_format(node: Node) -> None:
-    fmt = node.raw("format")
-    if fmt is None:
-        raise node.error("format", f"is required (write `format: {FORMAT_VERSION}` at the top)")
-    if fmt != FORMAT_VERSION:
-        raise node.error("format", f"unsupported format {fmt!r}; this edgeplan reads format "
-                                   f"{FORMAT_VERSION}")
 
 
 def _from_node(node: Node, base: Path) -> CheckConfig:

@@ -17,7 +17,7 @@ from . import units
 from .device import DEVICE_KINDS, OPTIMIZER_STATE_FACTOR, PRECISIONS, DeviceProfile, StorageTier
 from .errors import InputError, ModelError, UnknownNameError
 from .model import ModelSpec, StageSpec
-from .yamlio import Node, parse_yaml_text, read_yaml
+from .yamlio import Node, check_format, parse_yaml_text, read_yaml
 
 FORMAT_VERSION = 1
 MAX_STAGES = 10_000
@@ -31,15 +31,6 @@ MODEL_KEYS = ("format", "name", "description", "derivation", "batch", "input", "
 STAGE_KEYS = ("name", "fwd_time", "fwd_flops", "bwd_time", "bwd_flops", "out", "saved",
               "fwd_tmp", "bwd_tmp", "params")
 REPEAT_KEYS = ("repeat", "name", "stages")
-
-
-def _check_format(node: Node) -> None:
-    fmt = node.raw("format")
-    if fmt is None:
-        raise node.error("format", f"is required (write `format: {FORMAT_VERSION}` at the top)")
-    if fmt != FORMAT_VERSION:
-        raise node.error("format", f"unsupported format {fmt!r}; this edgeplan reads format "
-                                   f"{FORMAT_VERSION}")
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -61,7 +52,7 @@ def model_from_data(data: Any, src: str, sha256: str = "") -> ModelSpec:
     if data is None:
         raise InputError("the file is empty; expected a model (format: 1, name, stages)", source=src)
     top = Node(data, src, "", MODEL_KEYS)
-    _check_format(top)
+    check_format(top, FORMAT_VERSION)
     name = top.text("name", required=True)
     batch = top.integer("batch", 1, minimum=1, maximum=10**7)
     optimizer = top.choice("optimizer", tuple(OPTIMIZER_STATE_FACTOR), "sgd")
@@ -208,7 +199,7 @@ def load_device(path: str | Path) -> DeviceProfile:
 
 def device_from_data(data: Any, src: str) -> DeviceProfile:
     top = Node(data, src, "", DEVICE_KEYS)
-    _check_format(top)
+    check_format(top, FORMAT_VERSION)
     name = top.text("name", required=True)
     mem = top.child("memory", ("total", "reserved", "bandwidth"), required=True)
     total = mem.get("total", units.parse_size, required=True)

@@ -19,11 +19,11 @@ target, so an interrupted run never leaves half a picture. The format comes from
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from .errors import InputError
+from .fileio import atomic_path
 from .units import format_size, format_time
 
 FORMATS = ("png", "svg", "pdf")
@@ -55,29 +55,13 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = DEFAULT_DPI) -> Path
     """Write ``fig`` atomically (temporary file in the same folder, then ``os.replace``)."""
     path = Path(path)
     fmt = plot_format(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError("the folder does not exist", source=str(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=folder)
-    os.close(fd)
-    try:
-        # No timestamps in SVG/PDF: the same plan gives the same file.
-        meta = {"Date": None} if fmt == "svg" else ({"CreationDate": None} if fmt == "pdf"
-                                                      else None)
-        import matplotlib
+    # No timestamps in SVG/PDF: the same plan gives the same file.
+    meta = {"Date": None} if fmt == "svg" else ({"CreationDate": None} if fmt == "pdf" else None)
+    import matplotlib
 
+    with atomic_path(path, suffix=f".{fmt}") as tmp:
         with matplotlib.rc_context({"svg.hashsalt": "edgeplan"}):  # stable SVG ids
             fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path
 
 

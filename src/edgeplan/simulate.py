@@ -105,15 +105,8 @@ def simulate(chain: Chain, schedule: Schedule, budget_bytes: int | None = None, 
     (9, 3.0)
     """
     L = chain.length
-    x = [chain.input_bytes] + [s.out_bytes for s in chain.stages]
-    sv = [0] + [s.saved_bytes for s in chain.stages]
-    ft = [0] + [s.fwd_tmp_bytes for s in chain.stages]
-    bt = [0] + [s.bwd_tmp_bytes for s in chain.stages]
-    tf = [0.0] + [s.fwd_time_s for s in chain.stages]
-    tb = [0.0] + [s.bwd_time_s for s in chain.stages]
-
-    def dsize(i: int) -> int:
-        return 0 if i == 0 or i == L else x[i]
+    cl = chain.lists()
+    x, sv, ft, bt, tf, tb, dsize = cl.x, cl.s, cl.f, cl.b, cl.tf, cl.tb, cl.dsize
 
     live_a: set[int] = {0}
     live_A: set[int] = set()

@@ -200,3 +200,13 @@ class Node:
 def _typename(v: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "text", int: "a number", float: "a number",
             bool: "true/false", type(None): "nothing"}.get(type(v), type(v).__name__)
+
+
+def check_format(node: Node, version: int) -> None:
+    """The top-level ``format:`` key every edgeplan file carries."""
+    fmt = node.raw("format")
+    if fmt is None:
+        raise node.error("format", f"is required (write `format: {version}` at the top)")
+    if fmt != version:
+        raise node.error("format", f"unsupported format {fmt!r}; this edgeplan reads format "
+                                   f"{version}")

@@ -15,6 +15,7 @@ import heapq
 import itertools
 
 from ..chain import Chain
+from ..device import StorageTier
 from ..errors import InfeasibleError, LimitError
 from ..schedule import Op, OpKind, Schedule
 from .base import SolveResult, verified
@@ -22,21 +23,24 @@ from .base import SolveResult, verified
 MAX_EXACT_STAGES = 8
 
 
-def exact_cost(chain: Chain, budget_bytes: int) -> tuple[float, Schedule] | None:
-    """Least cost and one optimal schedule within ``budget_bytes``, or None if none fits."""
+def exact_cost(chain: Chain, budget_bytes: int, *, tier: StorageTier | None = None,
+               storage_bytes: int | None = None) -> tuple[float, Schedule] | None:
+    """Least cost and one optimal schedule within ``budget_bytes``, or None if none fits.
+
+    With a storage ``tier`` the search also uses ``W``/``R``/``free_s`` (chain-model.md
+    section 6, synchronous I/O); the stored set (within ``storage_bytes``, default the tier's
+    capacity) is then part of the state.
+    """
     L = chain.length
     if L > MAX_EXACT_STAGES:
         raise LimitError(f"exact search is limited to {MAX_EXACT_STAGES} stages "
                          f"(this chain has {L}); use the optimal solver")
-    x = [chain.input_bytes] + [s.out_bytes for s in chain.stages]
-    sv = [0] + [s.saved_bytes for s in chain.stages]
-    ft = [0] + [s.fwd_tmp_bytes for s in chain.stages]
-    bt = [0] + [s.bwd_tmp_bytes for s in chain.stages]
-    tf = [0.0] + [s.fwd_time_s for s in chain.stages]
-    tb = [0.0] + [s.bwd_time_s for s in chain.stages]
-
-    def dsize(i: int) -> int:
-        return 0 if i == 0 or i == L else x[i]
+    cl = chain.lists()
+    x, sv, ft, bt, tf, tb, dsize = cl.x, cl.s, cl.f, cl.b, cl.tf, cl.tb, cl.dsize
+    if tier is not None:
+        cap = storage_bytes if storage_bytes is not None else tier.capacity_bytes
+        wc = [0.0] + [tier.write_time_s(x[i]) for i in range(1, L + 1)]
+        rc = [0.0] + [tier.read_time_s(x[i]) for i in range(1, L + 1)]
 
     def mem_of(a: int, A: int, k: int) -> int:
         m = x[0] + dsize(k)
@@ -47,8 +51,11 @@ def exact_cost(chain: Chain, budget_bytes: int) -> tuple[float, Schedule] | None
                 m += sv[i]
         return m
 
-    start = (1, 0, L)  # bit 0 of a: a_0 always live
-    if mem_of(*start) > budget_bytes:
+    def stored_bytes(S: int) -> int:
+        return sum(x[i] for i in range(1, L + 1) if S >> i & 1)
+
+    start = (1, 0, L, 0)  # bit 0 of a: a_0 always live; S: the set on storage
+    if mem_of(1, 0, L) > budget_bytes:
         return None
     dist = {start: 0.0}
     parent: dict[tuple, tuple[tuple, Op]] = {}
@@ -58,7 +65,7 @@ def exact_cost(chain: Chain, budget_bytes: int) -> tuple[float, Schedule] | None
         c, _, st = heapq.heappop(heap)
         if c > dist.get(st, float("inf")):
             continue
-        a, A, k = st
+        a, A, k, S = st
         if k == 0:
             ops = []
             while st in parent:
@@ -71,18 +78,27 @@ def exact_cost(chain: Chain, budget_bytes: int) -> tuple[float, Schedule] | None
         for i in range(1, k + 1):
             if avail >> (i - 1) & 1:
                 if not (avail >> i & 1) and M + x[i] + ft[i] <= budget_bytes:
-                    moves.append(((a | 1 << i, A, k), Op(OpKind.FN, i), tf[i]))
+                    moves.append(((a | 1 << i, A, k, S), Op(OpKind.FN, i), tf[i]))
                 if not (A >> i & 1) and M + sv[i] + ft[i] <= budget_bytes:
-                    moves.append(((a, A | 1 << i, k), Op(OpKind.FALL, i), tf[i]))
+                    moves.append(((a, A | 1 << i, k, S), Op(OpKind.FALL, i), tf[i]))
+            if tier is not None:
+                if avail >> i & 1 and not (S >> i & 1) and \
+                        (cap is None or stored_bytes(S) + x[i] <= cap):
+                    moves.append(((a, A, k, S | 1 << i), Op(OpKind.W, i), wc[i]))
+                if S >> i & 1 and not (avail >> i & 1) and M + x[i] <= budget_bytes:
+                    moves.append(((a | 1 << i, A, k, S), Op(OpKind.R, i), rc[i]))
         if (A >> k & 1) and (avail >> (k - 1) & 1) and \
                 M + (x[k - 1] if k >= 2 else 0) + bt[k] <= budget_bytes:
-            moves.append(((a, A & ~(1 << k), k - 1), Op(OpKind.B, k), tb[k]))
+            moves.append(((a, A & ~(1 << k), k - 1, S), Op(OpKind.B, k), tb[k]))
         for i in range(1, L + 1):
+            # a_i may not go while the recorded A_{i+1} still needs it (chain-model.md 3)
             needed = (A >> (i + 1) & 1) if i < L else 0
             if a >> i & 1 and not (needed and not (A >> i & 1)):
-                moves.append(((a & ~(1 << i), A, k), Op(OpKind.FREE_A, i), 0.0))
+                moves.append(((a & ~(1 << i), A, k, S), Op(OpKind.FREE_A, i), 0.0))
             if A >> i & 1 and not (needed and not (a >> i & 1)):
-                moves.append(((a, A & ~(1 << i), k), Op(OpKind.FREE_ALL, i), 0.0))
+                moves.append(((a, A & ~(1 << i), k, S), Op(OpKind.FREE_ALL, i), 0.0))
+            if S >> i & 1:
+                moves.append(((a, A, k, S & ~(1 << i)), Op(OpKind.FREE_S, i), 0.0))
         for nst, op, dc in moves:
             nc = c + dc
             if nc < dist.get(nst, float("inf")):

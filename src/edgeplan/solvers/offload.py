@@ -39,8 +39,6 @@ by :func:`edgeplan.simulate.simulate` with the tier; its costs and peak come fro
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +49,7 @@ from ..discretize import DEFAULT_SLOTS, Discretization, SlotChain, choose, slot_
 from ..errors import InputError, LimitError, UnknownNameError
 from ..schedule import Op, OpKind, Schedule
 from ..simulate import Trace, simulate
+from .exact import exact_cost
 from .base import SolveResult, store_all_peak_bytes, store_all_schedule
 from .optimal import solve_optimal
 
@@ -493,82 +492,7 @@ MAX_EXACT_OFFLOAD_STAGES = 6
 def exact_offload_cost(chain: Chain, budget_bytes: int, tier: StorageTier, *,
                        storage_bytes: int | None = None) -> tuple[float, Schedule] | None:
     """Least synchronous makespan of any valid schedule with ``W``/``R``/``free_s`` ops
-    (Dijkstra over the simulator's state plus the stored set), or None if nothing fits."""
-    L = chain.length
-    if L > MAX_EXACT_OFFLOAD_STAGES:
+    (the exhaustive search of ``solvers.exact`` with a storage tier), or None if nothing fits."""
+    if chain.length > MAX_EXACT_OFFLOAD_STAGES:
         raise LimitError(f"exact offload search is limited to {MAX_EXACT_OFFLOAD_STAGES} stages")
-    cap = storage_bytes if storage_bytes is not None else tier.capacity_bytes
-    x = [chain.x(i) for i in range(L + 1)]
-    sv = [0] + [s.saved_bytes for s in chain.stages]
-    ft = [0] + [s.fwd_tmp_bytes for s in chain.stages]
-    bt = [0] + [s.bwd_tmp_bytes for s in chain.stages]
-    tf = [0.0] + [s.fwd_time_s for s in chain.stages]
-    tb = [0.0] + [s.bwd_time_s for s in chain.stages]
-    wc = [0.0] + [tier.write_time_s(x[i]) for i in range(1, L + 1)]
-    rc = [0.0] + [tier.read_time_s(x[i]) for i in range(1, L + 1)]
-
-    def dsize(i: int) -> int:
-        return 0 if i == 0 or i == L else x[i]
-
-    def mem_of(a: int, A: int, k: int) -> int:
-        m = x[0] + dsize(k)
-        for i in range(1, L + 1):
-            if a >> i & 1:
-                m += x[i]
-            if A >> i & 1:
-                m += sv[i]
-        return m
-
-    def stored_bytes(S: int) -> int:
-        return sum(x[i] for i in range(1, L + 1) if S >> i & 1)
-
-    start = (1, 0, L, 0)
-    if mem_of(1, 0, L) > budget_bytes:
-        return None
-    dist = {start: 0.0}
-    parent: dict[tuple, tuple[tuple, Op]] = {}
-    tie = itertools.count()
-    heap = [(0.0, next(tie), start)]
-    while heap:
-        c, _, st = heapq.heappop(heap)
-        if c > dist.get(st, float("inf")):
-            continue
-        a, A, k, S = st
-        if k == 0:
-            ops = []
-            while st in parent:
-                st, op = parent[st]
-                ops.append(op)
-            return c, Schedule(tuple(reversed(ops)))
-        M = mem_of(a, A, k)
-        avail = a | A | 1
-        moves: list[tuple[tuple, Op, float]] = []
-        for i in range(1, k + 1):
-            if avail >> (i - 1) & 1:
-                if not (avail >> i & 1) and M + x[i] + ft[i] <= budget_bytes:
-                    moves.append(((a | 1 << i, A, k, S), Op(OpKind.FN, i), tf[i]))
-                if not (A >> i & 1) and M + sv[i] + ft[i] <= budget_bytes:
-                    moves.append(((a, A | 1 << i, k, S), Op(OpKind.FALL, i), tf[i]))
-            if avail >> i & 1 and not (S >> i & 1) and \
-                    (cap is None or stored_bytes(S) + x[i] <= cap):
-                moves.append(((a, A, k, S | 1 << i), Op(OpKind.W, i), wc[i]))
-            if S >> i & 1 and not (avail >> i & 1) and M + x[i] <= budget_bytes:
-                moves.append(((a | 1 << i, A, k, S), Op(OpKind.R, i), rc[i]))
-        if (A >> k & 1) and (avail >> (k - 1) & 1) and \
-                M + (x[k - 1] if k >= 2 else 0) + bt[k] <= budget_bytes:
-            moves.append(((a, A & ~(1 << k), k - 1, S), Op(OpKind.B, k), tb[k]))
-        for i in range(1, L + 1):
-            needed = (A >> (i + 1) & 1) if i < L else 0
-            if a >> i & 1 and not (needed and not (A >> i & 1)):
-                moves.append(((a & ~(1 << i), A, k, S), Op(OpKind.FREE_A, i), 0.0))
-            if A >> i & 1 and not (needed and not (a >> i & 1)):
-                moves.append(((a, A & ~(1 << i), k, S), Op(OpKind.FREE_ALL, i), 0.0))
-            if S >> i & 1:
-                moves.append(((a, A, k, S & ~(1 << i)), Op(OpKind.FREE_S, i), 0.0))
-        for nst, op, dc in moves:
-            nc = c + dc
-            if nc < dist.get(nst, float("inf")):
-                dist[nst] = nc
-                parent[nst] = (st, op)
-                heapq.heappush(heap, (nc, next(tie), nst))
-    return None
+    return exact_cost(chain, budget_bytes, tier=tier, storage_bytes=storage_bytes)
