@@ -3,6 +3,7 @@ versus predicted memory, and the `edgeplan run` command."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -402,6 +403,100 @@ def test_cli_run_exit_codes(cli_setup):
     nop.write_text(json.dumps(doc))
     res = runner.invoke(main, ["run", spec, "--plan", str(nop)])
     assert res.exit_code == 2 and "--input-shape" in res.output
+
+
+# --- measured versus predicted step time ----------------------------------------------------------
+
+# Timing on a shared 2-core CI machine: other processes preempt ours for a scheduler tick (~4 ms,
+# longer than the whole ~2 ms step of these models) in many steps, so the *median* step of a busy
+# machine contains a preemption and medians put the ratio at 2-3 there. Both sides therefore keep
+# their fastest whole step out of alternating rounds (docs/run.md): with one thread 1.0-1.2
+# here, idle or with a busy-looping process beside the test; with both cores busy about one run
+# in ten is still off (up to 4x). Hence up to 3 attempts, the bound staying [0.5, 2]: a
+# systematic error (the per-stage timing this replaced was 25-35% low on an idle machine and
+# 10-100x off with contended threads) fails every attempt, a host too busy to give one clean
+# step in a run does not fail the suite.
+TIME_RANGE = (0.5, 2.0)
+
+
+@contextlib.contextmanager
+def _threads(n):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_time_prediction_cnn_one_thread(cli_setup):
+    main, runner, d, spec, plan = cli_setup
+    before = torch.get_num_threads()
+    ratios = []
+    for _ in range(3):
+        res = runner.invoke(main, ["run", spec, "--plan", str(plan), "--json", "--threads", "1",
+                                   "--repeats", "9"])
+        assert res.exit_code == 0, res.output
+        assert torch.get_num_threads() == before  # --threads is restored afterwards
+        t = json.loads(res.stdout)["data"]["time"]
+        assert t["threads"] == 1 and t["timed_steps"] == 9 and t["stage_times"] == "executor"
+        assert t["predicted_s"] > 0 and t["measured_s"] > 0
+        ratios.append(t["ratio"])
+        if TIME_RANGE[0] <= t["ratio"] <= TIME_RANGE[1]:
+            assert t["within_range"] is True
+            break
+        assert t["within_range"] is False
+    assert TIME_RANGE[0] <= ratios[-1] <= TIME_RANGE[1], ratios
+
+
+def test_time_prediction_mlp_one_thread():
+    torch.manual_seed(0)
+    model, x = small_mlp(width=128), torch.randn(32, 32)
+    mc = measure_chain(model, x, timing=False)
+    chain = without_tmp(mc.chain)
+    hi = store_all_peak_bytes(chain)
+    lo = solve_optimal(chain, hi).min_budget_bytes
+    sched = solve_optimal(chain, int(lo + 0.3 * (hi - lo))).schedule
+    ratios = []
+    with _threads(1):
+        for _ in range(3):
+            v = verify_plan(model, sched, x=x, repeats=9, time_reps=9)
+            assert v.step.recomputed_forwards > 0 and v.threads == 1
+            ratios.append(v.time_ratio)
+            if v.time_ok:
+                break
+    assert TIME_RANGE[0] <= ratios[-1] <= TIME_RANGE[1], ratios
+    assert v.time_method == "executor"
+    assert all(s.fwd_time_s > 0 and s.bwd_time_s > 0 for s in v.chain.stages)
+
+
+def test_time_off_is_reported_not_failed(mlp64):
+    """A stage-time chain 50x too slow: the time ratio is reported as off, memory decides."""
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from edgeplan.cli_run import _table
+    model, x = mlp64
+    mc = measure_chain(model, x, reps=2)
+    assert mc.timed and all(s.fwd_time_s > 0 and s.bwd_time_s > 0 for s in mc.chain.stages)
+    slow = replace(mc, chain=replace(mc.chain, stages=tuple(
+        replace(s, fwd_time_s=50 * s.fwd_time_s, bwd_time_s=50 * s.bwd_time_s)
+        for s in mc.chain.stages)))
+    s = store_all_schedule(mc.chain)
+    v = verify_plan(model, s, x=x, repeats=3, measured=slow)
+    assert v.time_method == "given" and v.time_ratio < 0.5
+    assert v.time_ok is False and v.exit_code == 0 and v.ok
+    assert any("time prediction is off" in n for n in v.notes)
+    d = v.to_dict(ops=False)["time"]
+    assert d["within_range"] is False and d["ratio_range"] == [0.5, 2.0]
+    console = Console(width=200, record=True)
+    console.print(_table(v, {}, False))
+    text = console.export_text()
+    assert "TIME PREDICTION OFF" in text and "ok: within" in text
+    # untimed: no time verdict at all
+    v0 = verify_plan(model, s, x=x, repeats=0, timing=False)
+    assert v0.time_ok is None and not any("time prediction" in n for n in v0.notes)
 
 
 def test_example_trains():

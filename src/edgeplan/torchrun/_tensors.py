@@ -128,7 +128,8 @@ def preserved_state(modules: Iterable[torch.nn.Module]) -> Iterator[None]:
     """Restore buffers (values), parameter gradients and the RNG state on exit.
 
     Used around the measurement passes (chain sizes, stage times), which run training-mode
-    forwards and backwards on the real modules.
+    forwards and backwards on the real modules. Gradients are set to None on entry: autograd
+    accumulates into an existing ``.grad`` in place, which would change the caller's tensors.
     """
     mods = list(modules)
     rng = get_rng()
@@ -144,6 +145,8 @@ def preserved_state(modules: Iterable[torch.nn.Module]) -> Iterator[None]:
             if id(p) not in seen:
                 seen.add(id(p))
                 grads.append((p, p.grad))
+    for p, _ in grads:
+        p.grad = None
     try:
         yield
     finally:

@@ -13,18 +13,24 @@ Definitions (docs/run.md):
   left out), sampled at every op's transient point and after every op;
 * the plan's peak (when a ``chain`` from a model file is given) = the simulator on that chain,
   temporaries included; it is what the budget was checked against;
-* predicted time = the simulator's cost with the measured per-stage host times (fastest of
-  ``time_reps``); measured time = the fastest wall time of ``repeats`` executed steps without
-  accounting (minimums on both sides: interference on a shared machine only adds time).
+* predicted time = the simulator's cost with per-stage host times = the ``Fall i`` / ``B i``
+  op times of the fastest of ``time_reps`` store-all steps run by the executor
+  (:class:`~edgeplan.torchrun.measure.StageTimer`); measured time = the fastest wall time of
+  ``repeats`` executed steps of the schedule without accounting. The two are taken in
+  alternating rounds (one store-all step, one step of the schedule), after a warm-up of each,
+  so that both see the host in the same state.
 
 Verdict (``exit_code``): 1 when the measured peak exceeds ``budget_bytes`` or exceeds the
-prediction by more than ``tolerance`` (the prediction under-estimated); 0 otherwise.
+prediction by more than ``tolerance`` (the prediction under-estimated); 0 otherwise. Time is
+not part of it; a time ratio outside ``TIME_RATIO_RANGE`` adds a note (``time_ok``).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+import os
+import statistics
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -34,13 +40,16 @@ from ..chain import Chain
 from ..errors import InputError
 from ..schedule import Schedule
 from ..simulate import Trace, simulate
-from ._tensors import leaves
+from ._tensors import leaves, preserved_state
 from .executor import ChainExecutor, StepResult, check_schedule, stage_list
-from .measure import MeasuredChain, measure_chain, without_tmp
+from .measure import (MeasuredChain, StageTimer, _is_oom, measure_chain, time_stages_isolated,
+                      with_times, without_tmp)
 
-__all__ = ["Verification", "verify_plan", "make_input", "build_model"]
+__all__ = ["Verification", "verify_plan", "make_input", "build_model", "TIME_RATIO_RANGE"]
 
 _DTYPES = ("float32", "float16", "bfloat16", "float64")
+TIME_RATIO_RANGE = (0.5, 2.0)  # measured / predicted step time outside it: a note says so
+NOISY_SPREAD = 1.5             # median / fastest timed step above this: a note says so
 _INPUT_DTYPES = _DTYPES + ("int64", "int32", "uint8", "bool")
 
 
@@ -67,6 +76,9 @@ class Verification:
     dtype: str | None = None
     batch: int | None = None
     notes: list[str] = field(default_factory=list)
+    threads: int = 1                  # torch.get_num_threads() during the timing
+    time_spread: float | None = None  # median / fastest timed step (noise indicator)
+    time_method: str | None = None    # stage times: "executor", "isolated", "given" (measured=)
 
     @property
     def peak_ratio(self) -> float:
@@ -76,6 +88,17 @@ class Verification:
     @property
     def time_ratio(self) -> float | None:
         return self.measured_time_s / self.predicted_time_s if self.predicted_time_s > 0 else None
+
+    @property
+    def time_ok(self) -> bool | None:
+        """The time ratio is within ``TIME_RATIO_RANGE`` (None when nothing was timed). Not part
+        of the verdict: memory is what a plan promises; time is a sanity check of the cost
+        model on this host."""
+        r = self.time_ratio
+        if r is None or self.measured_time_s <= 0:
+            return None
+        lo, hi = TIME_RATIO_RANGE
+        return lo <= r <= hi
 
     @property
     def within_budget(self) -> bool | None:
@@ -136,7 +159,12 @@ class Verification:
                 "predicted_s": self.predicted_time_s,
                 "measured_s": self.measured_time_s,
                 "ratio": self.time_ratio,
+                "ratio_range": list(TIME_RATIO_RANGE),
+                "within_range": self.time_ok,
                 "timed_steps": self.timed_steps,
+                "threads": self.threads,
+                "spread": self.time_spread,
+                "stage_times": self.time_method,
                 "plan_cost_s": None if self.plan_trace is None else self.plan_trace.cost_s,
             },
             "loss": self.step.loss_value,
@@ -205,6 +233,44 @@ def build_model(spec: str, kwargs: dict | None = None, *, seed: int = 0) -> Any:
                          source="MODULE:CALLABLE") from None
 
 
+def _spread(*samples: list[float]) -> float | None:
+    """The largest median / fastest over the given series of step times (None without two
+    samples): how much interference the typical step saw."""
+    vals = [statistics.median(x) / min(x) for x in samples if len(x) >= 2 and min(x) > 0]
+    return max(vals) if vals else None
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _time_notes(v: "Verification") -> list[str]:
+    """Notes on the time comparison: off (outside ``TIME_RATIO_RANGE``), noisy, and why."""
+    notes = []
+    noisy = v.time_spread is not None and v.time_spread > NOISY_SPREAD
+    if v.threads > 1 and v.device == "cpu":
+        hint = (f"; PyTorch ran {v.threads} threads on {_cores()} cores: when other processes "
+                "use those cores, parallel ops wait for descheduled threads and host times jump "
+                "10-100x for seconds at a time; try --threads 1 (torch.set_num_threads(1), "
+                "OMP_NUM_THREADS=1) or an idle machine")
+    else:
+        hint = "; the host looks busy: retry on an idle machine" if noisy else ""
+    if v.time_ok is False:
+        lo, hi = TIME_RATIO_RANGE
+        r = f"{v.time_ratio:.2f}" if v.time_ratio >= 0.1 else f"{v.time_ratio:.2g}"
+        notes.append(f"the time prediction is off: measured / predicted step time = {r}, "
+                     f"outside [{lo:g}, {hi:g}] (the verdict is on memory and not affected)"
+                     f"{hint}")
+        hint = ""
+    if noisy:
+        notes.append(f"timings are noisy: the median timed step took {v.time_spread:.1f}x the "
+                     f"fastest (the fastest ones are compared){hint}")
+    return notes
+
+
 def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                 x: Any = None, target: Any = None,
                 loss_fn: Callable[..., torch.Tensor] | None = None,
@@ -212,7 +278,7 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                 dtype: str | None = None, input_dtype: str | None = None,
                 input_high: int | None = None, device: str | None = None,
                 kwargs: dict | None = None, budget_bytes: int | None = None,
-                tolerance: float = 0.10, repeats: int = 3, timing: bool = True,
+                tolerance: float = 0.10, repeats: int = 5, timing: bool = True,
                 time_reps: int = 5, strict: bool = True, measure_tmp: bool = False,
                 copy_model: bool = True, seed: int = 0, name: str | None = None,
                 measured: MeasuredChain | None = None) -> Verification:
@@ -224,11 +290,13 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
     model file's), optional: its simulated peak is reported as ``plan_peak_bytes``; its length
     must match the model's. ``x``: the input batch, or built from ``input_shape``, ``batch``,
     ``input_dtype`` (default ``dtype``), ``input_high``. ``budget_bytes``: the plan's activation
-    budget (verdict). ``repeats``: extra unmeasured steps timed for the wall time (0: use the
-    measured step's op times). ``copy_model``: run on a deep copy (the caller's model, its
-    gradients and running statistics are untouched; the RNG state is restored too).
+    budget (verdict). ``repeats``: extra unmeasured steps timed for the wall time, the fastest
+    counts (0: use the measured step's op times). ``time_reps``: store-all steps timed for the
+    per-stage times (the fastest counts), alternating with the ``repeats``. ``copy_model``: run
+    on a deep copy (the caller's model, its gradients and running statistics are untouched; the
+    RNG state is restored too).
     ``measured``: a :func:`measure_chain` result for this model and input, to skip measuring
-    again (e.g. when verifying several schedules).
+    again (e.g. when verifying several schedules); its stage times are used when it has them.
     """
     if not 0 <= tolerance < 10:
         raise InputError(f"expected a tolerance between 0 and 10, got {tolerance}",
@@ -285,9 +353,8 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                                  f"model has {L}", source="measured")
             mc = measured
         else:
-            mc = measure_chain(stages_for_run, x, target=target, timing=timing, reps=time_reps,
+            mc = measure_chain(stages_for_run, x, target=target, timing=False,
                                measure_tmp=measure_tmp, name=label)
-        trace = simulate(without_tmp(mc.chain), schedule)
         plan_trace = simulate(chain, schedule) if chain is not None else None
         ex = ChainExecutor(stages_for_run, strict=strict)
         for _, m in stages:
@@ -295,12 +362,49 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                 p.grad = None
         torch.manual_seed(seed + 1)
         step = ex.step(x, schedule, target=target, measure=True)
+        # Timing. The stage times (store-all steps of the executor, StageTimer) and the timed
+        # steps of the schedule are taken in alternating rounds, so that both see the host in
+        # the same state (an oversubscribed host changes speed 10-100x for seconds at a time),
+        # and both sides keep their fastest whole step (interference only adds time; see
+        # StageTimer for why not per-op minimums or medians). The model ends as after the
+        # measured step.
+        timer = StageTimer(stages_for_run, x, target=target) \
+            if timing and not (measured is not None and measured.timed) else None
         times: list[float] = []
-        for _ in range(max(0, repeats)):
-            for _, m in stages:
-                for p in m.parameters():
-                    p.grad = None
-            times.append(ex.step(x, schedule, target=target, measure=False).wall_time_s)
+        isolated = False
+        with preserved_state(m for _, m in stages):
+            if timer is not None:
+                try:
+                    timer.round(record=False)  # warm-up: first calls in the store-all order
+                except InputError as e:
+                    if not _is_oom(e):
+                        raise
+                    timer, isolated = None, True
+            time_reps = max(1, time_reps)
+            rounds = max(max(0, repeats), time_reps if timer is not None else 0)
+            for k in range(rounds):
+                if timer is not None and k < time_reps:
+                    try:
+                        timer.round()
+                    except InputError as e:
+                        if not _is_oom(e):
+                            raise
+                        timer, isolated = None, True  # the store-all step does not fit
+                if k < repeats:
+                    for _, m in stages:
+                        for p in m.parameters():
+                            p.grad = None
+                    times.append(ex.step(x, schedule, target=target,
+                                         measure=False).wall_time_s)
+        stage_walls = timer.walls if timer is not None else []
+        time_method = ("executor" if timer is not None else "isolated" if isolated
+                       else "given" if mc.timed else None)
+        if timer is not None:
+            mc = replace(mc, chain=with_times(mc.chain, timer.times()), timed=True)
+        elif isolated:
+            mc = replace(mc, chain=with_times(mc.chain, time_stages_isolated(
+                stages_for_run, x, reps=time_reps)), timed=True)
+        trace = simulate(without_tmp(mc.chain), schedule)
         measured_time = min(times) if times else step.compute_time_s
     finally:
         torch.set_rng_state(rng_before)
@@ -320,7 +424,13 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                      budget_bytes=budget_bytes, tolerance=tolerance, plan_trace=plan_trace,
                      timed_steps=len(times), device=str(xs[0].device) if xs else "cpu",
                      dtype=dtype or _param_dtype(stages),
-                     batch=real_batch, notes=notes)
+                     batch=real_batch, notes=notes, threads=torch.get_num_threads(),
+                     time_spread=_spread(times, stage_walls), time_method=time_method)
+    if isolated:
+        v.notes.append("stage times taken with each stage alone (the store-all step does not fit "
+                       "in memory): they miss the executor's per-op costs, expect the predicted "
+                       "time to be 25-35% low")
+    v.notes.extend(_time_notes(v))
     if v.measured_peak_bytes < v.predicted_peak_bytes * (1.0 - tolerance):
         v.notes.append("the measured peak is well below the prediction (stages whose output "
                        "aliases their input, or strict=False)")
