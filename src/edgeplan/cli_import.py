@@ -1,7 +1,8 @@
 """``edgeplan import``: produce a model file (format 1) by measuring a framework model.
 
 Registered into the main command line with ``main.add_command(import_group)``. PyTorch is
-imported only when ``edgeplan import torch`` runs (``pip install 'edgeplan[torch]'``).
+imported only when ``edgeplan import torch`` runs (``pip install 'edgeplan[torch]'``), onnx
+only when ``edgeplan import onnx`` runs (``pip install 'edgeplan[onnx]'``).
 Errors are ``edgeplan.errors.InputError`` (exit code 2 under the main command).
 """
 
@@ -156,6 +157,99 @@ def torch_cmd(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: 
         click.echo(f"{result.name}: {len(result.stages)} stages, {result.param_count:,} "
                    f"parameters, input {result.input_bytes:,} B, sum of saved "
                    f"{result.total_saved_bytes:,} B -> {dest}", err=True)
+    sys.stdout.flush()
+
+
+def _onnx_command_line(path: str, batch: int | None, dims: tuple[str, ...], stages: str,
+                       tuple_cuts: bool, name: str | None, description: str | None,
+                       optimizer: str, output: str) -> str:
+    """The canonical ``edgeplan import onnx`` command that reproduces the file."""
+    parts = ["edgeplan", "import", "onnx", path]
+    if batch is not None:
+        parts += ["--batch", str(batch)]
+    for d in dims:
+        parts += ["--dim", d]
+    if stages != "auto":
+        parts += ["--stages", stages]
+    if tuple_cuts:
+        parts.append("--tuple-cuts")
+    if name:
+        parts += ["--name", name]
+    if description:
+        parts += ["--description", description]
+    if optimizer != "momentum":
+        parts += ["--optimizer", optimizer]
+    parts += ["-o", output]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+@import_group.command("onnx")
+@click.argument("path", metavar="MODEL.onnx")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Batch size for a symbolic batch dimension (default: the graph's fixed "
+                   "batch, else 1).")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
+              help="Size of another symbolic input dimension (repeatable), e.g. --dim "
+                   "seq_len=128.")
+@click.option("--stages", default="auto", show_default=True, metavar="auto|nodes|N",
+              help="auto: a stage per weighted op's segment; nodes: one stage per articulation "
+                   "segment; N: about N stages balancing FLOPs.")
+@click.option("--tuple-cuts", is_flag=True,
+              help="Also cut where several tensors are live, all made since the previous cut "
+                   "(an unrolled RNN's (h, c), parallel branches); out is their sum.")
+@click.option("--name", default=None, help="Model name in the file (default: the file's stem).")
+@click.option("--description", default=None, help="Description line (default: generated).")
+@click.option("--optimizer", type=click.Choice(("sgd", "momentum", "adam")), default="momentum",
+              show_default=True,
+              help="Optimizer written to the file (sets optimizer-state memory).")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
+              help="Model file to write ('-' = stdout).")
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr (warnings still show).")
+def onnx_cmd(path: str, batch: int | None, dims: tuple[str, ...], stages: str, tuple_cuts: bool,
+             name: str | None, description: str | None, optimizer: str, output: str,
+             quiet: bool) -> None:
+    """Estimate an ONNX graph as a chain and write a model file; nothing is run.
+
+    Shapes come from ONNX shape inference at the batch; the graph is cut where exactly one
+    activation tensor is live (never inside a residual block; --tuple-cuts: or several made since
+    the previous cut); FLOPs and saved bytes come from
+    per-op rules; a cross-entropy `loss` stage is added. Ops without a cost rule are reported
+    (stderr, the file's derivation and a comment on their stage). See docs/importing.md.
+
+    \b
+    Example:
+      edgeplan import onnx resnet18.onnx --batch 8 -o resnet18.yaml
+    """
+    from .importers import onnx_import as oi
+
+    dim_map = oi.parse_dims(dims)
+    stage_mode = oi.parse_stages(stages)
+    result = oi.import_onnx(path, batch=batch, dims=dim_map, stages=stage_mode,
+                            tuple_cuts=tuple_cuts, name=name, description=description)
+    cmd = _onnx_command_line(path, batch, dims, str(stage_mode), tuple_cuts, name, description,
+                             optimizer, output)
+    text = oi.to_yaml(result, command=cmd, optimizer=optimizer)
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        _write(output, text)
+    if not quiet:
+        rows = oi.summary_rows(result)
+        w = max(len(r[0]) for r in rows)
+        click.echo(f"{'stage':<{w}}  {'nodes':>5}  {'out':>11}  {'saved':>11}  "
+                   f"{'fwd FLOP':>14}  {'params':>12}", err=True)
+        for r in rows:
+            click.echo(f"{r[0]:<{w}}  {r[1]:>5}  {r[2]:>11}  {r[3]:>11}  {r[4]:>14}  "
+                       f"{r[5]:>12}", err=True)
+        dest = "stdout" if output == "-" else output
+        click.echo(f"{result.name}: {len(result.stages)} stages ({result.segment_count} "
+                   f"articulation segments), {result.param_count:,} parameters, input "
+                   f"{result.input_bytes:,} B, sum of saved {result.total_saved_bytes:,} B "
+                   f"-> {dest}", err=True)
+    if result.uncosted:
+        click.echo(f"edgeplan: warning: {len(result.uncosted)} op(s) could not be costed "
+                   f"({oi.uncosted_summary(result)}); their FLOPs are not counted - see the "
+                   "file's derivation", err=True)
     sys.stdout.flush()
 
 
