@@ -1,11 +1,55 @@
-"""The numpy kernel of the optimal chain DP (chain-model.md section 4): table fill and rebuild.
+"""The kernel of the optimal chain DP (chain-model.md section 4): banded table fill and rebuild.
 
-See ``edgeplan.solvers.optimal`` for the recurrence. ``fill_table`` has no validation;
+See ``edgeplan.solvers.optimal`` for the recurrence; ``dp_reference`` holds the straightforward
+dense kernel this one must match bit for bit (costs and choices): it is the test oracle.
+
+Storage
+-------
+For a fixed sub-chain ``(s, t)``, ``C(s, t, m)`` is infinite below its least feasible memory and
+non-increasing in ``m`` (more memory only adds options; float addition is monotone, so this holds
+for the computed floats too). Above some point it stops changing: once every candidate (record,
+checkpoint at ``k``) has passed its own threshold and the points where the sub-chains it reads
+stop changing, its value is constant, and so are the minimum and the choice. So a cell stores
+
+* its **value band** ``lo <= m <= hv``: ``m < lo`` is infeasible, ``m > hv`` has the value at
+  ``hv`` (float64: float32 would change optima);
+* its **choice runs**: the choice (``-1`` infeasible, ``0`` record stage ``s``, ``k`` checkpoint
+  ``a_{k-1}``) is constant over runs of ``m`` (about five slots long on CNN-like chains), stored as
+  (start relative to ``lo``, choice) pairs, the last run extending to infinity.
+
+The bands are packed one after the other in ``val``; the runs in ``rst`` (uint16 starts, int32
+from 65535 slots on) and ``rch`` (int16 choices, int32 from 32767 stages on). A per-cell index
+``meta[s, t] = (lo, hv, off, roff, nrun)`` (int32; int64 for huge tables) gives the offset of
+``m = lo`` in ``val`` and the offset and count of the runs. A band or a run list never exceeds
+``max_slots + 1`` entries, so ``table_cells`` bounds both; real tables hold far less (in the
+benchmark, 26-76 % of the bound in values and a sixth to a third as many runs), about 9 bytes
+per stored value. The flat arrays are allocated at the bound with ``np.empty`` and filled from
+the front, so only the pages in use become resident.
+
+Fill
+----
+By sub-chain (the candidates of a cell read shorter ones). For one cell: the candidates'
+thresholds and the bands of the sub-chains give the band ``[lo, e]`` to compute (``e`` capped at
+``max_slots``); the values there are computed with exactly the float operations of the reference
+(``rec = C + (tf_s + tb_s)``, ``ck = (C_right + C_left) + (TF[k-1] - TF[s-1])``), the tie rule is
+the reference's (record wins ties, then the smallest ``k``), and the constant tail is trimmed.
+Two back ends:
+
+* ``numpy``: always available; by sub-chain length, vectorised over the cells of one length,
+  the split points and the slots of the band;
+* ``numba`` (optional extra ``edgeplan[fast]``, module ``dp_numba``): compiled, a parallel tile
+  wavefront with exact lower-bound pruning; 30-100x faster at 100-200 stages. Used
+  automatically for large tables when numba imports; if it fails at run time, ``auto`` warns and
+  falls back to numpy. ``EDGEPLAN_DP_BACKEND=numpy|numba|auto`` (default ``auto``) overrides.
+
 ``rebuild`` is iterative (no recursion limit on long chains).
 """
 
 from __future__ import annotations
 
+import bisect
+import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,97 +59,381 @@ from ..errors import InfeasibleError
 from ..schedule import Op, OpKind, Schedule
 
 INF = np.inf
-# Cap on elements of one temporary block (P pairs x l splits x M slots) in the kernel.
-_BLOCK_ELEMS = 4_000_000
-# Refuse tables larger than this many cells (cost + choice arrays) up front.
+# Bytes of one stored cell, for size estimates: a float64 value (plus its share of the choice
+# runs, about 1 byte on real tables; 4 in the worst case).
+CELL_BYTES = 10
+# Cap on elements of one temporary block (cells x split points x band slots) in the numpy path.
+_BLOCK_ELEMS = 2_000_000
+# Refuse tables whose worst-case storage (``table_cells``) exceeds this many cells (about 4 GiB
+# at CELL_BYTES each; a real table is well under that bound).
 MAX_TABLE_CELLS = 400_000_000
+# "auto" uses numba (when installed) from this many worst-case cells on; below, the numpy path is
+# faster than loading (on the first run: compiling) the numba kernel.
+NUMBA_MIN_CELLS = 2_000_000
+BACKENDS = ("auto", "numpy", "numba")
+# Tile edge (cells) of the compiled back end's wavefront.
+NUMBA_TILE = 16
+
+# fields of the per-cell index (same order as dp_numba)
+LO, HV, OFF, ROFF, NRUN = 0, 1, 2, 3, 4
+
+
+def table_cells(length: int, max_slots: int) -> int:
+    """Worst-case stored cells of a table: one band of at most ``max_slots + 1`` values per
+    sub-chain ``1 <= s <= t <= length``. About ``CELL_BYTES`` bytes each."""
+    return length * (length + 1) // 2 * (max_slots + 1)
 
 
 @dataclass
 class DPTable:
-    """Filled tables. ``cost[s, t, m]``, ``choice[s, t, m]``: -1 infeasible, 0 record, k checkpoint."""
+    """A filled table (see the module docstring for the layout).
+
+    ``cost_at(s, t, m)`` and ``choice_at(s, t, m)`` read one cell (choice: -1 infeasible,
+    0 record, ``k`` checkpoint); ``column()`` is the trade-off curve ``C(1, L, m)``; ``row`` one
+    cell densely; ``dense()`` the whole table like the reference kernel's arrays (small tables).
+    """
 
     sc: SlotChain
-    cost: np.ndarray
-    choice: np.ndarray
     max_slots: int
+    meta: np.ndarray        # (L+2, L+2, 5) int32/int64: lo, hv, off, roff, nrun
+    val: np.ndarray
+    rst: np.ndarray
+    rch: np.ndarray
+    backend: str = "numpy"
+
+    @property
+    def lo(self) -> np.ndarray:
+        return self.meta[:, :, LO]
+
+    @property
+    def hv(self) -> np.ndarray:
+        return self.meta[:, :, HV]
+
+    def cost_at(self, s: int, t: int, m: int) -> float:
+        m = min(m, self.max_slots)
+        lo, hv, off, _, _ = self.meta[s, t].tolist()
+        if m < lo or lo > self.max_slots:
+            return INF
+        return float(self.val[off + min(m, hv) - lo])
+
+    def choice_at(self, s: int, t: int, m: int) -> int:
+        m = min(m, self.max_slots)
+        lo, _, _, roff, nrun = self.meta[s, t].tolist()
+        if m < lo or lo > self.max_slots:
+            return -1
+        r = bisect.bisect_right(self.rst, m - lo, roff, roff + nrun) - 1
+        return int(self.rch[r])
 
     def answer(self, m: int) -> float:
-        if m < 0:
-            return INF
-        return float(self.cost[1, self.sc.length, min(m, self.max_slots)])
+        return self.cost_at(1, self.sc.length, m)
+
+    def row(self, s: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """``C(s, t, m)`` and its choice for ``m = 0..max_slots`` (dense copies)."""
+        M = self.max_slots
+        cost = np.full(M + 1, INF)
+        choice = np.full(M + 1, -1, dtype=np.int32 if self.rch.dtype == np.int32 else np.int16)
+        lo, hv, off, roff, nrun = self.meta[s, t].tolist()
+        if lo <= M:
+            cost[lo:hv + 1] = self.val[off:off + hv - lo + 1]
+            cost[hv + 1:] = self.val[off + hv - lo]
+            starts = self.rst[roff:roff + nrun].astype(np.int64) + lo
+            ends = np.append(starts[1:], M + 1)
+            for a, e, c in zip(starts, ends, self.rch[roff:roff + nrun]):
+                choice[a:e] = c
+        return cost, choice
 
     def column(self) -> np.ndarray:
         """``C(1, L, m)`` for ``m = 0..max_slots`` (the whole trade-off curve, in slots)."""
-        return self.cost[1, self.sc.length, :]
+        return self.row(1, self.sc.length)[0]
+
+    def dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(cost, choice)`` as ``(L+2, L+2, max_slots+1)`` arrays, like the reference kernel."""
+        L, M = self.sc.length, self.max_slots
+        cost = np.full((L + 2, L + 2, M + 1), INF)
+        choice = np.full((L + 2, L + 2, M + 1), -1, dtype=np.int16)
+        for s in range(1, L + 1):
+            for t in range(s, L + 1):
+                cost[s, t], choice[s, t] = self.row(s, t)
+        return cost, choice
+
+    @property
+    def stored_cells(self) -> int:
+        """Stored values (the sum of the value bands)."""
+        return len(self.val)
+
+    @property
+    def stored_runs(self) -> int:
+        return len(self.rst)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the packed bands, the runs and the per-cell index."""
+        return self.val.nbytes + self.rst.nbytes + self.rch.nbytes + self.meta.nbytes
 
 
-def table_cells(length: int, max_slots: int) -> int:
-    return (length + 2) * (length + 2) * (max_slots + 1)
+# ---------------------------------------------------------------------------------------------
+# fill
 
 
-def fill_table(sc: SlotChain, max_slots: int, progress=None) -> DPTable:
+class _State:
+    """Working arrays of one fill, shared by both back ends."""
+
+    def __init__(self, sc: SlotChain, M: int):
+        L = sc.length
+        self.L, self.M = L, M
+        self.x = np.ascontiguousarray(sc.x, dtype=np.int64)
+        self.sv = np.ascontiguousarray(sc.s, dtype=np.int64)
+        self.d = np.ascontiguousarray(sc.d, dtype=np.int64)
+        self.f = np.ascontiguousarray(sc.f, dtype=np.int64)
+        self.b = np.ascontiguousarray(sc.b, dtype=np.int64)
+        self.tf = np.ascontiguousarray(sc.tf, dtype=np.float64)
+        self.tb = np.ascontiguousarray(sc.tb, dtype=np.float64)
+        # TF[i] = tf_1 + .. + tf_i, summed exactly as the reference kernel does
+        self.TF = np.concatenate(([0.0], np.cumsum(self.tf[1:])))
+        cap = table_cells(L, M) + 1
+        # per-cell index; lo = hv = M + 1: infeasible everywhere (int32 while offsets fit)
+        self.meta = np.zeros((L + 2, L + 2, 5), dtype=np.int32 if cap < 2**31 - 1 else np.int64)
+        self.meta[:, :, LO] = M + 1
+        self.meta[:, :, HV] = M + 1
+        self.lo, self.hv, self.off, self.roff, self.nrun = (self.meta[:, :, i] for i in range(5))
+        self.cend = np.full((L + 2, L + 2), INF)   # C(s, t, M)
+        # Allocated at the worst case and filled from the front: untouched pages stay virtual.
+        self.val = np.empty(cap, dtype=np.float64)
+        self.rst = np.empty(cap, dtype=np.uint16 if M < 65535 else np.int32)
+        self.rch = np.empty(cap, dtype=np.int32 if L >= 32000 else np.int16)
+        self.used = 0
+        self.rused = 0
+
+    def put(self, s: int, t: int, a: int, v: np.ndarray, c: np.ndarray) -> None:
+        """Store cell ``(s, t)`` from its computed band ``m = a .. a + len(v) - 1``."""
+        w = len(v)
+        ch_v = np.flatnonzero(v[1:] != v[:-1])
+        iv = int(ch_v[-1]) + 1 if len(ch_v) else 0
+        starts = np.concatenate(([0], np.flatnonzero(c[1:] != c[:-1]) + 1)) if w else []
+        n0, r0, nr = self.used, self.rused, len(starts)
+        self.val[n0:n0 + iv + 1] = v[:iv + 1]
+        self.rst[r0:r0 + nr] = starts
+        self.rch[r0:r0 + nr] = c[starts]
+        self.meta[s, t] = (a, a + iv, n0, r0, nr)
+        self.cend[s, t] = v[iv]
+        self.used += iv + 1
+        self.rused += nr
+
+    def leaves(self) -> None:
+        d, sv, f, b, tf, tb, M = self.d, self.sv, self.f, self.b, self.tf, self.tb, self.M
+        for i in range(1, self.L + 1):
+            thr = int(d[i] + sv[i] + max(f[i], d[i - 1] + b[i]))
+            self.off[i, i], self.roff[i, i] = self.used, self.rused
+            if thr <= M:
+                self.put(i, i, thr, np.array([tf[i] + tb[i]]), np.array([0]))
+
+    def table(self, sc: SlotChain, backend: str) -> DPTable:
+        return DPTable(sc=sc, max_slots=self.M, meta=self.meta, val=self.val[:self.used],
+                       rst=self.rst[:self.rused], rch=self.rch[:self.rused], backend=backend)
+
+
+def _candidates_np(st: _State, ell: int):
+    """Candidate thresholds for every cell of length ``ell``, as ``(P, ell + 1)`` arrays.
+
+    Column 0 is "record stage s", column ``q >= 1`` is "checkpoint a_{k-1}" with ``k = s + q``.
+    Returns ``S, T, start, const_point, feasible`` (start: least ``m`` where the candidate is
+    finite; const_point: from there on its value is constant).
+    """
+    L, M = st.L, st.M
+    x, sv, d, f, b, lo, hv = st.x, st.sv, st.d, st.f, st.b, st.lo, st.hv
+    S = np.arange(1, L - ell + 1)
+    T = S + ell
+    P = len(S)
+    start = np.empty((P, ell + 1), dtype=np.int64)
+    cpt = np.empty((P, ell + 1), dtype=np.int64)
+    thr = np.maximum(d[T] + sv[S] + f[S], sv[S] + d[S] + d[S - 1] + b[S])
+    start[:, 0] = np.maximum(thr, lo[S + 1, T] + sv[S])
+    cpt[:, 0] = np.maximum(thr, hv[S + 1, T] + sv[S])
+    q = np.arange(1, ell + 1)
+    K = S[:, None] + q[None, :]                       # k = s+1..t
+    J = K - 1                                         # j = k-1 = s..t-1
+    G = x[J - 1] + x[J] + f[J]
+    G[:, 0] = x[S] + f[S]
+    need = np.maximum.accumulate(G, axis=1) + d[T][:, None]
+    xk = x[K - 1]
+    Tc = T[:, None]
+    Sc = S[:, None]
+    start[:, 1:] = np.maximum(need, np.maximum(lo[Sc, K - 1], lo[K, Tc] + xk))
+    cpt[:, 1:] = np.maximum(start[:, 1:], np.maximum(hv[Sc, K - 1], hv[K, Tc] + xk))
+    feas = start <= M
+    return S, T, start, cpt, feas
+
+
+def _fill_length_np(st: _State, ell: int) -> None:
+    """Every cell of length ``ell`` with numpy, in blocks of cells."""
+    M = st.M
+    x, sv, tf, tb, TF = st.x, st.sv, st.tf, st.tb, st.TF
+    lo, hv, off, val = st.lo, st.hv, st.off, st.val
+    S, T, start, cpt, feas = _candidates_np(st, ell)
+    A = np.where(feas, start, M + 1).min(axis=1)
+    E = np.minimum(np.where(feas, cpt, -1).max(axis=1), M)
+    W = np.maximum(E - A + 1, 0)
+    P = len(S)
+    q = np.arange(1, ell + 1)
+    p0 = 0
+    while p0 < P:
+        # a block of cells whose (cells x split points x widest band) stays under _BLOCK_ELEMS
+        p1 = p0 + 1
+        wmax = int(W[p0])
+        while p1 < P and (p1 + 1 - p0) * ell * max(wmax, int(W[p1])) <= _BLOCK_ELEMS:
+            wmax = max(wmax, int(W[p1]))
+            p1 += 1
+        blk = slice(p0, p1)
+        Sb, Tb, Ab, Wb = S[blk], T[blk], A[blk], W[blk]
+        if wmax > 0:
+            m = Ab[:, None] + np.arange(wmax)[None, :]            # (P, W)
+            # record stage s: C(s+1, t, m - s_s) + (tf_s + tb_s)
+            c1 = Sb + 1
+            ir = np.clip(m - sv[Sb][:, None] - lo[c1, Tb][:, None], 0,
+                         np.maximum(hv[c1, Tb] - lo[c1, Tb], 0)[:, None])
+            rec = val[np.minimum(off[c1, Tb][:, None] + ir, st.used - 1)] \
+                + (tf[Sb] + tb[Sb])[:, None]
+            rec[~(feas[blk, 0:1] & (m >= start[blk, 0:1]))] = INF
+            # checkpoint a_{k-1}: (C(k, t, m - x_{k-1}) + C(s, k-1, m)) + (TF[k-1] - TF[s-1])
+            K = Sb[:, None] + q[None, :]                           # (P, ell)
+            Tc, Sc = Tb[:, None], Sb[:, None]
+            loR, loL = lo[K, Tc], lo[Sc, K - 1]
+            wR = np.maximum(hv[K, Tc] - loR, 0)
+            wL = np.maximum(hv[Sc, K - 1] - loL, 0)
+            mm = m[:, None, :]
+            iR = mm - (x[K - 1] + loR)[:, :, None]
+            np.clip(iR, 0, wR[:, :, None], out=iR)
+            iR += off[K, Tc][:, :, None]
+            np.minimum(iR, st.used - 1, out=iR)
+            iL = mm - loL[:, :, None]
+            np.clip(iL, 0, wL[:, :, None], out=iL)
+            iL += off[Sc, K - 1][:, :, None]
+            np.minimum(iL, st.used - 1, out=iL)
+            tot = val[iR]
+            del iR
+            tot += val[iL]
+            del iL
+            tot += (TF[K - 1] - TF[Sb - 1][:, None])[:, :, None]
+            tot[~(feas[blk, 1:, None] & (mm >= start[blk, 1:, None]))] = INF
+            best_q = np.argmin(tot, axis=1)                        # first minimum: smallest k
+            best = np.take_along_axis(tot, best_q[:, None, :], axis=1)[:, 0, :]
+            del tot
+            use_rec = rec <= best
+            vals = np.where(use_rec, rec, best)
+            chs = np.where(use_rec, 0, Sb[:, None] + 1 + best_q)
+            chs[~np.isfinite(vals)] = -1
+        for j in range(p1 - p0):
+            s, t, w = int(Sb[j]), int(Tb[j]), int(Wb[j])
+            st.off[s, t], st.roff[s, t] = st.used, st.rused
+            if w:
+                st.put(s, t, int(Ab[j]), vals[j, :w], chs[j, :w])
+        p0 = p1
+
+
+_NUMBA_IMPORT_ERROR: str | None = None
+
+
+def _numba_module():
+    global _NUMBA_IMPORT_ERROR
+    try:
+        from . import dp_numba
+    except Exception as e:  # numba missing, or broken (e.g. built for another numpy): numpy path
+        _NUMBA_IMPORT_ERROR = f"{type(e).__name__}: {e}"
+        return None
+    return dp_numba
+
+
+def numba_available() -> bool:
+    return _numba_module() is not None
+
+
+def _pick_backend(backend: str | None, cells: int) -> str:
+    backend = (backend or os.environ.get("EDGEPLAN_DP_BACKEND") or "auto").lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown DP backend {backend!r} (one of {', '.join(BACKENDS)})")
+    if backend == "numba":
+        if not numba_available():
+            raise ImportError("the numba DP backend needs numba: pip install 'edgeplan[fast]' "
+                              f"({_NUMBA_IMPORT_ERROR})")
+        return "numba"
+    if backend == "auto" and cells >= NUMBA_MIN_CELLS and numba_available():
+        return "numba"
+    return "numpy"
+
+
+class _CallerError(Exception):
+    """Carries an exception raised by the caller's progress callback out of the numba path."""
+
+
+def _fill_numba(st: _State, progress) -> None:
+    """Tile wavefront of the compiled back end (see ``dp_numba.fill_step``)."""
+    import numba
+
+    nb_mod = _numba_module()
+    L, M, B = st.L, st.M, NUMBA_TILE
+    nb = (L + B - 1) // B
+    nthreads = numba.get_num_threads()
+    # transposed copies, so that reading a column is contiguous too
+    metaT = np.ascontiguousarray(st.meta.transpose(1, 0, 2))
+    cendT = np.ascontiguousarray(st.cend.T)
+    if progress is not None:
+        # work of a step ~ sum over its cells of (length + 1)^2
+        s, t = np.triu_indices(L)
+        w = np.bincount(t // B - s // B, weights=(t - s + 1.0) ** 2, minlength=nb)
+        done_w, total_w = np.cumsum(w), float(w.sum())
+    for dg in range(nb):
+        used, rused = nb_mod.fill_step(dg, B, L, M, st.x, st.sv, st.d, st.f, st.b, st.tf, st.tb,
+                                       st.TF, st.meta, metaT, st.cend, cendT, st.val, st.rst,
+                                       st.rch, st.used, st.rused, nthreads)
+        st.used, st.rused = int(used), int(rused)
+        if progress is not None:
+            try:
+                progress(int(round(1000 * done_w[dg] / total_w)), 1000)
+            except BaseException as e:   # the caller's (e.g. a time limit): never a fallback
+                raise _CallerError(e) from None
+
+
+def fill_table(sc: SlotChain, max_slots: int, progress=None, *,
+               backend: str | None = None) -> DPTable:
     """Fill ``C(s, t, m)`` for ``1 <= s <= t <= L`` and ``0 <= m <= max_slots``.
 
-    Vectorised over all pairs ``(s, t)`` of one length, all split points ``k`` and all ``m``.
-    ``progress(done, total)`` is called after each length if given.
+    ``progress(done, total)`` is called as the fill advances if given (numpy: after each
+    sub-chain length; numba: after each tile diagonal, in thousandths of the work). ``backend``:
+    ``"numpy"``, ``"numba"`` or ``"auto"`` (default: ``$EDGEPLAN_DP_BACKEND``, else auto).
+    Both back ends give identical tables.
     """
-    L = sc.length
-    M = max_slots
-    x, s, d, f, b, tf, tb = sc.x, sc.s, sc.d, sc.f, sc.b, sc.tf, sc.tb
-    cost = np.full((L + 2, L + 2, M + 1), INF, dtype=np.float64)
-    choice = np.full((L + 2, L + 2, M + 1), -1, dtype=np.int32 if L >= 32000 else np.int16)
-    mrange = np.arange(M + 1, dtype=np.int64)
-    TF = np.concatenate(([0.0], np.cumsum(tf[1:])))  # TF[i] = tf_1 + .. + tf_i
+    L, M = sc.length, int(max_slots)
+    if M < 0:
+        raise ValueError("max_slots must be >= 0")
+    requested = (backend or os.environ.get("EDGEPLAN_DP_BACKEND") or "auto").lower()
+    used_backend = _pick_backend(backend, table_cells(L, M))
+    st = _State(sc, M)
+    if used_backend == "numba":
+        try:
+            _fill_numba(st, progress)
+        except _CallerError as e:
+            raise e.args[0]
+        except MemoryError:
+            raise
+        except Exception as e:
+            if requested == "numba":
+                raise
+            # "auto": a failure of the compiled path (e.g. compilation) falls back to numpy
+            warnings.warn(f"numba DP back end failed ({type(e).__name__}: {e}); using numpy",
+                          RuntimeWarning, stacklevel=2)
+            used_backend = "numpy"
+            st = _State(sc, M)
+    if used_backend == "numpy":
+        st.leaves()
+        for ell in range(1, L):
+            _fill_length_np(st, ell)
+            if progress is not None:
+                progress(ell, L - 1)
+    return st.table(sc, used_backend)
 
-    # Leaves: C(i, i, m) = tf_i + tb_i from the threshold on.
-    for i in range(1, L + 1):
-        thr = d[i] + s[i] + max(f[i], d[i - 1] + b[i])
-        if thr <= M:
-            cost[i, i, thr:] = tf[i] + tb[i]
-            choice[i, i, thr:] = 0
-    # g[j]: memory of Fn j beyond d_t when its input is an intermediate (x_{j-1} + x_j + f_j).
-    g = np.zeros(L + 1, dtype=np.int64)
-    g[1:] = x[:-1] + x[1:] + f[1:]
 
-    for ell in range(1, L):
-        S_all = np.arange(1, L - ell + 1)
-        chunk = max(1, _BLOCK_ELEMS // max(1, ell * (M + 1)))
-        for c0 in range(0, len(S_all), chunk):
-            S = S_all[c0:c0 + chunk]
-            T = S + ell
-            # --- record stage s ---
-            thr_rec = np.maximum(d[T] + s[S] + f[S], s[S] + d[S] + d[S - 1] + b[S])
-            idx = mrange[None, :] - s[S][:, None]
-            rec = cost[(S + 1)[:, None], T[:, None], np.clip(idx, 0, M)]
-            rec = rec + (tf[S] + tb[S])[:, None]
-            rec[mrange[None, :] < thr_rec[:, None]] = INF
-            # --- checkpoint a_{k-1}, k = s+1..t ---
-            q = np.arange(ell)
-            K = S[:, None] + 1 + q[None, :]                     # (P, ell)
-            J = S[:, None] + q[None, :]                         # j = s..t-1
-            G = g[J]
-            G[:, 0] = x[S] + f[S]
-            need = np.maximum.accumulate(G, axis=1) + d[T][:, None]   # Fn s..k-1 fit
-            xk = x[K - 1]
-            midx = mrange[None, None, :] - xk[:, :, None]
-            right = cost[K[:, :, None], T[:, None, None], np.clip(midx, 0, M)]
-            right[midx < 0] = INF
-            left = cost[S[:, None], K - 1, :]
-            tot = right + left
-            tot += (TF[K - 1] - TF[S - 1][:, None])[:, :, None]
-            tot[mrange[None, None, :] < need[:, :, None]] = INF
-            best_q = np.argmin(tot, axis=1)                     # (P, M+1)
-            best = np.take_along_axis(tot, best_q[:, None, :], axis=1)[:, 0, :]
-            use_rec = rec <= best
-            val = np.where(use_rec, rec, best)
-            ch = np.where(use_rec, 0, S[:, None] + 1 + best_q)
-            ch[~np.isfinite(val)] = -1
-            cost[S, T, :] = val
-            choice[S, T, :] = ch
-        if progress is not None:
-            progress(ell, L - 1)
-    return DPTable(sc=sc, cost=cost, choice=choice, max_slots=M)
+# ---------------------------------------------------------------------------------------------
+# rebuild
 
 
 def rebuild(table: DPTable, m: int) -> Schedule:
@@ -113,7 +441,7 @@ def rebuild(table: DPTable, m: int) -> Schedule:
     sc = table.sc
     L = sc.length
     m = min(m, table.max_slots)
-    if m < 0 or table.choice[1, L, m] < 0:
+    if m < 0 or table.choice_at(1, L, m) < 0:
         raise InfeasibleError("no schedule in this memory")
     ops: list[Op] = []
     # Work stack: ("solve", s, t, m) or ("op", Op).
@@ -124,7 +452,7 @@ def rebuild(table: DPTable, m: int) -> Schedule:
             ops.append(item[1])
             continue
         _, s, t, mm = item
-        c = int(table.choice[s, t, mm])
+        c = table.choice_at(s, t, mm)
         if c < 0:  # pragma: no cover - the table is consistent by construction
             raise AssertionError(f"rebuild reached an infeasible cell C({s},{t},{mm})")
         if s == t:
@@ -145,5 +473,3 @@ def rebuild(table: DPTable, m: int) -> Schedule:
             stack.append(("op", Op(OpKind.FREE_A, k - 1)))
             stack.append(("solve", k, t, mm - int(sc.x[k - 1])))
     return Schedule(tuple(ops))
-
-

@@ -14,8 +14,9 @@ The answer for an activation budget ``Bu`` is ``C(1, L, Bu - x_0)``; the table h
 so one fill gives the whole trade-off curve. Sizes are in slots (``discretize``): sizes round up,
 the budget rounds down, so a schedule that fits in slots fits in bytes.
 
-Layers: ``fill_table`` (numpy kernel, no validation), ``rebuild`` (iterative, no recursion limit),
-``solve_optimal`` (the documented entry point; replays every schedule in the simulator).
+Layers: ``fill_table`` (``dp_kernel``: banded tables, numpy or numba back end, no
+validation), ``rebuild`` (iterative, no recursion limit), ``solve_optimal`` (the documented
+entry point; replays every schedule in the simulator).
 Ties between recording and checkpointing go to recording (no needless checkpoint when stages take
 zero time); ties between checkpoints go to the smallest ``k``.
 """

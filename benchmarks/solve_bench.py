@@ -1,0 +1,266 @@
+"""Benchmark of the optimal-DP table fill (``edgeplan.solvers.dp_kernel.fill_table``).
+
+Chains (seeded, reproducible):
+
+* ``cnn``: CNN-like heterogeneous chains: five stage groups whose activation sizes halve from one
+  group to the next (+-20 % per stage), saved = 1.5-3x out, log-normal forward times, backward
+  1.5-2.5x forward, forward/backward temporaries on about 30 % of the stages;
+* ``homo``: homogeneous chains (fwd 1 ms, bwd 2 ms, out 8 MiB, saved 16 MiB).
+
+For each chain the table is filled over ``--slots`` slots (default 500) spanning either the
+store-all peak (``--range store-all``, default: the whole trade-off curve, what ``edgeplan``
+computes for the frontier) or 40 % of it (``--range budget40``: a tight budget). Each case runs
+in a fresh subprocess so that its peak RSS (``getrusage`` ``ru_maxrss``) is its own; the numba
+kernel is loaded (and, on the very first run, compiled) by a tiny warm-up fill that is not timed.
+Cases with at most ``--check-max`` stages (default 100) are compared cell by cell (cost and
+choice) against ``dp_reference``, the straightforward dense kernel, which is timed too.
+
+    python benchmarks/solve_bench.py                 # 50..1000 stages, both chain kinds
+    python benchmarks/solve_bench.py --quick         # 50 and 100 stages only
+    python benchmarks/solve_bench.py --json out.json --backend numpy --sizes 50,100,200
+
+Progress and ETA of long fills go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SIZES = (50, 100, 200, 500, 1000)
+QUICK_SIZES = (50, 100)
+
+
+# --------------------------------------------------------------------------------------------
+# chains
+
+
+def cnn_chain(L: int, seed: int = 0):
+    from edgeplan.chain import make_chain
+
+    rng = np.random.default_rng(seed)
+    groups = 5
+    base = 32 * 2**20
+    out, saved, fwd, bwd, ft, bt = [], [], [], [], [], []
+    for i in range(L):
+        g = min(groups - 1, i * groups // L)
+        o = int(base / 2**g * rng.uniform(0.8, 1.2))
+        out.append(o)
+        saved.append(int(o * rng.uniform(1.5, 3.0)))
+        t = float(rng.lognormal(np.log(1e-3), 0.5))
+        fwd.append(t)
+        bwd.append(t * rng.uniform(1.5, 2.5))
+        ft.append(int(o * rng.uniform(0.1, 0.5)) if rng.random() < 0.3 else 0)
+        bt.append(int(o * rng.uniform(0.1, 1.0)) if rng.random() < 0.3 else 0)
+    return make_chain(f"cnn{L}", fwd=fwd, bwd=bwd, out=out, saved=saved, input_bytes=base // 4,
+                      fwd_tmp=ft, bwd_tmp=bt)
+
+
+def homo_chain(L: int, seed: int = 0):
+    from edgeplan.chain import make_chain
+
+    x = 8 * 2**20
+    return make_chain(f"homo{L}", fwd=[1e-3] * L, bwd=[2e-3] * L, out=[x] * L, saved=[2 * x] * L,
+                      input_bytes=x)
+
+
+CHAINS = {"cnn": cnn_chain, "homo": homo_chain}
+
+
+def slot_problem(kind: str, L: int, slots: int, range_kind: str, seed: int = 0):
+    """``(SlotChain, max_slots)`` exactly as ``solve_optimal`` discretises this chain and range."""
+    from edgeplan.discretize import choose, slot_chain
+    from edgeplan.solvers.base import store_all_peak_bytes
+
+    chain = CHAINS[kind](L, seed)
+    peak = store_all_peak_bytes(chain)
+    range_bytes = peak if range_kind == "store-all" else int(0.4 * peak)
+    disc = choose(range_bytes, slots)
+    sc = slot_chain(chain, disc)
+    return sc, disc.down(range_bytes) - int(sc.x[0])
+
+
+# --------------------------------------------------------------------------------------------
+# one case (child process)
+
+
+def _rss_mb() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024 if sys.platform != "darwin" else r / 2**20
+
+
+def _eta_printer(label: str):
+    t0 = time.perf_counter()
+    last = [0.0]
+
+    def cb(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] < 1.0 and done < total:
+            return
+        last[0] = now
+        el = now - t0
+        frac = done / total if total else 1.0
+        eta = el * (1 - frac) / frac if frac > 0 else float("nan")
+        sys.stderr.write(f"\r  {label}: {100 * frac:5.1f}%  {el:6.1f}s elapsed, ETA {eta:6.1f}s ")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    return cb
+
+
+def run_case(kind: str, L: int, slots: int, range_kind: str, backend: str, check: bool) -> dict:
+    from edgeplan.solvers import dp_kernel as K
+    from edgeplan.solvers import dp_reference as R
+
+    sc, M = slot_problem(kind, L, slots, range_kind)
+    res = {"chain": kind, "stages": L, "slots": M + 1, "range": range_kind}
+    # warm-up: load (or compile) the chosen back end on a tiny table, untimed
+    tw = time.perf_counter()
+    small, ms = slot_problem(kind, 6, 20, range_kind)
+    K.fill_table(small, ms, backend=K._pick_backend(backend, K.table_cells(L, M)))
+    res["warmup_s"] = round(time.perf_counter() - tw, 3)
+    rss0 = _rss_mb()
+    c0, t0 = time.process_time(), time.perf_counter()
+    progress = _eta_printer(f"{kind} {L}") if L >= 500 else None
+    tab = K.fill_table(sc, M, progress, backend=backend)
+    res["fill_s"] = round(time.perf_counter() - t0, 3)
+    res["cpu_s"] = round(time.process_time() - c0, 3)
+    res["backend"] = tab.backend
+    if tab.backend == "numba":
+        import numba
+        res["threads"] = numba.get_num_threads()
+    else:
+        res["threads"] = 1
+    res["stored_cells"] = tab.stored_cells
+    res["worst_cells"] = K.table_cells(L, M)
+    res["table_mb"] = round(tab.nbytes / 2**20, 1)
+    res["rss_before_mb"] = round(rss0, 1)
+    res["peak_rss_mb"] = round(_rss_mb(), 1)
+    col = tab.column()
+    fin = np.flatnonzero(np.isfinite(col))
+    res["min_slots"] = int(fin[0]) if len(fin) else None
+    res["cost_at_max"] = float(col[-1])
+    if check:
+        t1 = time.perf_counter()
+        ref = R.fill_table(sc, M)
+        res["ref_s"] = round(time.perf_counter() - t1, 3)
+        cost, choice = tab.dense()
+        iu = np.triu_indices(L + 2)
+        same = (np.array_equal(cost[iu], ref.cost[iu])
+                and np.array_equal(choice[iu], ref.choice[iu].astype(choice.dtype)))
+        res["ref_equal"] = bool(same)
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# driver
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "numpy": np.__version__, "platform": platform.platform()}
+    try:
+        import numba
+        info["numba"] = numba.__version__
+    except ImportError:
+        info["numba"] = None
+    try:
+        info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        pass
+    return info
+
+
+def fmt_table(rows: list[dict]) -> str:
+    head = ("chain", "stages", "slots", "range", "backend", "thr", "fill s", "cpu s", "stored",
+            "of worst", "table MB", "peak RSS MB", "ref s", "= ref")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['chain']} | {r['stages']} | | | | | error: {r['error']} |")
+            continue
+        lines.append("| " + " | ".join(str(v) for v in (
+            r["chain"], r["stages"], r["slots"], r["range"], r["backend"], r["threads"],
+            f"{r['fill_s']:.2f}", f"{r['cpu_s']:.2f}", f"{r['stored_cells']:,}",
+            f"{r['stored_cells'] / r['worst_cells']:.0%}", r["table_mb"], r["peak_rss_mb"],
+            f"{r['ref_s']:.2f}" if "ref_s" in r else "-",
+            ("yes" if r["ref_equal"] else "NO") if "ref_equal" in r else "-")) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes only (50, 100)")
+    ap.add_argument("--sizes", help="comma-separated stage counts (default 50,100,200,500,1000)")
+    ap.add_argument("--chains", default="cnn,homo", help="comma-separated: cnn, homo")
+    ap.add_argument("--slots", type=int, default=500)
+    ap.add_argument("--range", dest="range_kind", default="store-all",
+                    choices=("store-all", "budget40"))
+    ap.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba"))
+    ap.add_argument("--check-max", type=int, default=100,
+                    help="compare with dp_reference up to this many stages (default 100)")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON ('-': stdout)")
+    ap.add_argument("--case", help=argparse.SUPPRESS)   # child mode: kind,L
+    args = ap.parse_args(argv)
+
+    if args.case:
+        kind, L = args.case.split(",")
+        res = run_case(kind, int(L), args.slots, args.range_kind, args.backend,
+                       int(L) <= args.check_max)
+        print(json.dumps(res))
+        return 0
+
+    sizes = QUICK_SIZES if args.quick else SIZES
+    if args.sizes:
+        sizes = tuple(int(v) for v in args.sizes.split(","))
+    info = machine()
+    sys.stderr.write(f"machine: {info}\n")
+    rows = []
+    for kind in args.chains.split(","):
+        for L in sizes:
+            sys.stderr.write(f"{kind} {L} stages x {args.slots} slots ({args.range_kind}, "
+                             f"backend {args.backend}) ...\n")
+            cmd = [sys.executable, os.path.abspath(__file__), "--case", f"{kind},{L}",
+                   "--slots", str(args.slots), "--range", args.range_kind,
+                   "--backend", args.backend, "--check-max", str(args.check_max)]
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)   # stderr: live progress
+            if p.returncode != 0:
+                rows.append({"chain": kind, "stages": L, "error": f"exit {p.returncode}"})
+                continue
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            rows.append(r)
+            sys.stderr.write(f"  fill {r['fill_s']:.2f}s (cpu {r['cpu_s']:.2f}s), peak RSS "
+                             f"{r['peak_rss_mb']} MB" + (f", = reference: {r['ref_equal']}"
+                                                         if "ref_equal" in r else "") + "\n")
+    print(fmt_table(rows))
+    if args.json:
+        doc = {"date": time.strftime("%Y-%m-%d"), "machine": info, "slots": args.slots,
+               "range": args.range_kind, "backend": args.backend, "results": rows}
+        if args.json == "-":
+            print(json.dumps(doc, indent=1))
+        else:
+            with open(args.json, "w") as fh:
+                json.dump(doc, fh, indent=1)
+    bad = [r for r in rows if "error" in r or r.get("ref_equal") is False]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
