@@ -3,6 +3,7 @@ the tutorial's commands and options exist, links resolve."""
 
 import json
 import os
+import importlib.metadata
 import re
 import shlex
 import subprocess
@@ -33,8 +34,19 @@ def generated() -> dict:
 
 
 def test_cli_reference_is_current(generated):
+    """Identical text when generated with the same click; click's help layout changes between
+    releases, so with another click the commands and every option must still match."""
     assert CLI_MD.exists(), REGEN
-    assert CLI_MD.read_text(encoding="utf-8") == generated["markdown"], REGEN
+    text = CLI_MD.read_text(encoding="utf-8")
+    made_with = re.search(r"click ([0-9][^)\s]*)\)", text)
+    if made_with and made_with.group(1) == importlib.metadata.version("click"):
+        assert text == generated["markdown"], REGEN
+    else:
+        def options(md: str) -> dict[str, set[str]]:
+            sections = re.split(r"^## ", md, flags=re.M)[1:]
+            return {s.splitlines()[0]: set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", s))
+                    for s in sections}
+        assert options(text) == options(generated["markdown"]), REGEN
 
 
 def test_every_command_is_documented(generated):
