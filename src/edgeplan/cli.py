@@ -417,7 +417,8 @@ def compare(models: tuple[str, ...], device_names: tuple[str, ...], device_list:
         if devs == [None] and s.uses_flops:
             raise InputError("stages are given in FLOPs; --device is needed", source=s.source)
     pairs = run_compare(specs, devs, memory_bytes=memory, strategies=strat,
-                        slots=slots or DEFAULT_SLOTS)
+                        slots=slots or DEFAULT_SLOTS,
+                        progress=_progress("comparing") if sys.stderr.isatty() else None)
     if as_json:
         click.echo(jsondoc.dumps(compare_doc(pairs, EXIT_OK, slots or DEFAULT_SLOTS)))
     else:

@@ -130,7 +130,7 @@ def torch_cmd(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: 
     shape = ti.parse_shape(input_shape)
     kwargs = ti.parse_kwargs(args)
     progress = None
-    if not quiet:
+    if not quiet and sys.stderr.isatty():  # progress on a terminal only
         def progress(i: int, n: int, stage: str) -> None:
             click.echo(f"\r  measuring stage {i}/{n} {stage:<24}", err=True, nl=False)
     result = ti.import_torch(spec, input_shape=shape, batch=batch, dtype=dtype,

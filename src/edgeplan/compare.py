@@ -124,6 +124,16 @@ def compare_one(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes:
                    store_all_peak_bytes=store_all_peak_bytes(chain), cells=tuple(cells))
 
 
-def compare(models: list[ModelSpec], devices: list[DeviceProfile | None], **kw) -> list[Pairing]:
-    """Every model on every device, each with every requested strategy."""
-    return [compare_one(m, d, **kw) for m in models for d in devices]
+def compare(models: list[ModelSpec], devices: list[DeviceProfile | None], *, progress=None,
+            **kw) -> list[Pairing]:
+    """Every model on every device, each with every requested strategy.
+
+    ``progress(done, total)`` is called after each (model, device) pair if given.
+    """
+    pairs = [(m, d) for m in models for d in devices]
+    out = []
+    for n, (m, d) in enumerate(pairs, 1):
+        out.append(compare_one(m, d, **kw))
+        if progress is not None:
+            progress(n, len(pairs))
+    return out
