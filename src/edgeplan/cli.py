@@ -31,6 +31,7 @@ from rich.console import Console
 from . import __version__, units
 from .errors import (EdgeplanError, InfeasibleError, InputError, LimitError, ScheduleError,
                      UnknownNameError)
+from .cliutil import unit_callback
 from .fileio import write_atomic
 from .report import jsondoc
 
@@ -116,15 +117,6 @@ class EdgeplanGroup(click.Group):
                                                        prefix + msg, where)))
 
 
-def _size(_ctx, _param, value):
-    if value is None:
-        return None
-    try:
-        return units.parse_size(value)
-    except InputError as e:
-        raise click.BadParameter(e.message) from None
-
-
 @click.group(cls=EdgeplanGroup, context_settings={"help_option_names": ["-h", "--help"]},
              epilog="Exit codes: 0 ok, 1 the answer is no (does not fit / gate failed), 2 bad "
                     "input or usage, 3 internal error, 130 interrupted.")
@@ -139,7 +131,7 @@ def main(debug: bool) -> None:
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--device", "-d", "device_name", metavar="NAME|PATH",
               help="Built-in device profile (see `edgeplan devices`) or a profile file.")
-@click.option("--memory", "-m", callback=_size, metavar="SIZE",
+@click.option("--memory", "-m", callback=unit_callback(units.parse_size), metavar="SIZE",
               help='Memory available to training, e.g. "2.5 GiB"; replaces the device\'s '
                    "total minus reserved. Parameters, gradients and optimizer state are "
                    "subtracted from it.")
@@ -364,7 +356,7 @@ def _progress(label: str):
               help="A device; repeat the option for several.")
 @click.option("--devices", "device_list", metavar="A,B,C",
               help="Several devices, comma-separated (`all` for every built-in profile).")
-@click.option("--memory", "-m", callback=_size, metavar="SIZE",
+@click.option("--memory", "-m", callback=unit_callback(units.parse_size), metavar="SIZE",
               help="Memory available to training (replaces each device's total minus reserved).")
 @click.option("--strategies", "-s", default=None, metavar="A,B",
               help="Strategies to compare [default: store-all, segments, sqrt, sqrt-greedy, "

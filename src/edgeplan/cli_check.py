@@ -14,38 +14,27 @@ from pathlib import Path
 import click
 
 from . import units
+from .cliutil import unit_callback
 from .errors import InputError
 
 
-def _converter(parse, *, positive: bool = False):
-    def cb(_ctx, _param, value):
-        if value is None:
-            return None
-        try:
-            v = parse(value)
-        except InputError as e:
-            raise click.BadParameter(e.message) from None
-        if positive and v <= 0:
-            raise click.BadParameter(f"expected a positive value, got {value!r}")
-        return v
-    return cb
 
 
 @click.command("check", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @click.option("--device", "-d", "device_names", multiple=True, metavar="NAME|PATH",
               help="Device profile (built-in name or file); repeat for several devices.")
-@click.option("--max-overhead", callback=_converter(units.parse_percent), metavar="PERCENT",
+@click.option("--max-overhead", callback=unit_callback(units.parse_percent), metavar="PERCENT",
               help='Gate: recompute overhead of the optimal schedule at most this, e.g. "30%".')
-@click.option("--max-step-time", callback=_converter(units.parse_time, positive=True),
+@click.option("--max-step-time", callback=unit_callback(units.parse_time, positive=True),
               metavar="TIME", help='Gate: time per iteration at most this, e.g. "2 s".')
 @click.option("--min-batch", type=click.IntRange(1, 10**7), default=None, metavar="N",
               help="Gate: the largest batch that fits (within --max-overhead, if set) is at "
                    "least N.")
-@click.option("--budget", callback=_converter(units.parse_size), metavar="SIZE",
+@click.option("--budget", callback=unit_callback(units.parse_size), metavar="SIZE",
               help='Gate: the least memory the model needs for training is at most SIZE, e.g. '
                    '"3 GiB" (a memory-size regression gate).')
-@click.option("--memory", "-m", callback=_converter(units.parse_size), metavar="SIZE",
+@click.option("--memory", "-m", callback=unit_callback(units.parse_size), metavar="SIZE",
               help="Memory available to training; replaces each device's total minus reserved.")
 @click.option("--slots", type=click.IntRange(1, 100_000), default=None,
               help="Memory slots of the DP [default: 500].")

@@ -12,20 +12,6 @@ from . import units
 from .errors import InputError
 
 
-def _conv(parse, *, positive: bool = False):
-    def cb(_ctx, param, value):
-        if value is None:
-            return None
-        try:
-            v = parse(value)
-        except InputError as e:
-            raise click.BadParameter(e.message) from None
-        if positive and v <= 0:
-            raise click.BadParameter(f"expected a positive value, got {value!r}")
-        return v
-    return cb
-
-
 def _float(value: str) -> float:
     try:
         v = float(value.replace(",", "").replace("_", ""))

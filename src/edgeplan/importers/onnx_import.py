@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import InputError
+from .yamlout import flops_txt, iec, scalar
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 AUTO_MAX_STAGES = 100
@@ -1297,28 +1298,6 @@ def import_onnx(path: str | Path, *, batch: int | None = None, dims: dict[str, i
 
 # --- writing model format 1 ----------------------------------------------------------------------
 
-_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
-
-
-def _scalar(s: str) -> str:
-    if _PLAIN.match(s) and s.lower() not in _YAML_WORDS:
-        return s
-    return json.dumps(s, ensure_ascii=False)
-
-
-def _iec(n: float) -> str:
-    for unit, f in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= f:
-            return f"{n / f:.2f} {unit}"
-    return f"{int(n)} B"
-
-
-def _flops_txt(n: float) -> str:
-    for unit, f in (("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
-        if n >= f:
-            return f"{n / f:.3f} {unit}"
-    return f"{int(n)} FLOP"
 
 
 def uncosted_summary(r: OnnxImportResult) -> str:
@@ -1433,11 +1412,11 @@ def to_yaml(r: OnnxImportResult, *, command: str | None = None,
     if command:
         out.append(f"# produced by: {command}")
     out.append(f"# onnx {r.onnx_version}, opset {r.opset}, {r.date}; {r.param_count:,} "
-               f"parameters ({_iec(r.param_bytes)}); {len(r.stages)} stages; sum of saved "
-               f"{_iec(r.total_saved_bytes)}"
+               f"parameters ({iec(r.param_bytes)}); {len(r.stages)} stages; sum of saved "
+               f"{iec(r.total_saved_bytes)}"
                + (f"; NOT COSTED: {uncosted_summary(r)}" if r.uncosted else ""))
     out.append("format: 1")
-    out.append(f"name: {_scalar(r.name)}")
+    out.append(f"name: {scalar(r.name)}")
     out.append(f"description: {json.dumps(r.description, ensure_ascii=False)}")
     out.append("derivation: |")
     out.extend(("  " + ln).rstrip() for ln in derivation_text(r).splitlines())
@@ -1445,26 +1424,26 @@ def to_yaml(r: OnnxImportResult, *, command: str | None = None,
     if r.input_shape is not None:
         shape = ", ".join(str(d) for d in r.input_shape)
         out.append(f"input: {{shape: [{shape}], dtype: {r.input_dtype}}}   "
-                   f"# {r.input_bytes:,} bytes ({_iec(r.input_bytes)}) for the batch")
+                   f"# {r.input_bytes:,} bytes ({iec(r.input_bytes)}) for the batch")
     else:
         names = ", ".join(t for t, _, _ in r.inputs)
-        out.append(f"input: {r.input_bytes:<18d} # {_iec(r.input_bytes)}: {names}")
+        out.append(f"input: {r.input_bytes:<18d} # {iec(r.input_bytes)}: {names}")
     if r.precision:
         out.append(f"precision: {r.precision}")
     out.append(f"optimizer: {optimizer}")
     out.append("stages:")
     for s in r.stages:
-        out.append(f"  - name: {_scalar(s.name)}")
+        out.append(f"  - name: {scalar(s.name)}")
         if s.uncosted:
             ops = ", ".join(f"{u.op} {u.node!r}" if u.node else u.op
                             for u in s.uncosted[:MAX_LISTED])
             if len(s.uncosted) > MAX_LISTED:
                 ops += f", ... ({len(s.uncosted)} in all)"
             out.append(f"    # NOT COSTED (FLOPs below exclude them): {ops}")
-        out.append(f"    fwd_flops: {s.fwd_flops:<14d} # {_flops_txt(s.fwd_flops)}")
-        out.append(f"    bwd_flops: {s.bwd_flops:<14d} # {_flops_txt(s.bwd_flops)}")
-        out.append(f"    out: {s.out_bytes:<20d} # {_iec(s.out_bytes)}")
-        out.append(f"    saved: {s.saved_bytes:<18d} # {_iec(s.saved_bytes)}")
+        out.append(f"    fwd_flops: {s.fwd_flops:<14d} # {flops_txt(s.fwd_flops)}")
+        out.append(f"    bwd_flops: {s.bwd_flops:<14d} # {flops_txt(s.bwd_flops)}")
+        out.append(f"    out: {s.out_bytes:<20d} # {iec(s.out_bytes)}")
+        out.append(f"    saved: {s.saved_bytes:<18d} # {iec(s.saved_bytes)}")
         out.append(f"    fwd_tmp: {s.fwd_tmp_bytes:<16d} # not estimated")
         out.append(f"    bwd_tmp: {s.bwd_tmp_bytes:<16d} # not estimated")
         out.append(f"    params: {s.param_bytes:<17d} # {s.param_count:,} parameters")
@@ -1473,8 +1452,8 @@ def to_yaml(r: OnnxImportResult, *, command: str | None = None,
 
 def summary_rows(r: OnnxImportResult) -> list[tuple[str, ...]]:
     """Rows for a human summary: name, nodes, out, saved, fwd FLOP, params."""
-    return [(s.name, str(len(s.nodes)) if s.segments else "-", _iec(s.out_bytes),
-             _iec(s.saved_bytes), _flops_txt(s.fwd_flops), f"{s.param_count:,}")
+    return [(s.name, str(len(s.nodes)) if s.segments else "-", iec(s.out_bytes),
+             iec(s.saved_bytes), flops_txt(s.fwd_flops), f"{s.param_count:,}")
             for s in r.stages]
 
 

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError
+from .yamlout import flops_txt, iec, scalar
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 INPUT_DTYPES = DTYPES + ("int64", "int32", "uint8", "bool")
@@ -724,28 +725,6 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...], batch: int, dtype: 
 
 # --- writing model format 1 ---------------------------------------------------------------------
 
-_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
-
-
-def _scalar(s: str) -> str:
-    if _PLAIN.match(s) and s.lower() not in _YAML_WORDS:
-        return s
-    return json.dumps(s, ensure_ascii=False)
-
-
-def _iec(n: float) -> str:
-    for unit, f in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= f:
-            return f"{n / f:.2f} {unit}"
-    return f"{int(n)} B"
-
-
-def _flops_txt(n: float) -> str:
-    for unit, f in (("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
-        if n >= f:
-            return f"{n / f:.3f} {unit}"
-    return f"{int(n)} FLOP"
 
 
 def derivation_text(r: ImportResult, width: int = 92) -> str:
@@ -815,40 +794,40 @@ def to_yaml(r: ImportResult, *, command: str | None = None, optimizer: str = "mo
     if command:
         out.append(f"# produced by: {command}")
     out.append(f"# torch {r.torch_version}, {r.date}; {r.param_count:,} parameters "
-               f"({_iec(r.param_bytes)}); {len(r.stages)} stages; sum of saved "
-               f"{_iec(r.total_saved_bytes)}")
+               f"({iec(r.param_bytes)}); {len(r.stages)} stages; sum of saved "
+               f"{iec(r.total_saved_bytes)}")
     out.append("format: 1")
-    out.append(f"name: {_scalar(r.name)}")
+    out.append(f"name: {scalar(r.name)}")
     out.append(f"description: {json.dumps(r.description, ensure_ascii=False)}")
     out.append("derivation: |")
     out.extend(("  " + ln).rstrip() for ln in derivation_text(r).splitlines())
     out.append(f"batch: {r.batch}")
     shape = ", ".join(str(d) for d in r.input_shape)
     out.append(f"input: {{shape: [{shape}], dtype: {r.input_dtype}}}   "
-               f"# {r.input_bytes:,} bytes ({_iec(r.input_bytes)}) for the batch")
+               f"# {r.input_bytes:,} bytes ({iec(r.input_bytes)}) for the batch")
     if r.dtype in PRECISION_KEY:
         out.append(f"precision: {PRECISION_KEY[r.dtype]}")
     out.append(f"optimizer: {optimizer}")
     out.append("stages:")
     for s in r.stages:
-        out.append(f"  - name: {_scalar(s.name)}")
-        out.append(f"    fwd_flops: {s.fwd_flops:<14d} # {_flops_txt(s.fwd_flops)}")
-        out.append(f"    bwd_flops: {s.bwd_flops:<14d} # {_flops_txt(s.bwd_flops)}")
+        out.append(f"  - name: {scalar(s.name)}")
+        out.append(f"    fwd_flops: {s.fwd_flops:<14d} # {flops_txt(s.fwd_flops)}")
+        out.append(f"    bwd_flops: {s.bwd_flops:<14d} # {flops_txt(s.bwd_flops)}")
         if s.fwd_time_s is not None:
             out.append(f"    fwd_time: {s.fwd_time_s * 1e3:.6g} ms")
             out.append(f"    bwd_time: {s.bwd_time_s * 1e3:.6g} ms")
-        out.append(f"    out: {s.out_bytes:<20d} # {_iec(s.out_bytes)}")
-        out.append(f"    saved: {s.saved_bytes:<18d} # {_iec(s.saved_bytes)}")
-        out.append(f"    fwd_tmp: {s.fwd_tmp_bytes:<16d} # {_iec(s.fwd_tmp_bytes)}")
-        out.append(f"    bwd_tmp: {s.bwd_tmp_bytes:<16d} # {_iec(s.bwd_tmp_bytes)}")
+        out.append(f"    out: {s.out_bytes:<20d} # {iec(s.out_bytes)}")
+        out.append(f"    saved: {s.saved_bytes:<18d} # {iec(s.saved_bytes)}")
+        out.append(f"    fwd_tmp: {s.fwd_tmp_bytes:<16d} # {iec(s.fwd_tmp_bytes)}")
+        out.append(f"    bwd_tmp: {s.bwd_tmp_bytes:<16d} # {iec(s.bwd_tmp_bytes)}")
         out.append(f"    params: {s.param_bytes:<17d} # {s.param_count:,} parameters")
     return "\n".join(out) + "\n"
 
 
 def summary_rows(r: ImportResult) -> list[tuple[str, ...]]:
     """Rows for a human summary: name, out, saved, fwd_tmp, bwd_tmp, fwd FLOP, params."""
-    return [(s.name, _iec(s.out_bytes), _iec(s.saved_bytes), _iec(s.fwd_tmp_bytes),
-             _iec(s.bwd_tmp_bytes), _flops_txt(s.fwd_flops), f"{s.param_count:,}")
+    return [(s.name, iec(s.out_bytes), iec(s.saved_bytes), iec(s.fwd_tmp_bytes),
+             iec(s.bwd_tmp_bytes), flops_txt(s.fwd_flops), f"{s.param_count:,}")
             for s in r.stages]
 
 
