@@ -8,15 +8,13 @@ Errors are ``edgeplan.errors.InputError`` (exit code 2 under the main command).
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
-from .errors import InputError
+from .fileio import write_atomic
 
 _DTYPES = ("float32", "float16", "bfloat16", "float64")
 _INPUT_DTYPES = _DTYPES + ("int64", "int32", "uint8", "bool")
@@ -59,26 +57,6 @@ def _command_line(spec: str, input_shape: str, batch: int, dtype: str, input_dty
         parts += ["--seed", str(seed)]
     parts += ["-o", output]
     return " ".join(shlex.quote(p) for p in parts)
-
-
-def _write(path: str, text: str) -> None:
-    p = Path(path)
-    if p.parent and not p.parent.exists():
-        raise InputError("the directory does not exist", source=str(p.parent))
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=str(p.parent or "."))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual mode
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 @import_group.command("torch")
@@ -143,7 +121,7 @@ def torch_cmd(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: 
     if output == "-":
         click.echo(text, nl=False)
     else:
-        _write(output, text)
+        write_atomic(Path(output), text)
     if not quiet:
         click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
         rows = ti.summary_rows(result)
@@ -232,7 +210,7 @@ def onnx_cmd(path: str, batch: int | None, dims: tuple[str, ...], stages: str, t
     if output == "-":
         click.echo(text, nl=False)
     else:
-        _write(output, text)
+        write_atomic(Path(output), text)
     if not quiet:
         rows = oi.summary_rows(result)
         w = max(len(r[0]) for r in rows)
