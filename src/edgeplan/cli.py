@@ -149,6 +149,7 @@ def main(debug: bool) -> None:
 @click.option("--async-io", is_flag=True,
               help="With --offload: writes overlap the compute that follows them.")
 @click.option("--time-limit", default=None, metavar="DURATION",
+              callback=unit_callback(units.parse_time),
               help='Stop the solve cleanly after this long, e.g. "30 s" (exit 2).')
 @click.option("--verify", "verify_spec", default=None, metavar="MODULE:CALLABLE",
               help="Run one training step of this PyTorch model following the recommended "
@@ -158,6 +159,7 @@ def main(debug: bool) -> None:
               help="Also find the largest batch up to N that fits (and within --max-overhead), "
                    "with throughput per batch size.")
 @click.option("--max-overhead", default=None, metavar="PCT",
+              callback=unit_callback(units.parse_percent),
               help='Recompute overhead limit for --max-batch, e.g. "30%".')
 @click.option("--chart", is_flag=True,
               help="Also draw the memory/recompute trade-off curve in the terminal.")
@@ -171,9 +173,9 @@ def main(debug: bool) -> None:
               help="Also write the JSON plan to this file (atomically).")
 def solve(model: str, device_name: str | None, memory: int | None, slots: int | None,
           batch: int | None, precision: str | None, offload: bool, tier: str | None,
-          async_io: bool, time_limit: str | None, verify_spec: str | None, chart: bool,
+          async_io: bool, time_limit: float | None, verify_spec: str | None, chart: bool,
           show_timeline: bool, plot_path: str | None,
-          max_batch: int | None, max_overhead: str | None, as_json: bool,
+          max_batch: int | None, max_overhead: float | None, as_json: bool,
           output: str | None) -> int:
     """Does MODEL train on the device, and with which checkpointing schedule?
 
@@ -205,7 +207,7 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
     plan = make_plan(spec, device, memory_bytes=memory, slots=slots or DEFAULT_SLOTS,
                      precision=precision, batch=batch,
                      progress=_progress("solving") if sys.stderr.isatty() else None,
-                     time_limit_s=_duration("--time-limit", time_limit))
+                     time_limit_s=time_limit)
     off = None
     if offload or tier or async_io:
         if not offload:
@@ -231,9 +233,8 @@ def solve(model: str, device_name: str | None, memory: int | None, slots: int | 
     if max_batch is not None:
         from .batch import plan_batches
         from .report.batch_report import batch_dict, batch_table
-        limit = _percent("--max-overhead", max_overhead)
         batches = plan_batches(spec if batch is None else spec.scaled_to_batch(batch), device,
-                               max_batch=max_batch, memory_bytes=memory, max_overhead=limit,
+                               max_batch=max_batch, memory_bytes=memory, max_overhead=max_overhead,
                                slots=slots or DEFAULT_SLOTS, precision=precision)
         doc["data"]["batches"] = batch_dict(batches)
     elif max_overhead is not None:
@@ -313,24 +314,6 @@ def _offload(plan, device, tier_name: str | None, asynchronous: bool, slots: int
         endurance = endurance_estimate(written, iter_per_s=1.0 / res.params["makespan_s"],
                                        capacity_bytes=tier.capacity_bytes)
     return res, tier, endurance
-
-
-def _duration(option: str, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return units.parse_time(value)
-    except InputError as e:
-        raise click.BadParameter(e.message, param_hint=option) from None
-
-
-def _percent(option: str, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return units.parse_percent(value)
-    except InputError as e:
-        raise click.BadParameter(e.message, param_hint=option) from None
 
 
 def _progress(label: str):

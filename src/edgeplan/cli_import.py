@@ -59,6 +59,23 @@ def _command_line(spec: str, input_shape: str, batch: int, dtype: str, input_dty
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _emit(output: str, text: str) -> None:
+    """The model file to stdout (``-o -``) or, atomically, to a file."""
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        write_atomic(Path(output), text)
+
+
+def _echo_table(columns: tuple[tuple[str, int], ...], rows: list[tuple[str, ...]]) -> None:
+    """The per-stage summary on stderr: the stage name, then right-aligned columns."""
+    w = max(len(r[0]) for r in rows)
+    click.echo("  ".join([f"{'stage':<{w}}"] + [f"{h:>{n}}" for h, n in columns]), err=True)
+    for r in rows:
+        click.echo("  ".join([f"{r[0]:<{w}}"] + [f"{v:>{n}}" for v, (_, n) in
+                                                  zip(r[1:], columns)]), err=True)
+
+
 @import_group.command("torch")
 @click.argument("spec", metavar="MODULE:CALLABLE")
 @click.option("--input-shape", required=True, metavar="DIMS",
@@ -118,19 +135,11 @@ def torch_cmd(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: 
     cmd = _command_line(spec, "x".join(str(d) for d in shape), batch, dtype, input_dtype,
                         input_high, args, name, description, optimizer, timing, tmp, seed, output)
     text = ti.to_yaml(result, command=cmd, optimizer=optimizer)
-    if output == "-":
-        click.echo(text, nl=False)
-    else:
-        write_atomic(Path(output), text)
+    _emit(output, text)
     if not quiet:
         click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
-        rows = ti.summary_rows(result)
-        w = max(len(r[0]) for r in rows)
-        click.echo(f"{'stage':<{w}}  {'out':>11}  {'saved':>11}  {'fwd_tmp':>11}  "
-                   f"{'bwd_tmp':>11}  {'fwd FLOP':>14}  {'params':>12}", err=True)
-        for r in rows:
-            click.echo(f"{r[0]:<{w}}  {r[1]:>11}  {r[2]:>11}  {r[3]:>11}  {r[4]:>11}  "
-                       f"{r[5]:>14}  {r[6]:>12}", err=True)
+        _echo_table((("out", 11), ("saved", 11), ("fwd_tmp", 11), ("bwd_tmp", 11),
+                     ("fwd FLOP", 14), ("params", 12)), ti.summary_rows(result))
         dest = "stdout" if output == "-" else output
         click.echo(f"{result.name}: {len(result.stages)} stages, {result.param_count:,} "
                    f"parameters, input {result.input_bytes:,} B, sum of saved "
@@ -207,18 +216,10 @@ def onnx_cmd(path: str, batch: int | None, dims: tuple[str, ...], stages: str, t
     cmd = _onnx_command_line(path, batch, dims, str(stage_mode), tuple_cuts, name, description,
                              optimizer, output)
     text = oi.to_yaml(result, command=cmd, optimizer=optimizer)
-    if output == "-":
-        click.echo(text, nl=False)
-    else:
-        write_atomic(Path(output), text)
+    _emit(output, text)
     if not quiet:
-        rows = oi.summary_rows(result)
-        w = max(len(r[0]) for r in rows)
-        click.echo(f"{'stage':<{w}}  {'nodes':>5}  {'out':>11}  {'saved':>11}  "
-                   f"{'fwd FLOP':>14}  {'params':>12}", err=True)
-        for r in rows:
-            click.echo(f"{r[0]:<{w}}  {r[1]:>5}  {r[2]:>11}  {r[3]:>11}  {r[4]:>14}  "
-                       f"{r[5]:>12}", err=True)
+        _echo_table((("nodes", 5), ("out", 11), ("saved", 11), ("fwd FLOP", 14), ("params", 12)),
+                    oi.summary_rows(result))
         dest = "stdout" if output == "-" else output
         click.echo(f"{result.name}: {len(result.stages)} stages ({result.segment_count} "
                    f"articulation segments), {result.param_count:,} parameters, input "

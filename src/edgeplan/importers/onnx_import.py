@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import heapq
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -58,7 +57,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import InputError
-from .yamlout import flops_txt, iec, scalar
+from .yamlout import flops_txt, iec, model_head, scalar, shape_input
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 AUTO_MAX_STAGES = 100
@@ -1415,16 +1414,9 @@ def to_yaml(r: OnnxImportResult, *, command: str | None = None,
                f"parameters ({iec(r.param_bytes)}); {len(r.stages)} stages; sum of saved "
                f"{iec(r.total_saved_bytes)}"
                + (f"; NOT COSTED: {uncosted_summary(r)}" if r.uncosted else ""))
-    out.append("format: 1")
-    out.append(f"name: {scalar(r.name)}")
-    out.append(f"description: {json.dumps(r.description, ensure_ascii=False)}")
-    out.append("derivation: |")
-    out.extend(("  " + ln).rstrip() for ln in derivation_text(r).splitlines())
-    out.append(f"batch: {r.batch}")
+    out += model_head(r.name, r.description, derivation_text(r), r.batch)
     if r.input_shape is not None:
-        shape = ", ".join(str(d) for d in r.input_shape)
-        out.append(f"input: {{shape: [{shape}], dtype: {r.input_dtype}}}   "
-                   f"# {r.input_bytes:,} bytes ({iec(r.input_bytes)}) for the batch")
+        out.append(shape_input(r.input_shape, r.input_dtype, r.input_bytes))
     else:
         names = ", ".join(t for t, _, _ in r.inputs)
         out.append(f"input: {r.input_bytes:<18d} # {iec(r.input_bytes)}: {names}")

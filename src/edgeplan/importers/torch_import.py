@@ -49,7 +49,6 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import importlib.util
-import json
 import os
 import re
 import statistics
@@ -60,7 +59,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError
-from .yamlout import flops_txt, iec, scalar
+from .yamlout import flops_txt, iec, model_head, scalar, shape_input
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 INPUT_DTYPES = DTYPES + ("int64", "int32", "uint8", "bool")
@@ -796,15 +795,8 @@ def to_yaml(r: ImportResult, *, command: str | None = None, optimizer: str = "mo
     out.append(f"# torch {r.torch_version}, {r.date}; {r.param_count:,} parameters "
                f"({iec(r.param_bytes)}); {len(r.stages)} stages; sum of saved "
                f"{iec(r.total_saved_bytes)}")
-    out.append("format: 1")
-    out.append(f"name: {scalar(r.name)}")
-    out.append(f"description: {json.dumps(r.description, ensure_ascii=False)}")
-    out.append("derivation: |")
-    out.extend(("  " + ln).rstrip() for ln in derivation_text(r).splitlines())
-    out.append(f"batch: {r.batch}")
-    shape = ", ".join(str(d) for d in r.input_shape)
-    out.append(f"input: {{shape: [{shape}], dtype: {r.input_dtype}}}   "
-               f"# {r.input_bytes:,} bytes ({iec(r.input_bytes)}) for the batch")
+    out += model_head(r.name, r.description, derivation_text(r), r.batch)
+    out.append(shape_input(r.input_shape, r.input_dtype, r.input_bytes))
     if r.dtype in PRECISION_KEY:
         out.append(f"precision: {PRECISION_KEY[r.dtype]}")
     out.append(f"optimizer: {optimizer}")

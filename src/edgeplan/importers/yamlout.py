@@ -33,3 +33,19 @@ def flops_txt(n: float) -> str:
         if n >= f:
             return f"{n / f:.3f} {unit}"
     return f"{int(n)} FLOP"
+
+
+def model_head(name: str, description: str, derivation: str, batch: int) -> list[str]:
+    """The first keys of every generated model file (after its comment header)."""
+    out = ["format: 1", f"name: {scalar(name)}",
+           f"description: {json.dumps(description, ensure_ascii=False)}", "derivation: |"]
+    out.extend(("  " + ln).rstrip() for ln in derivation.splitlines())
+    out.append(f"batch: {batch}")
+    return out
+
+
+def shape_input(shape, dtype: str, nbytes: int) -> str:
+    """``input: {shape: [...], dtype: ...}`` with the batch's bytes in a comment."""
+    dims = ", ".join(str(d) for d in shape)
+    return (f"input: {{shape: [{dims}], dtype: {dtype}}}   "
+            f"# {nbytes:,} bytes ({iec(nbytes)}) for the batch")
