@@ -12,7 +12,7 @@ import pytest
 from edgeplan.chain import make_chain
 from edgeplan.errors import InputError
 from edgeplan.schedule import OpKind
-from edgeplan.simulate import simulate
+from edgeplan.simulator import simulate
 from edgeplan.solvers.base import store_all_schedule
 from edgeplan.solvers.baselines import (chen_greedy_candidates, chen_greedy_split,
                                         checkpoint_sequential_split, fast_peak_cost,

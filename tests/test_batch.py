@@ -11,9 +11,10 @@ from rich.console import Console
 from edgeplan.batch import (BatchPlan, largest_batch, plan_batches, probe, representative_batches,
                             search_largest, within_overhead)
 from edgeplan.errors import InputError
-from edgeplan.loaders import load_device, load_model
+from edgeplan.formats.device_file import load_device
+from edgeplan.formats.model_file import load_model
 from edgeplan.plan import make_plan
-from edgeplan.report import jsondoc
+from edgeplan.report import _json as jsondoc
 from edgeplan.report.batch_report import batch_dict, batch_table
 
 MEMORY = 8 * 2**20  # tiny fits up to batch ~35 in 8 MiB: the scan 1..64 crosses the edge

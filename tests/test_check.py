@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from edgeplan.cli import main
-from edgeplan.cli_check import check_cmd
-from edgeplan.config import load_config, toml_module
+from edgeplan.cli.check import check_cmd
+from edgeplan.formats.config_file import load_config, toml_module
 from edgeplan.errors import UnknownNameError
 from edgeplan.gate import GATES, Thresholds, check
-from edgeplan.loaders import load_device, load_model
+from edgeplan.formats.device_file import load_device
+from edgeplan.formats.model_file import load_model
 
 from conftest import TEST_DEVICE, TINY_MODEL
 
@@ -333,9 +334,9 @@ def test_pyproject_without_table_is_ignored(run_cli, project):
 
 def test_without_a_toml_reader(run_cli, project, monkeypatch):
     """Python 3.10 without tomli: a pyproject.toml is skipped unless it has [tool.edgeplan]."""
-    import edgeplan.config
+    import edgeplan.formats.config_file
 
-    monkeypatch.setattr(edgeplan.config, "toml_module", lambda: None)
+    monkeypatch.setattr(edgeplan.formats.config_file, "toml_module", lambda: None)
     (project / "pyproject.toml").write_text('[project]\nname = "x"\n')
     assert run_cli("check", "tiny.yaml", "-d", "testdev.yaml").exit_code == 0
     (project / "pyproject.toml").write_text(PYPROJECT)

@@ -8,8 +8,9 @@ import pytest
 from edgeplan.cli import EXIT_CODES, exit_code_for
 from edgeplan.errors import EdgeplanError, InfeasibleError, InputError, ScheduleError
 from edgeplan.schedule import Schedule
-from edgeplan.simulate import simulate
-from edgeplan.loaders import load_device, load_model
+from edgeplan.simulator import simulate
+from edgeplan.formats.device_file import load_device
+from edgeplan.formats.model_file import load_model
 
 
 def test_solve_table(run_cli, tiny_model, test_device):
@@ -164,7 +165,7 @@ def test_internal_error_exit_3(run_cli, tiny_model, test_device, monkeypatch):
 
     def boom(*a, **k):
         raise RuntimeError("kaboom")
-    monkeypatch.setattr(plan_mod, "solve_optimal", boom)
+    monkeypatch.setattr(plan_mod, "solve_problem", boom)
     r = run_cli("solve", tiny_model, "--device", test_device)
     assert r.exit_code == 3
     assert "internal error" in r.stderr and "Traceback" not in r.stderr

@@ -5,9 +5,10 @@ import json
 import pytest
 
 from edgeplan.compare import DEFAULT_STRATEGIES, compare_one
-from edgeplan.loaders import load_device, load_model
+from edgeplan.formats.device_file import load_device
+from edgeplan.formats.model_file import load_model
 from edgeplan.schedule import Schedule
-from edgeplan.simulate import simulate
+from edgeplan.simulator import simulate
 
 
 def test_compare_one_pair_every_strategy(tiny_model, test_device):

@@ -164,7 +164,7 @@ def test_doc_links_resolve(doc):
 
 def test_tutorial_devices_and_examples_exist():
     text = (ROOT / "docs" / "tutorial.md").read_text(encoding="utf-8")
-    from edgeplan.loaders import builtin_devices
+    from edgeplan.formats.device_file import builtin_devices
 
     names = set(builtin_devices())
     used = set(re.findall(r"(?:-d|--device)\s+([a-z0-9][a-z0-9-]*[a-z0-9])(?![\w.-])", text))

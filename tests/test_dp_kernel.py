@@ -11,9 +11,9 @@ import pytest
 from edgeplan.chain import make_chain
 from edgeplan.discretize import Discretization, choose, slot_chain
 from edgeplan.errors import InfeasibleError
-from edgeplan.simulate import simulate
+from edgeplan.simulator import simulate
 from edgeplan.solvers import dp_kernel as K
-from edgeplan.solvers import dp_reference as R
+from edgeplan.solvers.reference import dp as R
 from edgeplan.solvers.base import store_all_peak_bytes
 
 HAVE_NUMBA = K.numba_available()

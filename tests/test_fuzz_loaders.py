@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeplan.errors import InputError
-from edgeplan.loaders import device_from_data, model_from_text
-from edgeplan.yamlio import parse_yaml_text
+from edgeplan.formats.device_file import device_from_data
+from edgeplan.formats.model_file import model_from_text
+from edgeplan.formats._yaml import parse_yaml_text
 
 from conftest import TEST_DEVICE, TINY_MODEL
 

@@ -4,8 +4,7 @@ from math import comb
 
 import pytest
 
-from edgeplan.solvers.hrevolve import (disk_gain, disk_revolve_table, hrevolve_table,
-                                       hrevolve_tables, opt0_table, opt1d_table)
+from edgeplan.solvers.reference.hrevolve import disk_gain, disk_revolve_table, hrevolve_table, hrevolve_tables, opt0_table, opt1d_table
 
 
 def row(s):

@@ -1,4 +1,4 @@
-"""The ONNX importer (edgeplan.importers.onnx_import) against hand-computed numbers.
+"""The ONNX importer (edgeplan.importers.onnx) against hand-computed numbers.
 
 Every model is built here with onnx.helper (no files, no downloads): a Conv-BN-Relu-Pool-Gemm
 CNN, a two-block residual CNN (its Add skip connections decide where the chain may be cut), an
@@ -15,7 +15,7 @@ import yaml
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgeplan.importers import onnx_import as oi  # noqa: E402
+from edgeplan.importers import onnx as oi  # noqa: E402
 
 F32 = 4
 FLOAT = TensorProto.FLOAT
@@ -360,7 +360,7 @@ def _cli(args):
 
 
 def test_cli_writes_a_file_that_loads_and_solves(tmp_path):
-    from edgeplan.loaders import load_model
+    from edgeplan.formats.model_file import load_model
     src = resnet(tmp_path)
     out = tmp_path / "resnet.yaml"
     res = _cli(["import", "onnx", str(src), "--batch", "2", "--optimizer", "adam", "-o",
@@ -388,7 +388,7 @@ def test_cli_reports_uncosted_ops_on_stderr(tmp_path):
     res = _cli(["import", "onnx", str(src), "-q", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "warning: 1 op(s) could not be costed (Einsum x1)" in res.stderr
-    from edgeplan.loaders import load_model
+    from edgeplan.formats.model_file import load_model
     assert load_model(out).length == 4  # mm1+add+relu | einsum | mm2+add | loss
 
 
@@ -471,7 +471,7 @@ def test_multiple_inputs_written_as_bytes(tmp_path):
     assert r.input_bytes == 2 * 3 * 8 * F32 and r.input_shape is None
     text = oi.to_yaml(r)
     assert f"input: {2 * 3 * 8 * F32}" in text
-    from edgeplan.loaders import load_model
+    from edgeplan.formats.model_file import load_model
     p = tmp_path / "two.yaml"
     p.write_text(text)
     assert load_model(p).input_bytes == 2 * 3 * 8 * F32

@@ -1,4 +1,4 @@
-"""The PyTorch importer (edgeplan.importers.torch_import) against hand-computed numbers.
+"""The PyTorch importer (edgeplan.importers.torch) against hand-computed numbers.
 
 Tiny models (Linear / ReLU / Conv) whose output sizes, saved tensors, FLOPs and parameters are
 known exactly. Tests that need torch skip cleanly without it; the shipped example files are
@@ -27,7 +27,7 @@ def torch():
 
 @pytest.fixture(scope="module")
 def ti(torch):
-    from edgeplan.importers import torch_import
+    from edgeplan.importers import torch as torch_import
     return torch_import
 
 
@@ -205,7 +205,7 @@ def _write_builder(tmp_path: Path) -> Path:
 def test_cli_writes_a_loadable_file(torch, tmp_path):
     from click.testing import CliRunner
 
-    from edgeplan.cli_import import import_group
+    from edgeplan.cli.imports import import_group
     src = _write_builder(tmp_path)
     out = tmp_path / "tiny.yaml"
     res = CliRunner().invoke(import_group, [
@@ -225,7 +225,7 @@ def test_cli_writes_a_loadable_file(torch, tmp_path):
     assert s0["params"] == (12 * 8 + 8) * F32
     assert s0["fwd_time"].endswith(" ms")
     try:
-        from edgeplan.loaders import load_model
+        from edgeplan.formats.model_file import load_model
     except ImportError:  # the loader is optional for this test
         return
     m = load_model(out)
@@ -237,7 +237,7 @@ def test_cli_writes_a_loadable_file(torch, tmp_path):
 def test_cli_bad_spec(torch, tmp_path):
     from click.testing import CliRunner
 
-    from edgeplan.cli_import import import_group
+    from edgeplan.cli.imports import import_group
     from edgeplan.errors import InputError
     res = CliRunner().invoke(import_group, ["torch", "nosuchmodule_xyz:build", "--input-shape",
                                             "3", "--batch", "1"])
@@ -280,7 +280,7 @@ def test_example_files(stem):
         assert isinstance(s["out"], int) and isinstance(s["saved"], int)
         assert s["saved"] >= s["out"]
     try:
-        from edgeplan.loaders import load_model
+        from edgeplan.formats.model_file import load_model
     except ImportError:
         return
     m = load_model(path)

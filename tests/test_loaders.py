@@ -3,7 +3,8 @@
 import pytest
 
 from edgeplan.errors import InputError, ModelError, UnknownNameError
-from edgeplan.loaders import find_device, load_device, load_model, model_from_text
+from edgeplan.formats.device_file import find_device, load_device
+from edgeplan.formats.model_file import load_model, model_from_text
 
 from conftest import TEST_DEVICE, TINY_MODEL
 

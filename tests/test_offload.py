@@ -10,13 +10,14 @@ from edgeplan.chain import make_chain
 from edgeplan.device import StorageTier
 from edgeplan.endurance import DEFAULT_ASSUMPTION, endurance_estimate
 from edgeplan.errors import LimitError, ScheduleError, UnknownNameError
-from edgeplan.loaders import find_device, load_model
+from edgeplan.formats.device_file import find_device
+from edgeplan.formats.model_file import load_model
 from edgeplan.schedule import Op, OpKind, Schedule
-from edgeplan.simulate import simulate
+from edgeplan.simulator import simulate
 from edgeplan.solvers.base import store_all_peak_bytes, store_all_schedule
 from edgeplan.solvers.exact import exact_cost
-from edgeplan.solvers.offload import (ASYNC_WRITE_FACTORS, exact_offload_cost, solve_offload,
-                                      storage_tier)
+from edgeplan.solvers.offload import ASYNC_WRITE_FACTORS, solve_offload, storage_tier
+from edgeplan.solvers.reference.exact_offload import exact_offload_cost
 from edgeplan.solvers.optimal import solve_optimal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,13 +236,13 @@ def test_never_worse_than_the_in_memory_optimum():
             r = solve_offload(c, budget, SLOW, slots=64)
             if o.feasible:
                 assert r.feasible
-                assert r.params["sync_cost_s"] <= o.cost_s + 1e-9
-                assert r.params["recompute_cost_s"] == o.cost_s
-                assert r.params["gain_s"] >= -1e-9
+                assert r.io.sync_cost_s <= o.cost_s + 1e-9
+                assert r.io.recompute_cost_s == o.cost_s
+                assert r.io.gain_s >= -1e-9
             if r.feasible:
                 # replayed by the simulator with the tier, within the budget
                 t = simulate(c, r.schedule, budget, tier=SLOW)
-                assert t.cost_s == r.cost_s == r.params["sync_cost_s"]
+                assert t.cost_s == r.cost_s == r.io.sync_cost_s
                 assert t.peak_bytes <= budget
 
 
@@ -259,9 +260,9 @@ def test_bounded_by_the_exhaustive_search_with_storage():
             assert (ex is None) == (not r.feasible)
             if ex is None:
                 continue
-            assert ex[0] <= r.params["sync_cost_s"] + 1e-9
-            assert r.params["sync_cost_s"] == pytest.approx(ex[0])
-            seen_offload += r.params["offload_used"]
+            assert ex[0] <= r.io.sync_cost_s + 1e-9
+            assert r.io.sync_cost_s == pytest.approx(ex[0])
+            seen_offload += r.io.offload_used
             # the oracle's own schedule replays to its cost
             assert simulate(c, ex[1], budget, tier=SLOW).cost_s == pytest.approx(ex[0])
     assert seen_offload >= 5
@@ -275,11 +276,11 @@ def test_offload_fits_where_recomputation_cannot():
     assert exact_cost(c, 13) is None
     assert not solve_optimal(c, 13, slots=10**6, with_frontier=False).feasible
     r = solve_offload(c, 13, SLOW, slots=10**6)
-    assert r.feasible and r.params["offload_used"]
-    assert r.params["recompute_cost_s"] is None and r.params["gain_s"] is None
+    assert r.feasible and r.io.offload_used
+    assert r.io.recompute_cost_s is None and r.io.gain_s is None
     assert [str(o) for o in r.schedule.ops][:4] == ["Fn 1", "W 1", "Fn 2", "free_a 1"]
     assert r.peak_bytes == 13
-    assert r.params["bytes_written"] == 2 and r.params["writes"] == 1
+    assert r.io.bytes_written == 2 and r.io.writes == 1
     # and below what any schedule needs, it reports the least budget
     r12 = solve_offload(c, 12, SLOW, slots=10**6)
     assert not r12.feasible and r12.min_budget_bytes == 13
@@ -287,7 +288,7 @@ def test_offload_fits_where_recomputation_cannot():
 
 def test_store_all_when_it_fits(chain3):
     r = solve_offload(chain3, 10**6, TIER)
-    assert r.feasible and not r.params["offload_used"] and r.params["gain_s"] == 0
+    assert r.feasible and not r.io.offload_used and r.io.gain_s == 0
     assert r.cost_s == chain3.compute_time_s
 
 
@@ -300,7 +301,7 @@ def test_zero_capacity_is_the_in_memory_optimum():
         r = solve_offload(c, budget, SLOW, slots=64, storage_bytes=0)
         assert r.feasible == o.feasible
         if o.feasible:
-            assert r.params["bytes_written"] == 0 and r.cost_s == o.cost_s
+            assert r.io.bytes_written == 0 and r.cost_s == o.cost_s
 
 
 def test_capacity_is_respected():
@@ -310,12 +311,12 @@ def test_capacity_is_respected():
         c = _random_chain(rng, 8)
         budget = c.input_bytes + (store_all_peak_bytes(c) - c.input_bytes) // 2
         free = solve_offload(c, budget, FAST, slots=10**6)
-        if not free.feasible or free.params["storage_peak_bytes"] < 2:
+        if not free.feasible or free.io.storage_peak_bytes < 2:
             continue
-        cap = free.params["storage_peak_bytes"] - 1
+        cap = free.io.storage_peak_bytes - 1
         r = solve_offload(c, budget, FAST, slots=10**6, storage_bytes=cap)
         assert r.feasible
-        assert r.params["storage_peak_bytes"] <= cap
+        assert r.io.storage_peak_bytes <= cap
         assert simulate(c, r.schedule, budget, tier=FAST, storage_bytes=cap).cost_s == r.cost_s
         assert free.cost_s <= r.cost_s + 1e-9
         tested += 1
@@ -332,11 +333,11 @@ def test_asynchronous_mode():
         assert s.feasible == a.feasible
         if not a.feasible:
             continue
-        assert a.params["mode"] == "async" and s.params["mode"] == "sync"
-        assert a.params["makespan_s"] == a.params["async_cost_s"] == a.trace.async_cost_s
+        assert a.io.mode == "async" and s.io.mode == "sync"
+        assert a.io.makespan_s == a.io.async_cost_s == a.trace.async_cost_s
         # never worse than the synchronous plan replayed asynchronously, nor than recomputing
-        assert a.params["async_cost_s"] <= s.params["async_cost_s"] + 1e-9
-        assert a.params["async_cost_s"] <= s.params["sync_cost_s"] + 1e-9
+        assert a.io.async_cost_s <= s.io.async_cost_s + 1e-9
+        assert a.io.async_cost_s <= s.io.sync_cost_s + 1e-9
         assert a.params["write_factor"] in ASYNC_WRITE_FACTORS + (None,)
         assert "heuristic" in a.params["optimal"] and "optimal among" in s.params["optimal"]
 
@@ -350,10 +351,10 @@ def test_rpi_microsd_lstm_offload_beats_recomputation():
     budget = 6 * 2**20
     r = solve_offload(chain, budget, tier)
     o = solve_optimal(chain, budget, with_frontier=False)
-    assert r.feasible and o.feasible and r.params["offload_used"]
+    assert r.feasible and o.feasible and r.io.offload_used
     assert r.cost_s < 0.95 * o.cost_s
-    assert r.params["gain_s"] == pytest.approx(o.cost_s - r.cost_s)
-    assert r.params["bytes_written"] > 0 and r.trace.peak_bytes <= budget
+    assert r.io.gain_s == pytest.approx(o.cost_s - r.cost_s)
+    assert r.io.bytes_written > 0 and r.trace.peak_bytes <= budget
 
 
 def test_storage_tier_lookup():

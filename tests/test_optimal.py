@@ -9,7 +9,7 @@ import pytest
 from edgeplan.chain import make_chain
 from edgeplan.discretize import Discretization, choose, slot_chain
 from edgeplan.errors import InfeasibleError
-from edgeplan.simulate import simulate
+from edgeplan.simulator import simulate
 from edgeplan.solvers.base import store_all_peak_bytes
 from edgeplan.solvers.dp_kernel import fill_table, rebuild
 from edgeplan.solvers.exact import exact_cost

@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from edgeplan.errors import InputError
-from edgeplan.loaders import load_device, load_model
+from edgeplan.formats.device_file import load_device
+from edgeplan.formats.model_file import load_model
 from edgeplan.plan import make_plan
 
 
@@ -35,7 +36,7 @@ def not_blank(path) -> bool:
 
 
 def test_plan_png_has_the_size_and_is_not_blank(mpl, plan, tmp_path):
-    from edgeplan.plot import PLAN_SIZE_IN, plot_plan
+    from edgeplan.report.figures import PLAN_SIZE_IN, plot_plan
 
     out = plot_plan(plan, tmp_path / "plan.png", dpi=80)
     assert out.exists()
@@ -46,7 +47,7 @@ def test_plan_png_has_the_size_and_is_not_blank(mpl, plan, tmp_path):
 
 def test_plan_with_strategies_svg_and_pdf(mpl, plan, tiny_model, test_device, tmp_path):
     from edgeplan.compare import compare_one
-    from edgeplan.plot import plot_plan
+    from edgeplan.report.figures import plot_plan
 
     pairing = compare_one(load_model(tiny_model), load_device(test_device),
                           strategies=("store-all", "sqrt", "revolve", "optimal"))
@@ -61,7 +62,7 @@ def test_plan_with_strategies_svg_and_pdf(mpl, plan, tiny_model, test_device, tm
 
 
 def test_infeasible_plan_still_draws(mpl, tiny_model, test_device, tmp_path):
-    from edgeplan.plot import plot_plan
+    from edgeplan.report.figures import plot_plan
 
     p = make_plan(load_model(tiny_model), load_device(test_device), memory_bytes=1_200_000)
     assert not p.feasible
@@ -71,12 +72,13 @@ def test_infeasible_plan_still_draws(mpl, tiny_model, test_device, tmp_path):
 
 def test_compare_one_panel_per_device(mpl, tiny_model, test_device, tmp_path):
     from edgeplan.compare import compare_one
-    from edgeplan.plot import plot_compare
+    from edgeplan.report.figures import plot_compare
 
     dev = load_device(test_device)
-    pairs = [compare_one(load_model(tiny_model), dev, strategies=("sqrt", "optimal")),
+    pairs = [compare_one(load_model(tiny_model), dev, strategies=("sqrt", "optimal"),
+                         with_frontier=True),
              compare_one(load_model(tiny_model), dev, memory_bytes=8 * 2**20,
-                         strategies=("sqrt", "optimal"))]
+                         strategies=("sqrt", "optimal"), with_frontier=True)]
     out = plot_compare(pairs, tmp_path / "cmp.png", dpi=50)
     w, h = png_size(out)
     assert (w, h) == (2 * 5 * 50, int(3.8 * 50))   # two panels side by side
@@ -84,7 +86,7 @@ def test_compare_one_panel_per_device(mpl, tiny_model, test_device, tmp_path):
 
 
 def test_timeline_figure(mpl, plan, tmp_path):
-    from edgeplan.plot import plot_timeline
+    from edgeplan.report.figures import plot_timeline
 
     r = plan.result
     out = plot_timeline(plan.chain, r.schedule, r.trace, tmp_path / "tl.png",
@@ -93,7 +95,7 @@ def test_timeline_figure(mpl, plan, tmp_path):
 
 
 def test_bad_names_are_input_errors(tmp_path, plan):
-    from edgeplan.plot import plot_format, plot_plan
+    from edgeplan.report.figures import plot_format, plot_plan
 
     assert plot_format("a/b.SVG") == "svg"
     with pytest.raises(InputError, match="must end in .png, .svg, .pdf"):
@@ -106,7 +108,7 @@ def test_bad_names_are_input_errors(tmp_path, plan):
 
 
 def test_missing_matplotlib_names_the_extra(monkeypatch, plan, tmp_path):
-    from edgeplan import plot
+    from edgeplan.report import figures as plot
 
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)

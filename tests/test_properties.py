@@ -6,12 +6,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeplan.chain import make_chain
+from edgeplan.device import StorageTier
 from edgeplan.schedule import Schedule
-from edgeplan.simulate import simulate
+from edgeplan.simulator import simulate
 from edgeplan.solvers.base import store_all_peak_bytes
 from edgeplan.solvers.exact import exact_cost
 from edgeplan.solvers.registry import solve, strategy_names
 
+TIER = StorageTier(name="disk", read_bytes_per_s=3.0, write_bytes_per_s=1.0)
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
@@ -33,7 +35,7 @@ def chains(draw, max_len=6):
 def test_every_strategy_valid_within_budget(chain, frac):
     budget = int(store_all_peak_bytes(chain) * frac)
     for name in strategy_names():
-        res = solve(name, chain, budget)
+        res = solve(name, chain, budget, **({"tier": TIER} if name == "offload" else {}))
         if res.feasible:
             tr = simulate(chain, res.schedule, budget)  # raises if invalid or over budget
             assert tr.peak_bytes == res.peak_bytes, name

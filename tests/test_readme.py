@@ -55,7 +55,7 @@ def test_wheel_ships_profiles(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
                     str(target), str(wheel)], check=True, capture_output=True)
-    code = ("import edgeplan.loaders as l; from pathlib import Path; "
+    code = ("import edgeplan.formats.device_file as l; from pathlib import Path; "
             "d = l.builtin_profile_dir(); assert 'site' in str(d), d; "
             "print(l.find_device('jetson-nano').name)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True,

@@ -9,7 +9,7 @@ import pytest
 
 from edgeplan.chain import make_chain
 from edgeplan.schedule import OpKind
-from edgeplan.simulate import simulate
+from edgeplan.simulator import simulate
 from edgeplan.solvers.baselines import fast_peak_cost
 from edgeplan.solvers.revolve import (Action, adjust, beta, opt0, repetition_number,
                                       revolve_actions, revolve_advances, revolve_dp_table,

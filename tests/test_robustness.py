@@ -5,7 +5,7 @@ import os
 import pytest
 
 from edgeplan.errors import LimitError
-from edgeplan.fileio import write_atomic
+from edgeplan.formats._files import write_atomic
 from edgeplan.solvers.dp_kernel import MAX_TABLE_CELLS, table_cells
 
 
@@ -14,7 +14,7 @@ def test_ctrl_c_exits_130_without_traceback(run_cli, tiny_model, test_device, mo
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(plan_mod, "solve_optimal", interrupted)
+    monkeypatch.setattr(plan_mod, "solve_problem", interrupted)
     r = run_cli("solve", tiny_model, "--device", test_device)
     assert r.exit_code == 130
     assert "interrupted" in r.stderr and "Traceback" not in r.stderr
@@ -38,7 +38,7 @@ def test_interrupted_solve_leaves_no_plan(run_cli, tiny_model, test_device, tmp_
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(plan_mod, "solve_optimal", interrupted)
+    monkeypatch.setattr(plan_mod, "solve_problem", interrupted)
     out = tmp_path / "plan.json"
     r = run_cli("solve", tiny_model, "--device", test_device, "-o", out)
     assert r.exit_code == 130 and not out.exists()

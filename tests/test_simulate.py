@@ -5,7 +5,7 @@ import pytest
 from edgeplan.chain import make_chain
 from edgeplan.errors import ScheduleError
 from edgeplan.schedule import Op, OpKind, Schedule
-from edgeplan.simulate import simulate
+from edgeplan.simulator import simulate
 
 Fn, Fall, B, fa, fA = OpKind.FN, OpKind.FALL, OpKind.B, OpKind.FREE_A, OpKind.FREE_ALL
 

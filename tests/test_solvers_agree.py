@@ -5,6 +5,7 @@
 * ``optimal`` is never worse than a baseline (all baselines here are persistent schedules, and
   the chains are small enough that the DP's slots are single bytes, so it is exact);
 * ``exact`` is never worse than ``optimal``; both are non-increasing in the budget;
+* ``offload`` (given a storage tier) is never worse than ``optimal``;
 * an infeasible answer's ``min_budget_bytes`` is feasible and the budget below it is not.
 """
 
@@ -15,13 +16,20 @@ import random
 import pytest
 
 from edgeplan.chain import make_chain
+from edgeplan.device import StorageTier
 from edgeplan.errors import InputError, LimitError, UnknownNameError
-from edgeplan.simulate import simulate
+from edgeplan.simulator import simulate
 from edgeplan.solvers.base import store_all_peak_bytes
 from edgeplan.solvers.registry import STRATEGIES, get_strategy, solve
 
-BASELINES = ("store-all", "segments", "sqrt", "revolve")
+BASELINES = ("store-all", "segments", "sqrt", "sqrt-greedy", "revolve")
 EPS = 1e-9
+TIER = StorageTier(name="disk", read_bytes_per_s=3.0, write_bytes_per_s=1.0, write_latency_s=0.5)
+
+
+def _opts(name):
+    """What each strategy needs from the caller: a storage tier for ``offload``."""
+    return {"tier": TIER} if STRATEGIES[name].needs_tier else {}
 
 
 def _random_chain(rng: random.Random, L: int):
@@ -35,7 +43,8 @@ def _random_chain(rng: random.Random, L: int):
 
 def _check(chain, res, budget):
     if res.feasible:
-        tr = simulate(chain, res.schedule, budget)  # raises on any broken rule or over budget
+        tier = TIER if res.solver == "offload" else None
+        tr = simulate(chain, res.schedule, budget, tier=tier)  # raises if broken or over budget
         assert res.trace == tr
         assert tr.peak_bytes <= budget
         return tr.cost_s
@@ -45,9 +54,7 @@ def _check(chain, res, budget):
 
 def _all_results(chain, budget, with_exact):
     names = list(STRATEGIES) if with_exact else [n for n in STRATEGIES if n != "exact"]
-    out = {name: solve(name, chain, budget) for name in names}
-    out["sqrt-greedy"] = solve("sqrt", chain, budget, variant="greedy")
-    return out
+    return {name: solve(name, chain, budget, **_opts(name)) for name in names}
 
 
 def _agree(chain, budgets, with_exact):
@@ -55,9 +62,13 @@ def _agree(chain, budgets, with_exact):
     for budget in budgets:
         results = _all_results(chain, budget, with_exact)
         costs = {name: _check(chain, res, budget) for name, res in results.items()}
+        if costs["offload"] is not None:  # compare like with like: synchronous makespans
+            assert costs["offload"] == results["offload"].io.sync_cost_s
         opt = costs["optimal"]
+        if opt is not None:
+            assert costs["offload"] is not None and costs["offload"] <= opt + EPS
         for name, c in costs.items():
-            if name in ("optimal", "exact") or c is None:
+            if name in ("optimal", "exact", "offload") or c is None:
                 continue
             # a feasible persistent baseline means optimal is feasible and no worse
             assert opt is not None, (chain, budget, name)
@@ -108,7 +119,7 @@ def test_min_budget_is_tight():
     for _ in range(12):
         chain = _random_chain(rng, rng.randint(1, 6))
         for name in BASELINES + ("optimal", "exact"):
-            res = solve(name, chain, chain.input_bytes - 1)
+            res = solve(name, chain, chain.input_bytes - 1, **_opts(name))
             assert not res.feasible and res.min_budget_bytes is not None
             m = res.min_budget_bytes
             assert solve(name, chain, m).feasible, (name, m)
@@ -130,11 +141,14 @@ def test_homogeneous_revolve_forward_count_through_registry():
 # --- the registry ---------------------------------------------------------------------------------
 
 def test_registry_names():
-    assert set(STRATEGIES) == {"store-all", "segments", "sqrt", "revolve", "optimal", "exact"}
+    assert set(STRATEGIES) == {"store-all", "segments", "sqrt", "sqrt-greedy", "revolve",
+                               "optimal", "exact", "offload"}
     chain = _random_chain(random.Random(1), 4)
     for name, fn in STRATEGIES.items():
-        res = fn(chain, 10**6)
-        assert res.feasible and res.solver == name
+        res = fn(chain, 10**6, **_opts(name))
+        assert res.feasible and res.solver == name.replace("sqrt-greedy", "sqrt")
+    with pytest.raises(InputError, match="needs a storage tier"):
+        solve("offload", chain, 10**6)
 
 
 def test_unknown_strategy_suggests():
@@ -165,9 +179,9 @@ def test_registry_options():
     assert res.frontier == ()
     # one option set for every strategy: options of other strategies and None are ignored
     opts = {"segments": 2, "snapshots": None, "slots": 100, "variant": "sqrt"}
-    for name in ("store-all", "segments", "sqrt", "revolve", "optimal", "exact"):
+    for name in STRATEGIES:
         assert solve(name, chain if name != "exact" else _random_chain(random.Random(3), 5),
-                     10**6, **opts).feasible
+                     10**6, **opts, **_opts(name)).feasible
     with pytest.raises(InputError):
         solve("optimal", chain, 10**6, slot=100)
 

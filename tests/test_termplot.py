@@ -6,13 +6,14 @@ import pytest
 from click.testing import CliRunner
 
 from edgeplan.chain import make_chain
-from edgeplan.loaders import load_device, load_model
+from edgeplan.formats.device_file import load_device
+from edgeplan.formats.model_file import load_model
 from edgeplan.plan import make_plan
 from edgeplan.report.termplot import (BUDGET_LINE, MARK_CHOSEN, MARK_MINIMUM, MARK_STORE_ALL,
                                       frontier_plot, group_indices, sparkline)
 from edgeplan.report.timeline import NONE, OUT, REC, live_states, timeline
 from edgeplan.schedule import Op, OpKind, Schedule
-from edgeplan.simulate import simulate
+from edgeplan.simulator import simulate
 from edgeplan.solvers.base import FrontierPoint, store_all_schedule
 
 
@@ -186,7 +187,7 @@ def test_no_color_is_respected_even_when_forced(tmp_path):
                                           ("fish", "_EDGEPLAN_COMPLETE=fish_complete")])
 def test_completion_scripts(shell, needle):
     from edgeplan.cli import EdgeplanGroup, main
-    from edgeplan.cli_completion import completion_cmd
+    from edgeplan.cli.completion import completion_cmd
 
     group = main if "completion" in main.commands else \
         EdgeplanGroup("edgeplan", commands={"completion": completion_cmd})

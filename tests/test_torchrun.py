@@ -18,7 +18,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from edgeplan.errors import InputError  # noqa: E402
 from edgeplan.schedule import Op, OpKind, Schedule  # noqa: E402
-from edgeplan.simulate import simulate  # noqa: E402
+from edgeplan.simulator import simulate  # noqa: E402
 from edgeplan.solvers.base import store_all_peak_bytes, store_all_schedule  # noqa: E402
 from edgeplan.solvers.optimal import solve_optimal  # noqa: E402
 from edgeplan.torchrun import (ChainExecutor, measure_chain, verify_plan,  # noqa: E402
@@ -337,8 +337,8 @@ power: {training: 5 W}
 @pytest.fixture(scope="module")
 def cli_setup(tmp_path_factory):
     from edgeplan.cli import main
-    from edgeplan.cli_run import run_cmd
-    from edgeplan.importers.torch_import import import_torch, to_yaml
+    from edgeplan.cli.run import run_cmd
+    from edgeplan.importers.torch import import_torch, to_yaml
 
     if "run" not in main.commands:
         main.add_command(run_cmd)
@@ -476,7 +476,7 @@ def test_time_off_is_reported_not_failed(mlp64):
 
     from rich.console import Console
 
-    from edgeplan.cli_run import _table
+    from edgeplan.report.run_report import run_renderable as _table
     model, x = mlp64
     mc = measure_chain(model, x, reps=2)
     assert mc.timed and all(s.fwd_time_s > 0 and s.bwd_time_s > 0 for s in mc.chain.stages)

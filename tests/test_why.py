@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from edgeplan import why
 from edgeplan.errors import InputError, UnitError
-from edgeplan.loaders import load_device, load_model
+from edgeplan.formats.device_file import load_device
+from edgeplan.formats.model_file import load_model
 from edgeplan.plan import make_plan
 
 DAY = 86400.0
@@ -165,7 +166,8 @@ def test_verdicts(tiny_model, test_device):
 
 def test_json_doc_is_an_envelope():
     r = why.analyze(data_bytes_per_s=1e4, model_bytes=10**6, radio=why.RADIOS["wifi"])
-    doc = why.why_doc(r, {"radio": "wifi"})
+    from edgeplan.report.why_report import why_doc
+    doc = why_doc(r, {"radio": "wifi"})
     assert doc["command"] == "why" and doc["status"] == "ok" and doc["exit_code"] == 0
     data = doc["data"]
     assert [s["scenario"] for s in data["scenarios"]] == ["ship-data", "ship-updates",
@@ -180,7 +182,7 @@ def test_json_doc_is_an_envelope():
 @pytest.fixture
 def run_why():
     from edgeplan.cli import EdgeplanGroup, main
-    from edgeplan.cli_why import why_cmd
+    from edgeplan.cli.why import why_cmd
 
     group = main if "why" in main.commands else EdgeplanGroup("edgeplan",
                                                               commands={"why": why_cmd})

@@ -11,7 +11,7 @@ from .chain import Chain, Stage, make_chain  # noqa: E402
 from .errors import (EdgeplanError, InfeasibleError, InputError, ModelError,  # noqa: E402
                      ScheduleError, UnitError, UnknownNameError)
 from .schedule import Op, OpKind, Schedule  # noqa: E402
-from .simulate import Trace, simulate  # noqa: E402
+from .simulator import Trace, simulate  # noqa: E402
 
 __all__ = ["__version__", "Chain", "Stage", "make_chain", "EdgeplanError", "InfeasibleError",
            "InputError", "ModelError", "ScheduleError", "UnitError", "UnknownNameError", "Op",

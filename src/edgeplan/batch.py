@@ -23,11 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .device import DeviceProfile, memory_budget
+from .device import DeviceProfile
 from .discretize import DEFAULT_SLOTS
 from .model import ModelSpec
 from .plan import Plan, make_plan
-from .solvers.optimal import solve_optimal
+from .problem import prepare, solve_problem
 
 #: Relative slack when comparing an overhead with a limit (float noise of scaled times).
 OVERHEAD_TOLERANCE = 1e-9
@@ -120,16 +120,10 @@ def probe(model: ModelSpec, device: DeviceProfile | None, batch: int, *,
     Gives the same feasibility and time as ``make_plan`` (same solver, same budget), but not the
     least memory, which needs the frontier.
     """
-    spec = model if batch == model.batch else model.scaled_to_batch(batch)
-    chain = spec.to_chain(device, precision)
-    mem = memory_budget(param_bytes=spec.param_bytes, optimizer=spec.optimizer, device=device,
-                        memory_bytes=memory_bytes)
-    budget = mem.activation_bytes
-    if budget < 0:
-        return Probe(batch=batch, feasible=False, time_s=None, compute_time_s=chain.compute_time_s)
-    res = solve_optimal(chain, budget, slots=slots, with_frontier=False)
+    problem = prepare(model, device, memory_bytes=memory_bytes, batch=batch, precision=precision)
+    res = solve_problem(problem, "optimal", slots=slots)
     return Probe(batch=batch, feasible=res.feasible, time_s=res.cost_s,
-                 compute_time_s=chain.compute_time_s)
+                 compute_time_s=problem.compute_time_s)
 
 
 def largest_batch(model: ModelSpec, device: DeviceProfile | None, *, max_batch: int,
@@ -220,7 +214,7 @@ class BatchPlan:
         return None
 
     def to_dict(self) -> dict:
-        """JSON-ready (raw numbers; ``jsondoc.dumps`` turns inf/nan into null)."""
+        """JSON-ready (raw numbers; ``report._json.dumps`` turns inf/nan into null)."""
         best = self.best
         return {"max_batch": self.max_batch, "max_overhead": self.max_overhead,
                 "best_batch": self.best_batch, "limited_by": self.limited_by,
@@ -282,10 +276,10 @@ def plan_batches(model: ModelSpec, device: DeviceProfile | None, *, max_batch: i
 
     if not 1 <= max_batch <= MAX_BATCH:
         raise InputError(f"expected a maximum batch between 1 and {MAX_BATCH:,}, got {max_batch}",
-                         source="--max-batch")
+                         param="max_batch")
     if max_overhead is not None and max_overhead < 0:
         raise InputError(f"expected a non-negative overhead limit, got {max_overhead}",
-                         source="--max-overhead")
+                         param="max_overhead")
     count = {"n": 0}
     probes: dict[int, Probe] = {}
 

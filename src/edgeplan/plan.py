@@ -1,6 +1,9 @@
 """One planning run: model + device (+ overrides) -> memory breakdown, trade-off curve, schedule.
 
-This is the library behind ``edgeplan solve``. It never prints; the CLI renders a ``Plan``.
+This is the library behind ``edgeplan solve``. It never prints; ``report.plan_report`` renders a
+``Plan``. The set-up is ``problem.prepare``; the recommended schedule is the optimal DP's, with
+its whole trade-off curve; with an ``OffloadRequest`` the offload DP reuses that in-memory answer
+(one fill, not two) and the flash-endurance estimate follows.
 """
 
 from __future__ import annotations
@@ -9,33 +12,64 @@ import time
 from dataclasses import dataclass
 
 from .chain import Chain
-from .device import DeviceProfile, MemoryBudget, memory_budget
+from .device import DeviceProfile, MemoryBudget, StorageTier
 from .discretize import DEFAULT_SLOTS
-from .errors import LimitError
+from .endurance import EnduranceEstimate, endurance_estimate
+from .errors import InputError, LimitError
 from .model import ModelSpec
-from .solvers.base import SolveResult, store_all_peak_bytes
-from .solvers.optimal import solve_optimal
+from .problem import Problem, Progress, overhead_of, prepare, solve_problem
+from .solvers.base import SolveResult
+
+__all__ = ["OffloadPlan", "OffloadRequest", "Plan", "make_plan", "overhead_of", "time_limited"]
 
 
-def overhead_of(cost_s: float | None, compute_time_s: float) -> float | None:
-    """``cost / compute - 1``: the recompute overhead fraction (0 for float noise)."""
-    if cost_s is None:
-        return None
-    if compute_time_s <= 0:
-        return 0.0
-    r = cost_s / compute_time_s - 1.0
-    return 0.0 if abs(r) < 1e-9 else r
+@dataclass(frozen=True, kw_only=True)
+class OffloadRequest:
+    """Also plan checkpoint offload to a storage tier of the device (chain-model.md §6)."""
+
+    tier: str | None = None       # the tier's name; None: the profile's first
+    asynchronous: bool = False    # writes overlap the compute that follows them
+
+
+@dataclass(frozen=True, kw_only=True)
+class OffloadPlan:
+    """The offload answer for the plan's chain and budget."""
+
+    result: SolveResult
+    tier: StorageTier
+    endurance: EnduranceEstimate | None
 
 
 @dataclass(frozen=True, kw_only=True)
 class Plan:
-    model: ModelSpec
-    device: DeviceProfile | None
-    chain: Chain
-    memory: MemoryBudget
-    precision: str | None
-    store_all_peak_bytes: int
+    problem: Problem
     result: SolveResult
+    offload: OffloadPlan | None = None
+
+    # the problem's parts, by name (what the renderers read)
+    @property
+    def model(self) -> ModelSpec:
+        return self.problem.model
+
+    @property
+    def device(self) -> DeviceProfile | None:
+        return self.problem.device
+
+    @property
+    def chain(self) -> Chain:
+        return self.problem.chain
+
+    @property
+    def memory(self) -> MemoryBudget:
+        return self.problem.memory
+
+    @property
+    def precision(self) -> str | None:
+        return self.problem.precision
+
+    @property
+    def store_all_peak_bytes(self) -> int:
+        return self.problem.store_all_peak_bytes
 
     @property
     def feasible(self) -> bool:
@@ -63,7 +97,7 @@ class Plan:
 
     @property
     def compute_time_s(self) -> float:
-        return self.chain.compute_time_s
+        return self.problem.compute_time_s
 
     @property
     def time_s(self) -> float | None:
@@ -72,15 +106,13 @@ class Plan:
     @property
     def overhead(self) -> float | None:
         """Recompute overhead as a fraction of the no-recompute time."""
-        return overhead_of(self.result.cost_s, self.compute_time_s)
+        return self.problem.overhead(self.result.cost_s)
 
     def energy_j(self, time_s: float | None) -> float | None:
-        if time_s is None or self.device is None:
-            return None
-        return time_s * self.device.training_power_w
+        return self.problem.energy_j(time_s)
 
 
-def time_limited(progress, time_limit_s: float | None):
+def time_limited(progress: Progress | None, time_limit_s: float | None) -> Progress | None:
     """Wrap a DP progress callback so that the solve stops with ``LimitError`` past the limit."""
     if time_limit_s is None:
         return progress
@@ -89,8 +121,8 @@ def time_limited(progress, time_limit_s: float | None):
     def cb(done: int, total: int) -> None:
         if time.monotonic() > deadline:
             raise LimitError(f"stopped after the time limit of {time_limit_s:g} s with the DP "
-                             f"{100 * done // max(total, 1)}% done; use fewer --slots, merge "
-                             "stages or raise --time-limit")
+                             f"{100 * done // max(total, 1)}% done; use fewer slots, merge "
+                             "stages or raise the time limit")
         if progress is not None:
             progress(done, total)
     return cb
@@ -98,34 +130,35 @@ def time_limited(progress, time_limit_s: float | None):
 
 def make_plan(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int | None = None,
               slots: int = DEFAULT_SLOTS, precision: str | None = None, batch: int | None = None,
-              progress=None, time_limit_s: float | None = None) -> Plan:
+              offload: OffloadRequest | None = None, progress: Progress | None = None,
+              time_limit_s: float | None = None) -> Plan:
     """Plan training of ``model`` on ``device``.
 
-    ``memory_bytes`` replaces the device's usable memory (total - reserved); the fixed part
-    (parameters, gradients, optimizer state) is always subtracted to get the activation budget.
+    ``memory_bytes``, ``batch`` and ``precision`` are those of ``problem.prepare``. ``slots``:
+    memory slots of the DP. ``offload``: also plan offload to a storage tier (needs a device).
     ``time_limit_s`` stops the DP cleanly (``LimitError``) once exceeded.
     """
+    problem = prepare(model, device, memory_bytes=memory_bytes, batch=batch, precision=precision)
     progress = time_limited(progress, time_limit_s)
-    if batch is not None and batch != model.batch:
-        model = model.scaled_to_batch(batch)
-    chain = model.to_chain(device, precision)
-    mem = memory_budget(param_bytes=model.param_bytes, optimizer=model.optimizer, device=device,
-                        memory_bytes=memory_bytes)
-    budget = mem.activation_bytes
-    peak_all = store_all_peak_bytes(chain)
-    result = solve_optimal(chain, max(budget, -1), slots=slots, progress=progress) if budget >= 0 \
-        else _nothing_fits(chain, budget, slots, progress)
-    used_precision = None
-    if device is not None and model.uses_flops:
-        used_precision = precision or model.precision or device.precision
-    return Plan(model=model, device=device, chain=chain, memory=mem, precision=used_precision,
-                store_all_peak_bytes=peak_all, result=result)
+    result = solve_problem(problem, "optimal", slots=slots, frontier=True, progress=progress)
+    off = None
+    if offload is not None:
+        off = _offload(problem, result, offload, slots)
+    return Plan(problem=problem, result=result, offload=off)
 
 
-def _nothing_fits(chain: Chain, budget: int, slots: int, progress) -> SolveResult:
-    """Fixed part alone exceeds the memory: report the least activation budget anyway."""
-    res = solve_optimal(chain, 0, slots=slots, progress=progress)
-    return SolveResult(solver=res.solver, budget_bytes=budget, feasible=False, schedule=None,
-                       trace=None, min_budget_bytes=res.min_budget_bytes,
-                       discretization=res.discretization, frontier=res.frontier,
-                       notes=("parameters, gradients and optimizer state alone exceed the memory",))
+def _offload(problem: Problem, recompute: SolveResult, req: OffloadRequest,
+             slots: int) -> OffloadPlan:
+    from .solvers.offload import storage_tier
+
+    if problem.device is None:
+        raise InputError("offload needs a device (its storage tiers)", param="device")
+    tier = storage_tier(problem.device, req.tier)
+    res = solve_problem(problem, "offload", tier=tier, asynchronous=req.asynchronous,
+                        slots=slots, recompute=recompute if recompute.budget_bytes >= 0 else None)
+    endurance = None
+    io = res.io
+    if res.feasible and io is not None and io.bytes_written and io.makespan_s:
+        endurance = endurance_estimate(io.bytes_written, iter_per_s=1.0 / io.makespan_s,
+                                       capacity_bytes=tier.capacity_bytes)
+    return OffloadPlan(result=res, tier=tier, endurance=endurance)

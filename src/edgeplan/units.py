@@ -265,3 +265,29 @@ def format_bandwidth(r: float) -> str:
         if r >= f:
             return f"{r / f:.3g} {unit}"
     return f"{r:.3g} B/s"
+
+
+def format_energy(j: float | None, *, wh: bool = False) -> str:
+    """Energy for people: ``'412 mJ'``, ``'397 J'``, ``'12.3 kJ'``, ``'4.1 MJ'``; with ``wh``
+    also ``' (3.4 Wh)'`` from 1 kJ."""
+    if j is None:
+        return "-"
+    if 0 < j < 1:
+        return f"{j * 1000:.3g} mJ"
+    if j < 1000:
+        return f"{j:.3g} J"
+    s = f"{j / 1000:.3g} kJ" if j < 1e6 else f"{j / 1e6:.3g} MJ"
+    return s + (f" ({j / 3600:.3g} Wh)" if wh else "")
+
+
+def format_overhead(x: float | None) -> str:
+    """A signed change as a percentage, e.g. the recompute overhead: ``'+9.5%'``."""
+    return "-" if x is None else f"{x * 100:+.1f}%"
+
+
+def format_percent(fraction: float | None) -> str:
+    """A share of a capacity: ``'3.7%'``, ``'0.0866%'``, ``'9,522%'``."""
+    if fraction is None:
+        return "-"
+    p = fraction * 100
+    return f"{p:,.0f}%" if p >= 1000 else f"{p:.3g}%"

@@ -194,14 +194,11 @@ def find_radio(name: str) -> Radio:
     key = name.strip().lower().replace("-", "").replace("_", "")
     if key in RADIOS:
         return RADIOS[key]
-    from difflib import get_close_matches
-
     from .errors import UnknownNameError
-    close = get_close_matches(key, list(RADIOS), n=2, cutoff=0.4)
-    raise UnknownNameError(f"unknown radio {name!r}", source="--radio",
-                           hint=(f"did you mean {' or '.join(map(repr, close))}?" if close else
-                                 f"choose from {', '.join(RADIOS)}, or give --radio-energy"),
-                           suggestions=tuple(close))
+    raise UnknownNameError.for_name("radio", name, RADIOS, key=key, n=2, cutoff=0.4,
+                                    param="radio",
+                                    otherwise=f"choose from {', '.join(RADIOS)}, or give a "
+                                              "radio energy per byte")
 
 
 # --- the analysis ----------------------------------------------------------------------------
@@ -303,21 +300,21 @@ def analyze(*, data_bytes_per_s: float, model_bytes: int, update_period_s: float
     """
     if update not in ("full", "delta"):
         raise InputError(f"unknown update kind {update!r}; expected full or delta",
-                         source="--update")
+                         param="update")
     if prefer not in ("energy", "bytes"):
         raise InputError(f"unknown criterion {prefer!r}; expected energy or bytes",
-                         source="--prefer")
+                         param="prefer")
     if update_period_s <= 0:
-        raise InputError("the update period must be positive", source="--update-period")
+        raise InputError("the update period must be positive", param="update_period")
     if not 0 < delta_ratio <= 1:
         raise InputError("the delta ratio must be above 0% and at most 100%",
-                         source="--delta-ratio")
+                         param="delta_ratio")
     if passes <= 0:
-        raise InputError("passes must be positive", source="--passes")
+        raise InputError("passes must be positive", param="passes")
     e_byte = radio.energy_j_per_byte if energy_j_per_byte is None else energy_j_per_byte
     uplink = radio.uplink_bytes_per_s if uplink_bytes_per_s is None else uplink_bytes_per_s
     if uplink <= 0:
-        raise InputError("the uplink must be positive", source="--uplink")
+        raise InputError("the uplink must be positive", param="uplink")
     notes: list[str] = []
     raw_day = round(data_bytes_per_s * DAY_S)
     update_bytes = math.ceil(model_bytes * (delta_ratio if update == "delta" else 1.0) - 1e-9)
@@ -369,6 +366,11 @@ def analyze(*, data_bytes_per_s: float, model_bytes: int, update_period_s: float
              "back down, which would add up to the bytes of (b)")
     a.append("not weighed: privacy (raw data never leaves the node in (b) and (c)), latency, "
              "server cost, accuracy of a per-node model")
+    if model is not None and device is None:
+        a.append("no device: training energy unknown, verdict by bytes")
+    elif model is None and device is not None:
+        a.append("a model size gives no stages: training energy unknown (give a model file), "
+                 "verdict by bytes")
     return WhyResult(data_bytes_per_s=data_bytes_per_s, model_bytes=model_bytes,
                      update_bytes=update_bytes, update_period_s=update_period_s, update=update,
                      radio=radio, energy_j_per_byte=e_byte, uplink_bytes_per_s=uplink, scenarios=scenarios,
@@ -388,7 +390,7 @@ def _training(model, device, *, batch, data_bytes_per_s, samples_per_day, sample
                          f"per sample (its input bytes / batch {model.batch}); give "
                          "--sample-size or --samples-per-day if raw samples differ")
         if sample_bytes <= 0:
-            raise InputError("the sample size must be positive", source="--sample-size")
+            raise InputError("the sample size must be positive", param="sample_size")
         samples_per_day = data_bytes_per_s * DAY_S / sample_bytes
         notes.append(f"samples per day: {samples_per_day:,.0f} (data rate / sample size)")
     iters = passes * samples_per_day / b
@@ -420,7 +422,7 @@ def _verdict(ship: Scenario, edge: Scenario, training: Training | None, prefer: 
     ratio = None if e_edge is None or not e_ship else e_edge / e_ship
     bytes_txt = _fewer(saved)
     energy_txt = _energy_cmp(ratio)
-    numbers = f" ({fmt_energy(e_edge)} vs {fmt_energy(e_ship)} per day)" \
+    numbers = f" ({units.format_energy(e_edge)} vs {units.format_energy(e_ship)} per day)" \
         if e_edge is not None else ""
 
     def v(choice: str, criterion: str, line: str) -> Verdict:
@@ -438,16 +440,16 @@ def _verdict(ship: Scenario, edge: Scenario, training: Training | None, prefer: 
                  f"{training.device}; the device cannot keep up")
     if not ship.fits_uplink and edge.fits_uplink:
         return v("edge", "uplink", f"train on the edge: the raw data needs "
-                 f"{pct_of(ship.airtime_fraction)} of the uplink's capacity; {bytes_txt}"
+                 f"{units.format_percent(ship.airtime_fraction)} of the uplink's capacity; {bytes_txt}"
                  + (f", {energy_txt}" if energy_txt else ""))
     if not edge.fits_uplink and not ship.fits_uplink:
         return v("local-only", "uplink", "train on the edge and send nothing (or update less "
                  "often): neither the raw data nor the model updates fit the uplink (they need "
-                 f"{pct_of(ship.airtime_fraction)} and {pct_of(edge.airtime_fraction)} of its "
+                 f"{units.format_percent(ship.airtime_fraction)} and {units.format_percent(edge.airtime_fraction)} of its "
                  "capacity)")
     if not edge.fits_uplink:
         return v("ship-data", "uplink", "ship the data: the model updates alone exceed the "
-                 f"uplink ({pct_of(edge.airtime_fraction)} of its capacity)")
+                 f"uplink ({units.format_percent(edge.airtime_fraction)} of its capacity)")
     if saved is not None and saved <= 0:
         return v("ship-data", "updates", f"ship the data: the model updates "
                  f"({units.format_size(edge.bytes_per_day)}/day) are no smaller than the raw "
@@ -461,14 +463,6 @@ def _verdict(ship: Scenario, edge: Scenario, training: Training | None, prefer: 
         return v("edge", "energy", f"train on the edge: {bytes_txt} and {energy_txt}{numbers}")
     return v("ship-data", "energy", f"ship the data: training on the edge {bytes_txt} but "
              f"{energy_txt}{numbers}")
-
-
-def pct_of(fraction: float | None) -> str:
-    """A share of capacity: ``'3.7%'``, ``'0.0866%'``, ``'9,522%'``."""
-    if fraction is None:
-        return "-"
-    p = fraction * 100
-    return f"{p:,.0f}%" if p >= 1000 else f"{p:.3g}%"
 
 
 def _fewer(saved: float | None) -> str:
@@ -492,16 +486,6 @@ def _energy_cmp(ratio: float | None) -> str:
     return f"uses {_pct(1.0 - ratio)} less energy"
 
 
-def fmt_energy(j: float | None, *, wh: bool = False) -> str:
-    """``'412 J'``, ``'12.3 kJ'``, ``'4.1 MJ'``; with ``wh`` also ``' (3.4 Wh)'`` from 1 kJ."""
-    if j is None:
-        return "-"
-    if j < 1000:
-        return f"{j:.3g} J"
-    s = f"{j / 1000:.3g} kJ" if j < 1e6 else f"{j / 1e6:.3g} MJ"
-    return s + (f" ({j / 3600:.3g} Wh)" if wh else "")
-
-
 def _fmt_epb(e: float) -> str:
     for unit, f in (("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9)):
         if e >= f:
@@ -516,28 +500,3 @@ def _fmt_period(s: float) -> str:
             n = round(s / f)
             return f"{n} {name}" + ("s" if n != 1 and name in ("year", "week", "day") else "")
     return units.format_time(s)
-
-
-def why_doc(result: WhyResult, inputs: dict | None = None) -> dict:
-    """The ``--json`` document (envelope of report/jsondoc.py)."""
-    from .report.jsondoc import envelope
-
-    r = result
-    data = {
-        "data_bytes_per_s": r.data_bytes_per_s,
-        "raw_bytes_per_day": r.scenarios[0].bytes_per_day,
-        "model_bytes": r.model_bytes,
-        "update": r.update,
-        "update_bytes": r.update_bytes,
-        "update_period_s": r.update_period_s,
-        "radio": {"name": r.radio.name, "title": r.radio.title,
-                  "energy_j_per_byte": r.energy_j_per_byte,
-                  "uplink_bytes_per_s": r.uplink_bytes_per_s,
-                  "energy_source": r.radio.energy_source, "uplink_source": r.radio.uplink_source,
-                  "uncertainty": r.radio.uncertainty},
-        "scenarios": [s.to_dict() for s in r.scenarios],
-        "training": None if r.training is None else r.training.to_dict(),
-        "verdict": r.verdict.to_dict(),
-        "assumptions": list(r.assumptions),
-    }
-    return envelope("why", status="ok", exit_code=0, inputs=inputs or {}, data=data)

@@ -1,11 +1,12 @@
-"""Importers: measure a chain model (docs/chain-model, model format 1) from a framework model.
+"""Importers: measure a chain model (docs/chain-model.md, model format 1) from a framework model.
 
-``torch_import`` measures an ``nn.Sequential`` (or a list of modules) stage by stage with
-PyTorch; ``zoo`` holds the reference architectures the shipped examples were produced from.
-Both import PyTorch, which is an optional dependency (``pip install 'edgeplan[torch]'``); this
-package itself imports nothing heavy.
+``torch`` measures an ``nn.Sequential`` (or a list of modules) stage by stage with PyTorch;
+``onnx`` costs an ONNX graph without running it; ``zoo`` holds the reference architectures the
+shipped examples were produced from. torch and onnx are optional dependencies
+(``pip install 'edgeplan[torch]'``, ``'edgeplan[onnx]'``); this package itself imports nothing
+heavy. The model files are written by ``formats.model_file``.
 """
 
 from __future__ import annotations
 
-__all__ = ["torch_import", "zoo"]
+__all__ = ["onnx", "torch", "zoo"]

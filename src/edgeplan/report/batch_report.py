@@ -12,21 +12,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ..batch import BatchPlan
-from ..units import format_size, format_time
+from ..units import format_energy, format_size, format_time
 
 _LIMITED_BY = {
     "memory": "the next batch does not fit the memory",
     "overhead": "the next batch fits only with more recomputation than the limit",
     "max_batch": "the search range ends there",
 }
-
-
-def _energy(j: float | None) -> str:
-    if j is None:
-        return "-"
-    if j < 1:
-        return f"{j * 1000:.3g} mJ"
-    return f"{j:.3g} J" if j < 1000 else f"{j / 1000:.3g} kJ"
 
 
 def batch_table(bp: BatchPlan) -> Group:
@@ -48,7 +40,7 @@ def batch_table(bp: BatchPlan) -> Group:
                   format_size(r.min_memory_bytes, precision=2),
                   format_time(r.time_s), "-" if r.overhead is None else f"{r.overhead * 100:+.1f}%",
                   "-" if r.throughput is None else f"{r.throughput:.3g}",
-                  _energy(r.energy_per_sample_j), mark,
+                  format_energy(r.energy_per_sample_j), mark,
                   style="bold" if r.batch == bp.best_batch else None)
     budget = bp.rows[0].activation_budget_bytes if bp.rows else None
     limit = "" if bp.max_overhead is None else f", overhead <= {bp.max_overhead * 100:.1f}%"

@@ -8,16 +8,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..compare import Pairing
-from ..units import format_size, format_time
-from .jsondoc import envelope, result_doc
-
-
-def _pct(x):
-    return "-" if x is None else f"{x * 100:+.1f}%"
-
-
-def _energy(j):
-    return "-" if j is None else (f"{j:.3g} J" if j < 1000 else f"{j / 1000:.3g} kJ")
+from ..units import format_energy, format_overhead, format_size, format_time
+from ._json import envelope
+from .plan_report import result_doc
 
 
 def strategy_table(p: Pairing) -> Table:
@@ -43,7 +36,7 @@ def strategy_table(p: Pairing) -> Table:
             detail += ", storage unused"
         t.add_row(c.strategy, "yes" if r.feasible else "NO",
                   format_size(r.peak_bytes) if r.feasible else "-",
-                  _pct(p.overhead(c)), format_time(r.cost_s), _energy(p.energy_j(c)),
+                  format_overhead(p.overhead(c)), format_time(r.cost_s), format_energy(p.energy_j(c)),
                   format_size(r.min_budget_bytes) if r.min_budget_bytes is not None else "-",
                   ("best " if c is best else "") + detail)
     return t
@@ -65,8 +58,8 @@ def devices_summary(pairs: list[Pairing]) -> Table:
                       "NO", "-", "-", "-")
         else:
             t.add_row(p.model.name, dev, format_size(p.budget_bytes), no_ckpt, best.strategy,
-                      _pct(p.overhead(best)), format_time(best.result.cost_s),
-                      _energy(p.energy_j(best)))
+                      format_overhead(p.overhead(best)), format_time(best.result.cost_s),
+                      format_energy(p.energy_j(best)))
     return t
 
 

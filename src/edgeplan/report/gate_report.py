@@ -1,7 +1,7 @@
 """Rendering of ``edgeplan check`` results: a rich table, the JSON document and JUnit XML.
 
 Formatting only; every number comes from ``gate.CheckResult``. JSON carries raw numbers (bytes,
-seconds, fractions) through ``jsondoc.envelope``; the table and the JUnit messages are for people.
+seconds, fractions) through ``envelope``; the table and the JUnit messages are for people.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ..gate import GATES, CheckResult, GateOutcome, TargetCheck
 from ..units import format_size, format_time
-from . import jsondoc
+from ._json import envelope
 
 _WHAT = {
     "fits": "least memory for training",
@@ -186,7 +186,7 @@ def check_doc(result: CheckResult, exit_code: int, *, config_path: str | None = 
         "failed_count": len(result.failures),
         "targets": [target_doc(t) for t in result.targets],
     }
-    return jsondoc.envelope("check", status="ok" if result.passed else "infeasible",
+    return envelope("check", status="ok" if result.passed else "infeasible",
                             exit_code=exit_code, inputs=inputs, data=data)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from ..chain import Chain
 from ..schedule import OpKind, Schedule
-from ..simulate import Trace, simulate
+from ..simulator import Trace, simulate
 from ..units import format_size
 from .termplot import _BLOCKS, _fit, _wrap_legend, group_indices
 

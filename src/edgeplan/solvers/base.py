@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from ..chain import Chain
 from ..discretize import Discretization
 from ..schedule import Op, OpKind, Schedule
-from ..simulate import Trace, simulate
+from ..simulator import Trace, simulate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,12 +25,44 @@ class FrontierPoint:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IOStats:
+    """Storage I/O of an offload schedule per iteration (chain-model.md §6), from its replay.
+
+    ``makespan_s`` is in ``mode`` (``"sync"`` or ``"async"``); ``recompute_cost_s`` is the
+    in-memory optimum's cost (None when nothing fits in memory alone); ``gain_s`` and
+    ``gain_fraction`` are the recompute cost minus the makespan, and that over the recompute cost
+    (None without a recompute answer).
+    """
+
+    mode: str
+    makespan_s: float
+    sync_cost_s: float
+    async_cost_s: float
+    bytes_written: int
+    bytes_read: int
+    writes: int
+    reads: int
+    write_time_s: float
+    read_time_s: float
+    storage_peak_bytes: int
+    offload_used: bool
+    recompute_cost_s: float | None
+    gain_s: float | None
+    gain_fraction: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
 class SolveResult:
     """A solver's answer for one chain and activation budget.
 
     ``feasible`` is False when no schedule of this strategy fits; then ``schedule`` and ``trace``
     are None and ``min_budget_bytes`` (if known) is the least budget that would fit.
     ``trace`` is always the simulator's replay of ``schedule``: cost and peak come from it.
+    ``params`` holds the solver's own choices (segments, snapshots, ...); ``io`` the storage
+    traffic of an offload schedule.
     """
 
     solver: str
@@ -43,6 +75,7 @@ class SolveResult:
     frontier: tuple[FrontierPoint, ...] = ()
     notes: tuple[str, ...] = field(default=())
     params: dict = field(default_factory=dict)
+    io: IOStats | None = None
 
     @property
     def cost_s(self) -> float | None:

@@ -27,7 +27,7 @@ import numpy as np
 from ..chain import Chain, ChainArrays
 from ..errors import InputError
 from ..schedule import Op, OpKind, Schedule
-from ..simulate import simulate
+from ..simulator import simulate
 from .base import SolveResult, store_all_schedule, verified
 
 
@@ -154,7 +154,7 @@ def checkpoint_sequential_split(n_stages: int, segments: int) -> list[int]:
     if isinstance(segments, bool) or not isinstance(segments, int) or \
             not 1 <= segments <= n_stages:
         raise InputError(f"the segment count must be between 1 and the number of stages "
-                         f"({n_stages}), got {segments!r}", source="--segments")
+                         f"({n_stages}), got {segments!r}", param="segments")
     size = n_stages // segments
     return [size] * (segments - 1) + [n_stages - size * (segments - 1)]
 
@@ -294,7 +294,7 @@ def solve_sqrt(chain: Chain, budget_bytes: int, variant: str = "sqrt",
                  "fits the budget is chosen"]
     else:
         raise InputError(f"unknown sqrt variant {variant!r}; expected 'sqrt' or 'greedy'",
-                         source="--variant")
+                         param="variant")
     arrays = chain.arrays()
     best = None  # (cost, sqrt(xy), plan)
     min_peak = None

@@ -11,14 +11,15 @@ Exponential in the number of stages: refused above ``MAX_EXACT_STAGES``.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 
 from ..chain import Chain
 from ..device import StorageTier
-from ..errors import InfeasibleError, LimitError
+from ..errors import LimitError
 from ..schedule import Op, OpKind, Schedule
-from .base import SolveResult, verified
+from .base import SolveResult, store_all_peak_bytes, verified
 
 MAX_EXACT_STAGES = 8
 
@@ -108,12 +109,36 @@ def exact_cost(chain: Chain, budget_bytes: int, *, tier: StorageTier | None = No
     return None
 
 
+@functools.lru_cache(maxsize=32)
+def exact_min_budget(chain: Chain) -> int:
+    """The least activation budget at which *any* valid schedule exists: binary search with the
+    exhaustive search (short chains only; cached per chain).
+
+    Bounds: the store-all peak fits; nothing fits below the transient of any ``B i`` in the
+    best case, ``x_0 + d_i + s_i + b_i`` plus, for ``i >= 2``, ``a_{i-1}`` and the new
+    ``d_{i-1}`` (``2 x_{i-1}``)."""
+    hi = store_all_peak_bytes(chain)
+    lo = max(chain.input_bytes + chain.d(i) + chain.stage(i).saved_bytes
+             + chain.stage(i).bwd_tmp_bytes + (2 * chain.x(i - 1) if i >= 2 else 0)
+             for i in range(1, chain.length + 1))
+    lo = min(lo, hi)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if exact_cost(chain, mid) is None:
+            lo = mid + 1
+        else:
+            hi = mid
+    return hi
+
+
 def solve_exact(chain: Chain, budget_bytes: int) -> SolveResult:
-    """The exhaustive search as a solver (short chains only)."""
+    """The exhaustive search as a strategy (short chains only: ``LimitError`` above
+    ``MAX_EXACT_STAGES``); infeasible with the least budget when nothing fits."""
     found = exact_cost(chain, budget_bytes)
     if found is None:
-        raise InfeasibleError("no schedule of any kind fits this budget", budget_bytes=budget_bytes)
+        return SolveResult(solver="exact", budget_bytes=budget_bytes, feasible=False,
+                           schedule=None, trace=None, min_budget_bytes=exact_min_budget(chain),
+                           notes=("exact: no schedule of any kind fits this budget",))
     _, sched = found
-    tr = verified(chain, sched, budget_bytes)
     return SolveResult(solver="exact", budget_bytes=budget_bytes, feasible=True, schedule=sched,
-                       trace=tr)
+                       trace=verified(chain, sched, budget_bytes))

@@ -39,6 +39,7 @@ by :func:`edgeplan.simulate.simulate` with the tier; its costs and peak come fro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,9 +49,8 @@ from ..device import DeviceProfile, StorageTier
 from ..discretize import DEFAULT_SLOTS, Discretization, SlotChain, choose, slot_chain
 from ..errors import InputError, LimitError, UnknownNameError
 from ..schedule import Op, OpKind, Schedule
-from ..simulate import Trace, simulate
-from .exact import exact_cost
-from .base import SolveResult, store_all_peak_bytes, store_all_schedule
+from ..simulator import Trace, simulate
+from .base import IOStats, SolveResult, store_all_peak_bytes, store_all_schedule
 from .optimal import solve_optimal
 
 INF = np.inf
@@ -322,16 +322,10 @@ def _dp_schedule(chain: Chain, tier: StorageTier, disc: Discretization, m: int, 
         forbid.add(max(breach, key=lambda i: (chain.x(i), i)))
 
 
-def _io_params(tr: Trace) -> dict:
-    return {"bytes_written": tr.bytes_written, "bytes_read": tr.bytes_read,
-            "writes": tr.write_ops, "reads": tr.read_ops, "write_time_s": tr.write_time_s,
-            "read_time_s": tr.read_time_s, "storage_peak_bytes": tr.storage_peak_bytes,
-            "sync_cost_s": tr.cost_s, "async_cost_s": tr.async_cost_s}
-
-
 def solve_offload(chain: Chain, budget_bytes: int, tier: StorageTier, *,
                   asynchronous: bool = False, slots: int = DEFAULT_SLOTS,
-                  storage_bytes: int | None = None, progress=None) -> SolveResult:
+                  storage_bytes: int | None = None, recompute: SolveResult | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> SolveResult:
     """Least-cost schedule with checkpoints offloaded to ``tier`` within ``budget_bytes`` of
     activation memory.
 
@@ -341,18 +335,14 @@ def solve_offload(chain: Chain, budget_bytes: int, tier: StorageTier, *,
     schedule exceeds it, offloading the largest activation stored at that moment is forbidden
     and the DP re-run (a heuristic; at worst the in-memory optimum).
 
-    The in-memory optimal DP (:func:`solve_optimal`) is always run too and returned if it is not
-    worse, so offload is never worse than recomputation; ``params`` says which won and by how
-    much:
-
-    ``tier``, ``mode`` (``"sync"``/``"async"``), ``makespan_s`` (in ``mode``), ``sync_cost_s``,
-    ``async_cost_s``, ``bytes_written``, ``bytes_read``, ``writes``, ``reads``,
-    ``write_time_s``, ``read_time_s``, ``storage_peak_bytes``, ``offload_used``,
-    ``recompute_cost_s`` (in-memory optimum; None if nothing fits in memory alone),
-    ``recompute_min_budget_bytes``, ``gain_s`` and ``gain_fraction`` (recompute cost minus
-    makespan, and that over the recompute cost; None without a recompute answer),
-    ``write_factor`` (the write-cost factor of the DP that won, async), ``forbidden`` (indices
-    barred from storage by the capacity heuristic), ``optimal`` (a sentence: what is optimal).
+    The in-memory optimal DP (:func:`solve_optimal`) is always a candidate too and returned if it
+    is not worse, so offload is never worse than recomputation; ``recompute`` is that answer when
+    the caller already has it (same chain, budget and slots), so it is not solved twice.
+    ``io`` (an ``IOStats``) says which won and by how much, and gives the storage traffic;
+    ``params``: ``tier``, ``mode`` (``"sync"``/``"async"``), ``recompute_min_budget_bytes``,
+    ``storage_capacity_bytes``, ``write_factor`` (the write-cost factor of the DP that won,
+    async), ``forbidden`` (indices barred from storage by the capacity heuristic), ``optimal``
+    (a sentence: what is optimal).
 
     ``trace`` is the simulator's replay with the tier (``trace.cost_s`` is the synchronous
     makespan, ``trace.async_cost_s`` the asynchronous one).
@@ -368,15 +358,20 @@ def solve_offload(chain: Chain, budget_bytes: int, tier: StorageTier, *,
                min_budget: int | None) -> SolveResult:
         rc = rec.cost_s if rec.feasible else None
         span = tr.makespan(asynchronous)
-        params = {"tier": tier.name, "mode": mode, "makespan_s": span, **_io_params(tr),
-                  "offload_used": tr.write_ops > 0 or tr.read_ops > 0,
-                  "recompute_cost_s": rc, "recompute_min_budget_bytes": rec.min_budget_bytes,
-                  "gain_s": None if rc is None else rc - span,
-                  "gain_fraction": None if rc is None or rc <= 0 else (rc - span) / rc,
+        io = IOStats(mode=mode, makespan_s=span, sync_cost_s=tr.cost_s,
+                     async_cost_s=tr.async_cost_s, bytes_written=tr.bytes_written,
+                     bytes_read=tr.bytes_read, writes=tr.write_ops, reads=tr.read_ops,
+                     write_time_s=tr.write_time_s, read_time_s=tr.read_time_s,
+                     storage_peak_bytes=tr.storage_peak_bytes,
+                     offload_used=tr.write_ops > 0 or tr.read_ops > 0, recompute_cost_s=rc,
+                     gain_s=None if rc is None else rc - span,
+                     gain_fraction=None if rc is None or rc <= 0 else (rc - span) / rc)
+        params = {"tier": tier.name, "mode": mode,
+                  "recompute_min_budget_bytes": rec.min_budget_bytes,
                   "storage_capacity_bytes": cap, **extra}
         return SolveResult(solver="offload", budget_bytes=budget_bytes, feasible=True,
                            schedule=sched, trace=tr, min_budget_bytes=min_budget,
-                           discretization=disc, notes=tuple(notes), params=params)
+                           discretization=disc, notes=tuple(notes), params=params, io=io)
 
     if budget_bytes >= all_peak:
         sched = store_all_schedule(chain)
@@ -388,7 +383,8 @@ def solve_offload(chain: Chain, budget_bytes: int, tier: StorageTier, *,
                                         "optimal": "store-all: no recomputation, no I/O"},
                       rec, None)
 
-    rec = solve_optimal(chain, budget_bytes, slots=slots, with_frontier=False)
+    rec = recompute if recompute is not None else \
+        solve_optimal(chain, budget_bytes, slots=slots, with_frontier=False)
     disc = choose(budget_bytes, slots)
     max_slots = disc.down(budget_bytes) - disc.up(chain.input_bytes)
     candidates: list[tuple[Schedule, Trace, float | None, frozenset[int]]] = []
@@ -481,18 +477,3 @@ def _min_budget(chain: Chain, table: OffloadTable | None, tier: StorageTier,
         return simulate(chain, sched, tier=tier, storage_bytes=cap).peak_bytes
     except Exception:  # capacity breach at the minimum: no claim
         return None
-
-
-# ---------------------------------------------------------------------------------------------
-# exhaustive search with storage (test oracle, tiny chains)
-
-MAX_EXACT_OFFLOAD_STAGES = 6
-
-
-def exact_offload_cost(chain: Chain, budget_bytes: int, tier: StorageTier, *,
-                       storage_bytes: int | None = None) -> tuple[float, Schedule] | None:
-    """Least synchronous makespan of any valid schedule with ``W``/``R``/``free_s`` ops
-    (the exhaustive search of ``solvers.exact`` with a storage tier), or None if nothing fits."""
-    if chain.length > MAX_EXACT_OFFLOAD_STAGES:
-        raise LimitError(f"exact offload search is limited to {MAX_EXACT_OFFLOAD_STAGES} stages")
-    return exact_cost(chain, budget_bytes, tier=tier, storage_bytes=storage_bytes)

@@ -1,156 +1,124 @@
-"""Every strategy by name, behind one signature: ``f(chain, budget_bytes, **opts) -> SolveResult``.
+"""THE strategy table: every strategy by name, behind one signature.
 
-=============  =====================================================  ========================
-name           what                                                   options
-=============  =====================================================  ========================
-``store-all``  no checkpointing (``baselines.solve_store_all``)       -
-``segments``   PyTorch ``checkpoint_sequential`` (``solve_segments``)  ``segments``
-``sqrt``       Chen et al. 2016 (``solve_sqrt``)                       ``variant``, ``num_grids``
-``revolve``    binomial checkpointing (``revolve.solve_revolve``)      ``snapshots``
-``optimal``    the persistent-schedule DP (``solve_optimal``)          ``slots``
-``exact``      exhaustive search, <= 8 stages (``exact.exact_cost``)   -
-=============  =====================================================  ========================
+``get_strategy(name)(chain, budget_bytes, **opts) -> SolveResult``; ``solve(name, chain, budget,
+**opts)`` is the same in one call. A new strategy is one ``Strategy`` record in ``STRATEGIES``
+(and its algorithm module); ``compare``, ``check``, the CLI's ``--strategies`` and the tests pick
+it up from here.
+
+================  ===================================================  ============================
+name              what                                                 options
+================  ===================================================  ============================
+``store-all``     no checkpointing (``baselines.solve_store_all``)     -
+``segments``      PyTorch ``checkpoint_sequential`` (``solve_segments``)  ``segments``
+``sqrt``          Chen et al. 2016, sqrt(n) segments (``solve_sqrt``)   ``variant``, ``num_grids``
+``sqrt-greedy``   Chen et al. 2016, greedy segments (``solve_sqrt``)    ``num_grids``
+``revolve``       binomial checkpointing (``revolve.solve_revolve``)    ``snapshots``
+``optimal``       the persistent-schedule DP (``solve_optimal``)        ``slots``, ``frontier``,
+                                                                       ``progress``
+``exact``         exhaustive search, <= 8 stages (``solve_exact``)      -
+``offload``       the DP with a storage tier (``solve_offload``)        ``tier`` (required),
+                                                                       ``asynchronous``, ``slots``,
+                                                                       ``storage_bytes``,
+                                                                       ``recompute``, ``progress``
+================  ===================================================  ============================
 
 A strategy that cannot fit the budget returns ``feasible=False`` (with ``min_budget_bytes`` where
 known); it does not raise. Options: a caller may pass one option set to every strategy, so an
 option that another strategy uses is ignored, as is any option whose value is ``None`` (the
-strategy's default applies); an option no strategy knows is an ``InputError``. ``exact`` raises
-``LimitError`` above ``MAX_EXACT_STAGES`` stages, ``optimal`` above its table limit; invalid
-option values (``segments=0``, ``variant="x"``) are ``InputError``.
+strategy's default applies); an option no strategy knows is an ``InputError`` naming the
+parameter. A strategy refuses chains above its ``max_stages`` with ``LimitError``; one that
+``needs_tier`` refuses to run without ``tier`` (``InputError``).
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
-from typing import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 from ..chain import Chain
-from ..discretize import DEFAULT_SLOTS
-from ..errors import InputError, UnknownNameError
-from .base import SolveResult, store_all_peak_bytes, verified
+from ..errors import InputError, LimitError, UnknownNameError
+from .base import SolveResult
 from .baselines import solve_segments, solve_sqrt, solve_store_all
-from .exact import exact_cost
+from .exact import MAX_EXACT_STAGES, solve_exact
+from .offload import solve_offload
 from .optimal import solve_optimal
 from .revolve import solve_revolve
 
-Strategy = Callable[..., SolveResult]
 
-# Options each strategy uses (the keyword names of its solver).
-_OPTIONS: dict[str, tuple[str, ...]] = {
-    "store-all": (),
-    "segments": ("segments",),
-    "sqrt": ("variant", "num_grids"),
-    "revolve": ("snapshots",),
-    "optimal": ("slots",),
-    "exact": (),
-}
-KNOWN_OPTIONS = frozenset(o for opts in _OPTIONS.values() for o in opts)
+def _optimal(chain: Chain, budget_bytes: int, *, frontier: bool = False,
+             **kw: Any) -> SolveResult:
+    return solve_optimal(chain, budget_bytes, with_frontier=frontier, **kw)
 
 
-def _store_all(chain: Chain, budget_bytes: int) -> SolveResult:
-    return solve_store_all(chain, budget_bytes)
+@dataclass(frozen=True, kw_only=True)
+class Strategy:
+    """One row of the strategy table."""
 
+    name: str
+    run: Callable[..., SolveResult]
+    summary: str
+    options: tuple[str, ...] = ()
+    fixed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    needs_tier: bool = False
+    max_stages: int | None = None
 
-def _segments(chain: Chain, budget_bytes: int, segments: int | None = None) -> SolveResult:
-    return solve_segments(chain, budget_bytes, segments=segments)
-
-
-def _sqrt(chain: Chain, budget_bytes: int, variant: str = "sqrt", num_grids: int = 6) -> SolveResult:
-    return solve_sqrt(chain, budget_bytes, variant=variant, num_grids=num_grids)
-
-
-def _revolve(chain: Chain, budget_bytes: int, snapshots: int | None = None) -> SolveResult:
-    return solve_revolve(chain, budget_bytes, snapshots=snapshots)
-
-
-def _optimal(chain: Chain, budget_bytes: int, slots: int = DEFAULT_SLOTS) -> SolveResult:
-    return solve_optimal(chain, budget_bytes, slots=slots, with_frontier=False)
-
-
-@functools.lru_cache(maxsize=32)
-def exact_min_budget(chain: Chain) -> int:
-    """The least activation budget at which *any* valid schedule exists: binary search with the
-    exhaustive search (short chains only; cached per chain).
-
-    Bounds: the store-all peak fits; nothing fits below the transient of any ``B i`` in the
-    best case, ``x_0 + d_i + s_i + b_i`` plus, for ``i >= 2``, ``a_{i-1}`` and the new
-    ``d_{i-1}`` (``2 x_{i-1}``)."""
-    hi = store_all_peak_bytes(chain)
-    lo = max(chain.input_bytes + chain.d(i) + chain.stage(i).saved_bytes
-             + chain.stage(i).bwd_tmp_bytes + (2 * chain.x(i - 1) if i >= 2 else 0)
-             for i in range(1, chain.length + 1))
-    lo = min(lo, hi)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if exact_cost(chain, mid) is None:
-            lo = mid + 1
-        else:
-            hi = mid
-    return hi
-
-
-def _exact(chain: Chain, budget_bytes: int) -> SolveResult:
-    found = exact_cost(chain, budget_bytes)  # raises LimitError above MAX_EXACT_STAGES
-    if found is None:
-        return SolveResult(solver="exact", budget_bytes=budget_bytes, feasible=False,
-                           schedule=None, trace=None, min_budget_bytes=exact_min_budget(chain),
-                           notes=("exact: no schedule of any kind fits this budget",))
-    _, sched = found
-    return SolveResult(solver="exact", budget_bytes=budget_bytes, feasible=True, schedule=sched,
-                       trace=verified(chain, sched, budget_bytes))
-
-
-_IMPL: dict[str, Strategy] = {
-    "store-all": _store_all,
-    "segments": _segments,
-    "sqrt": _sqrt,
-    "revolve": _revolve,
-    "optimal": _optimal,
-    "exact": _exact,
-}
-
-
-def _uniform(name: str) -> Strategy:
-    impl = _IMPL[name]
-    used = _OPTIONS[name]
-
-    def run(chain: Chain, budget_bytes: int, **opts) -> SolveResult:
+    def __call__(self, chain: Chain, budget_bytes: int, **opts: Any) -> SolveResult:
         unknown = sorted(set(opts) - KNOWN_OPTIONS)
         if unknown:
-            raise InputError(f"unknown option(s) {', '.join(unknown)} for strategy {name!r}; "
-                             f"known: {', '.join(sorted(KNOWN_OPTIONS))}")
-        kw = {k: v for k, v in opts.items() if k in used and v is not None}
-        return impl(chain, budget_bytes, **kw)
+            raise InputError(f"unknown option(s) {', '.join(unknown)} for strategy "
+                             f"{self.name!r}; known: {', '.join(sorted(KNOWN_OPTIONS))}",
+                             param=unknown[0])
+        if self.max_stages is not None and chain.length > self.max_stages:
+            raise LimitError(f"{self.name} is limited to {self.max_stages} stages (this chain "
+                             f"has {chain.length}); use the optimal solver")
+        kw = {k: v for k, v in opts.items() if k in self.options and v is not None}
+        if self.needs_tier and "tier" not in kw:
+            raise InputError(f"strategy {self.name!r} needs a storage tier", param="tier")
+        kw.update(self.fixed)
+        return self.run(chain, budget_bytes, **kw)
 
-    run.__name__ = f"strategy_{name.replace('-', '_')}"
-    run.__doc__ = f"Strategy {name!r}: {impl.__name__}(chain, budget_bytes, **opts); " \
-                  f"options used: {', '.join(used) or 'none'}."
-    return run
 
-
-STRATEGIES: dict[str, Strategy] = {name: _uniform(name) for name in _IMPL}
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+    Strategy(name="store-all", run=solve_store_all, summary="no checkpointing"),
+    Strategy(name="segments", run=solve_segments, options=("segments",),
+             summary="PyTorch checkpoint_sequential"),
+    Strategy(name="sqrt", run=solve_sqrt, options=("variant", "num_grids"),
+             summary="Chen et al. 2016: sqrt(n) segments"),
+    Strategy(name="sqrt-greedy", run=solve_sqrt, options=("num_grids",),
+             fixed=MappingProxyType({"variant": "greedy"}),
+             summary="Chen et al. 2016: greedy segments"),
+    Strategy(name="revolve", run=solve_revolve, options=("snapshots",),
+             summary="binomial checkpointing (Griewank and Walther)"),
+    Strategy(name="optimal", run=_optimal, options=("slots", "frontier", "progress"),
+             summary="optimal persistent schedule (heterogeneous-chain DP)"),
+    Strategy(name="exact", run=solve_exact, max_stages=MAX_EXACT_STAGES,
+             summary="exhaustive search over every schedule"),
+    Strategy(name="offload", run=solve_offload, needs_tier=True,
+             options=("tier", "asynchronous", "slots", "storage_bytes", "recompute", "progress"),
+             summary="optimal DP with checkpoints offloaded to storage"),
+)}
+KNOWN_OPTIONS = frozenset(o for s in STRATEGIES.values() for o in s.options)
 
 
 def strategy_names() -> list[str]:
     return list(STRATEGIES)
 
 
-def get_strategy(name: str) -> Strategy:
-    """The strategy called ``name``; ``UnknownNameError`` with did-you-mean suggestions if none."""
+def get_strategy(name: str, *, param: str = "strategy") -> Strategy:
+    """The strategy called ``name``; ``UnknownNameError`` with did-you-mean suggestions if none
+    (naming ``param``, the caller's parameter)."""
     if name in STRATEGIES:
         return STRATEGIES[name]
     key = str(name).strip().lower().replace("_", "-")
     if key in STRATEGIES:
         return STRATEGIES[key]
-    suggestions = tuple(difflib.get_close_matches(key, list(STRATEGIES), n=3, cutoff=0.5))
-    hint = f"did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else \
-        f"known strategies: {', '.join(STRATEGIES)}"
-    raise UnknownNameError(f"unknown strategy {name!r}", suggestions=suggestions,
-                           source="--strategy", hint=hint)
+    raise UnknownNameError.for_name("strategy", name, STRATEGIES, param=param)
 
 
-def solve(strategy: str, chain: Chain, budget_bytes: int, **opts) -> SolveResult:
+def solve(strategy: str, chain: Chain, budget_bytes: int, **opts: Any) -> SolveResult:
     """Run the strategy called ``strategy`` on ``chain`` within ``budget_bytes`` of activation
     memory (see the module docstring for names and options)."""
     return get_strategy(strategy)(chain, budget_bytes, **opts)

@@ -308,7 +308,7 @@ def revolve_ops(n_stages: int, snapshots: int) -> tuple[list[int], list[int]]:
     (``baselines.FN`` etc.; the mapping is in the module docstring)."""
     if isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 1:
         raise InputError(f"revolve needs a snapshot count >= 1, got {snapshots!r}",
-                         source="--snapshots")
+                         param="snapshots")
     codes: list[int] = []
     stages: list[int] = []
     snaps: set[int] = {0}

@@ -58,7 +58,7 @@ from torch.utils._pytree import tree_map
 from ..chain import make_chain
 from ..errors import InputError, ScheduleError
 from ..schedule import OpKind, Schedule
-from ..simulate import simulate
+from ..simulator import simulate
 from ._tensors import (detach_all, fixed_storage_keys, frozen_running_stats, get_rng, leaves,
                        set_rng, storage_bytes, storage_key)
 

@@ -1,6 +1,6 @@
 """Measure the chain of a PyTorch model (sizes and per-stage times) for the prediction side.
 
-Sizes come from the torch importer (``edgeplan.importers.torch_import.measure_stages``: each stage
+Sizes come from the torch importer (``edgeplan.importers.torch.measure_stages``: each stage
 alone on the previous stage's detached output, ``saved`` from ``saved_tensors_hooks``, storages
 counted once, parameters / buffers / the stage input excluded); when the importer is missing, an
 equivalent measurement here does the same without FLOPs and allocator events. Times are the
@@ -289,7 +289,7 @@ def measure_chain(model: Any, x: Any, *, target: Any = None,
             measures = None
             if use_importer:
                 try:
-                    from ..importers.torch_import import measure_stages
+                    from ..importers.torch import measure_stages
                 except ImportError:
                     measures = None
                 else:

@@ -39,7 +39,7 @@ from torch import nn
 from ..chain import Chain
 from ..errors import InputError
 from ..schedule import Schedule
-from ..simulate import Trace, simulate
+from ..simulator import Trace, simulate
 from ._tensors import leaves, preserved_state
 from .executor import ChainExecutor, StepResult, check_schedule, stage_list
 from .measure import (MeasuredChain, StageTimer, _is_oom, measure_chain, time_stages_isolated,
@@ -188,7 +188,7 @@ def make_input(shape: tuple[int, ...], batch: int, dtype: str = "float32", *,
     """A random input batch ``(batch, *shape)``: normal floats, or integers in ``[0, high)``."""
     if dtype not in _INPUT_DTYPES:
         raise InputError(f"expected one of {', '.join(_INPUT_DTYPES)}, got {dtype!r}",
-                         source="--input-dtype")
+                         param="input_dtype")
     td = getattr(torch, dtype)
     full = (batch, *shape)
     if td.is_floating_point:
@@ -215,7 +215,7 @@ def _param_dtype(stages: list[tuple[str, nn.Module]]) -> str | None:
 def build_model(spec: str, kwargs: dict | None = None, *, seed: int = 0) -> Any:
     """``"package.module:callable"`` or ``"path/file.py:callable"`` -> the model it returns
     (resolved by the torch importer's rules)."""
-    from ..importers.torch_import import resolve
+    from ..importers.torch import resolve
     obj, _ = resolve(spec)
     torch.manual_seed(seed)
     if isinstance(obj, (nn.Module, list, tuple)):
@@ -300,7 +300,7 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
     """
     if not 0 <= tolerance < 10:
         raise InputError(f"expected a tolerance between 0 and 10, got {tolerance}",
-                         source="--tolerance")
+                         param="tolerance")
     label = name
     if isinstance(model, str):
         label = label or model.rpartition(":")[2]
@@ -313,14 +313,14 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
     stages = stage_list(model, loss_fn)
     L = len(stages)
     if dtype is not None and dtype not in _DTYPES:
-        raise InputError(f"expected one of {', '.join(_DTYPES)}, got {dtype!r}", source="--dtype")
+        raise InputError(f"expected one of {', '.join(_DTYPES)}, got {dtype!r}", param="dtype")
     if device is not None:
         try:
             dev = torch.device(device)
         except RuntimeError as e:
-            raise InputError(str(e), source="--device") from None
+            raise InputError(str(e), param="device") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise InputError("CUDA is not available", source="--device")
+            raise InputError("CUDA is not available", param="device")
     for _, m in stages:
         if dtype is not None:
             m.to(dtype=getattr(torch, dtype))
@@ -337,7 +337,7 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
         if x is None:
             if input_shape is None or batch is None:
                 raise InputError("give the input batch x, or input_shape and batch",
-                                 source="--input-shape")
+                                 param="input_shape")
             torch.manual_seed(seed)
             idt = input_dtype or dtype or "float32"
             high = input_high

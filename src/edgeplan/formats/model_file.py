@@ -1,23 +1,25 @@
-"""YAML files -> validated ``ModelSpec`` and ``DeviceProfile``.
+"""Model format 1 (docs/model-format.md): the reader (YAML -> ``ModelSpec``) and the writer's
+helpers (the importers' generated files).
 
-Formats are documented in docs/model-format.md and docs/device-format.md. Every error is an
+The format is documented in docs/model-format.md. Every error is an
 ``InputError`` that names the file and the key path and says what was expected; unknown keys are
 rejected with a did-you-mean.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
+import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
-from . import units
-from .device import DEVICE_KINDS, OPTIMIZER_STATE_FACTOR, PRECISIONS, DeviceProfile, StorageTier
-from .errors import InputError, ModelError, UnknownNameError
-from .model import ModelSpec, StageSpec
-from .yamlio import Node, check_format, parse_yaml_text, read_yaml
+from .. import units
+from ..device import OPTIMIZER_STATE_FACTOR, PRECISIONS
+from ..errors import InputError, ModelError
+from ..model import ModelSpec, StageSpec
+from ._yaml import Node, check_format, parse_yaml_text, read_yaml
 
 FORMAT_VERSION = 1
 MAX_STAGES = 10_000
@@ -32,8 +34,6 @@ STAGE_KEYS = ("name", "fwd_time", "fwd_flops", "bwd_time", "bwd_flops", "out", "
               "fwd_tmp", "bwd_tmp", "params")
 REPEAT_KEYS = ("repeat", "name", "stages")
 
-
-# --- models ---------------------------------------------------------------------------------
 
 def load_model(path: str | Path) -> ModelSpec:
     """Read and validate a model file (format 1)."""
@@ -153,112 +153,71 @@ def _stage(node: Node, prefix: str, index: int) -> StageSpec:
                      param_bytes=node.get("params", units.parse_size, 0), where=node.where)
 
 
-# --- devices --------------------------------------------------------------------------------
 
-DEVICE_KEYS = ("format", "name", "title", "kind", "memory", "compute", "power", "storage",
-               "sources", "notes")
-TIER_KEYS = ("name", "read", "write", "read_latency", "write_latency", "capacity")
+_PRECISION_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+_INPUT_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "uint8", "bool")
 
 
-def builtin_profile_dir() -> Path:
-    """Shipped profiles: inside the installed package, or the repository's top-level profiles/."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "profiles"
-    if packaged.is_dir():
-        return packaged
-    return here.parent.parent / "profiles"
+def read_model_input(path: str | Path) -> dict | None:
+    """``{"shape": (3, 32, 32), "dtype": "float32" | None, "dtype_params": "float32" | None}``
+    from a model file's ``input: {shape, dtype}`` and ``precision`` (for ``--verify``-style
+    callers that know only the model file); None when the file does not record a shape."""
+    try:
+        raw = read_yaml(path)
+    except InputError:  # optional information
+        return None
+    inp = raw.get("input") if isinstance(raw, dict) else None
+    if not isinstance(inp, dict) or not isinstance(inp.get("shape"), list):
+        return None
+    try:
+        shape = tuple(int(d) for d in inp["shape"])
+    except (TypeError, ValueError):
+        return None
+    dt = inp.get("dtype") if inp.get("dtype") in _INPUT_DTYPES else None
+    return {"shape": shape, "dtype": dt,
+            "dtype_params": _PRECISION_DTYPE.get(raw.get("precision"))}
+
+# --- the writer's pieces: hand-rolled YAML, exact integers with readable comments ---------------
+# (shared by the importers so that every generated file looks the same)
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
 
 
-def builtin_devices() -> dict[str, Path]:
-    d = builtin_profile_dir()
-    return {p.stem: p for p in sorted(d.glob("*.yaml"))} if d.is_dir() else {}
+def scalar(s: str) -> str:
+    """A YAML scalar for ``s``: bare when unambiguous, else a JSON (YAML-compatible) string."""
+    if _PLAIN.match(s) and s.lower() not in _YAML_WORDS:
+        return s
+    return json.dumps(s, ensure_ascii=False)
 
 
-def find_device(name_or_path: str) -> DeviceProfile:
-    """A built-in profile by name, or a profile file by path."""
-    builtin = builtin_devices()
-    if name_or_path in builtin:
-        return load_device(builtin[name_or_path])
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or "/" in name_or_path or p.exists():
-        return load_device(p)
-    close = difflib.get_close_matches(name_or_path, list(builtin), n=3, cutoff=0.5)
-    hint = (f"did you mean {' or '.join(repr(c) for c in close)}?" if close else
-            "run `edgeplan devices` for the list, or pass a profile file path")
-    raise UnknownNameError(f"unknown device {name_or_path!r}", source="--device", hint=hint,
-                           suggestions=tuple(close))
+def iec(n: float) -> str:
+    """``'12.25 MiB'`` for a comment beside an exact byte count."""
+    for unit, f in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= f:
+            return f"{n / f:.2f} {unit}"
+    return f"{int(n)} B"
 
 
-def load_device(path: str | Path) -> DeviceProfile:
-    src = str(path)
-    data = read_yaml(path)
-    if data is None:
-        raise InputError("the file is empty; expected a device profile", source=src)
-    return device_from_data(data, src)
+def flops_txt(n: float) -> str:
+    """``'1.888 GFLOP'`` for a comment beside an exact FLOP count."""
+    for unit, f in (("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
+        if n >= f:
+            return f"{n / f:.3f} {unit}"
+    return f"{int(n)} FLOP"
 
 
-def device_from_data(data: Any, src: str) -> DeviceProfile:
-    top = Node(data, src, "", DEVICE_KEYS)
-    check_format(top, FORMAT_VERSION)
-    name = top.text("name", required=True)
-    mem = top.child("memory", ("total", "reserved", "bandwidth"), required=True)
-    total = mem.get("total", units.parse_size, required=True)
-    reserved = mem.get("reserved", units.parse_size, 0)
-    if total <= 0:
-        raise mem.error("total", "must be more than 0 bytes", ModelError)
-    if reserved >= total:
-        raise mem.error("reserved", f"is {units.format_size(reserved)}, not less than the "
-                                    f"device's total memory ({units.format_size(total)})",
-                        ModelError)
-    comp = top.child("compute", ("precision", "peak", "sustained"), required=True)
-    precision = comp.choice("precision", PRECISIONS, "fp32")
-    peak = _rates(comp.child("peak", PRECISIONS))
-    sustained = _rates(comp.child("sustained", PRECISIONS, required=True))
-    if precision not in sustained:
-        raise comp.error("sustained", f"needs a figure for the default precision {precision}",
-                         ModelError)
-    for p, r in sustained.items():
-        if r <= 0:
-            raise comp.error(f"sustained.{p}", "must be more than 0 FLOP/s", ModelError)
-        if p in peak and r > peak[p] * (1 + 1e-9):
-            raise comp.error(f"sustained.{p}", f"({units.format_flop_rate(r)}) exceeds the peak "
-                                               f"({units.format_flop_rate(peak[p])})", ModelError)
-    power = top.child("power", ("training", "idle"), required=True)
-    training_w = power.get("training", units.parse_power, required=True)
-    storage = []
-    for where, item in top.items("storage"):
-        t = Node(item, src, where, TIER_KEYS)
-        read = t.get("read", units.parse_bandwidth, required=True)
-        write = t.get("write", units.parse_bandwidth, required=True)
-        if read <= 0 or write <= 0:
-            raise t.error("read" if read <= 0 else "write", "must be more than 0 B/s", ModelError)
-        storage.append(StorageTier(name=t.text("name", required=True), read_bytes_per_s=read,
-                                   write_bytes_per_s=write,
-                                   read_latency_s=t.get("read_latency", units.parse_time, 0.0),
-                                   write_latency_s=t.get("write_latency", units.parse_time, 0.0),
-                                   capacity_bytes=t.get("capacity", units.parse_size)))
-    sources_raw = top.raw("sources") or {}
-    if not isinstance(sources_raw, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in sources_raw.items()):
-        raise top.error("sources", "expected a mapping of key path -> source text")
-    return DeviceProfile(
-        name=name, title=top.text("title", name) or name,
-        kind=top.choice("kind", DEVICE_KINDS, "cpu"), total_bytes=total, reserved_bytes=reserved,
-        precision=precision, peak_flops=peak, sustained_flops=sustained,
-        training_power_w=training_w, idle_power_w=power.get("idle", units.parse_power),
-        bandwidth_bytes_per_s=mem.get("bandwidth", units.parse_bandwidth),
-        storage=tuple(storage), sources=dict(sources_raw),
-        notes=(top.text("notes", "") or ""), path=src)
-
-
-def _rates(node: Node | None) -> dict[str, float]:
-    if node is None:
-        return {}
-    out = {}
-    for p in node.data:
-        v = node.get(p, units.parse_flop_rate)
-        if v is not None:
-            if math.isinf(v):
-                raise node.error(p, "must be finite")
-            out[p] = v
+def model_head(name: str, description: str, derivation: str, batch: int) -> list[str]:
+    """The first keys of every generated model file (after its comment header)."""
+    out = ["format: 1", f"name: {scalar(name)}",
+           f"description: {json.dumps(description, ensure_ascii=False)}", "derivation: |"]
+    out.extend(("  " + ln).rstrip() for ln in derivation.splitlines())
+    out.append(f"batch: {batch}")
     return out
+
+
+def shape_input(shape, dtype: str, nbytes: int) -> str:
+    """``input: {shape: [...], dtype: ...}`` with the batch's bytes in a comment."""
+    dims = ", ".join(str(d) for d in shape)
+    return (f"input: {{shape: [{dims}], dtype: {dtype}}}   "
+            f"# {nbytes:,} bytes ({iec(nbytes)}) for the batch")

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError
-from .yamlout import flops_txt, iec, model_head, scalar, shape_input
+from ..formats.model_file import flops_txt, iec, model_head, scalar, shape_input
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 INPUT_DTYPES = DTYPES + ("int64", "int32", "uint8", "bool")
@@ -137,10 +137,10 @@ def parse_shape(text: str) -> tuple[int, ...]:
         dims = tuple(int(p) for p in parts)
     except ValueError:
         raise InputError(f"expected a shape like 3x224x224, got {text!r}",
-                         source="--input-shape") from None
+                         param="input_shape") from None
     if not dims or any(d <= 0 for d in dims):
         raise InputError(f"expected positive dimensions like 3x224x224, got {text!r}",
-                         source="--input-shape")
+                         param="input_shape")
     return dims
 
 
@@ -233,10 +233,10 @@ def parse_kwargs(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for it in items:
         if "=" not in it:
-            raise InputError(f"expected KEY=VALUE, got {it!r}", source="--arg")
+            raise InputError(f"expected KEY=VALUE, got {it!r}", param="arg")
         k, _, v = it.partition("=")
         if not k.isidentifier():
-            raise InputError(f"{k!r} is not a Python identifier", source="--arg")
+            raise InputError(f"{k!r} is not a Python identifier", param="arg")
         try:
             out[k] = yaml.safe_load(v)
         except yaml.YAMLError:
@@ -676,14 +676,14 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...], batch: int, dtype: 
     """Resolve ``MODULE:CALLABLE``, build the stages and measure them."""
     torch = _torch()
     if dtype not in DTYPES:
-        raise InputError(f"expected one of {', '.join(DTYPES)}, got {dtype!r}", source="--dtype")
+        raise InputError(f"expected one of {', '.join(DTYPES)}, got {dtype!r}", param="dtype")
     if input_dtype is None:
         input_dtype = dtype
     if input_dtype not in INPUT_DTYPES:
         raise InputError(f"expected one of {', '.join(INPUT_DTYPES)}, got {input_dtype!r}",
-                         source="--input-dtype")
+                         param="input_dtype")
     if batch < 1:
-        raise InputError(f"expected a batch >= 1, got {batch}", source="--batch")
+        raise InputError(f"expected a batch >= 1, got {batch}", param="batch")
     obj, attr = resolve(spec)
     torch.manual_seed(seed)
     stages = build_stages(obj, kwargs)
@@ -788,7 +788,7 @@ def to_yaml(r: ImportResult, *, command: str | None = None, optimizer: str = "mo
     """Model format 1 text with exact integer bytes and FLOPs (readable values in comments)."""
     if optimizer not in OPTIMIZERS:
         raise InputError(f"expected one of {', '.join(OPTIMIZERS)}, got {optimizer!r}",
-                         source="--optimizer")
+                         param="optimizer")
     out: list[str] = []
     if command:
         out.append(f"# produced by: {command}")

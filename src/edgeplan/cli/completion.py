@@ -1,8 +1,7 @@
 """``edgeplan completion SHELL``: print the shell completion script (click's shell_completion).
 
-Registered into the main command line with ``main.add_command(completion_cmd)``. The script
-calls ``edgeplan`` back with ``_EDGEPLAN_COMPLETE`` set; click's own machinery answers it, so
-commands, options, choices and file names complete.
+The script calls ``edgeplan`` back with ``_EDGEPLAN_COMPLETE`` set; click's own machinery
+answers it, so commands, options, choices and file names complete.
 """
 
 from __future__ import annotations
@@ -11,26 +10,26 @@ import os
 
 import click
 
+from ._app import command
+
 PROG_NAME = "edgeplan"
 COMPLETE_VAR = "_EDGEPLAN_COMPLETE"
 SHELLS = ("bash", "zsh", "fish")
 
 
-def completion_script(shell: str, cli: click.Command | None = None) -> str:
-    """The completion script for ``shell`` (bash, zsh or fish)."""
+def completion_script(shell: str, cli: click.Command) -> str:
+    """The completion script of ``cli`` (the root group) for ``shell`` (bash, zsh or fish)."""
     from click.shell_completion import get_completion_class
 
-    if cli is None:
-        from .cli import main as cli
     cls = get_completion_class(shell)
     if cls is None or shell not in SHELLS:
-        from .errors import InputError
+        from ..errors import InputError
         raise InputError(f"unsupported shell {shell!r}; expected one of {', '.join(SHELLS)}")
     comp = cls(cli, {}, PROG_NAME, COMPLETE_VAR)
     return comp.source()
 
 
-@click.command("completion", context_settings={"help_option_names": ["-h", "--help"]})
+@command("completion")
 @click.argument("shell", required=False, type=click.Choice(SHELLS))
 @click.pass_context
 def completion_cmd(ctx: click.Context, shell: str | None) -> int:

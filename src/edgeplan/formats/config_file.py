@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import units
-from .device import PRECISIONS
-from .errors import InputError, UnknownNameError
-from .device import DeviceProfile
-from .gate import Thresholds
-from .loaders import builtin_devices, find_device
-from .yamlio import MAX_FILE_BYTES, Node, check_format, read_yaml
+from .. import units
+from ..device import PRECISIONS
+from ..errors import InputError, UnknownNameError
+from ..device import DeviceProfile
+from ..gate import Thresholds
+from .device_file import builtin_devices, find_device
+from ._files import read_text
+from ._yaml import Node, check_format, read_yaml
 
 FORMAT_VERSION = 1
 CONFIG_NAMES = ("edgeplan.yaml", "edgeplan.yml")
@@ -190,20 +191,9 @@ def _read_toml(path: Path) -> dict:
     if toml is None:  # pragma: no cover - Python 3.10 without tomli
         raise InputError("reading pyproject.toml needs Python 3.11+ or the tomli package",
                          source=src, hint="pip install tomli, or use an edgeplan.yaml")
+    text = read_text(path, "a TOML file")
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise InputError(f"file is over the {MAX_FILE_BYTES:,}-byte limit", source=src)
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", source=src) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a TOML file", source=src) from None
-    except OSError as e:
-        raise InputError(f"cannot read: {e.strerror or e}", source=src) from None
-    try:
-        return toml.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text (invalid byte at offset {e.start})", source=src) from None
+        return toml.loads(text)
     except toml.TOMLDecodeError as e:
         raise InputError(f"invalid TOML: {e}", source=src) from None
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..discretize import SlotChain
-from ..errors import InfeasibleError
-from ..schedule import Op, OpKind, Schedule
+from ...discretize import SlotChain
+from ...errors import InfeasibleError
+from ...schedule import Op, OpKind, Schedule
 
 INF = np.inf
 # Cap on elements of one temporary block (P pairs x l splits x M slots) in the kernel.

@@ -22,9 +22,9 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .errors import InputError
-from .fileio import atomic_path
-from .units import format_size, format_time
+from ..errors import InputError
+from ..formats._files import atomic_path
+from ..units import format_size, format_time
 
 FORMATS = ("png", "svg", "pdf")
 DEFAULT_DPI = 100
@@ -37,7 +37,7 @@ def require_matplotlib():
         import matplotlib  # noqa: F401
         from matplotlib.figure import Figure
     except ImportError:
-        raise InputError("plotting needs matplotlib, which is not installed", source="--plot",
+        raise InputError("plotting needs matplotlib, which is not installed", param="plot",
                          hint="install edgeplan[plot]: pip install 'edgeplan[plot]'") from None
     return Figure
 
@@ -47,7 +47,7 @@ def plot_format(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in FORMATS:
         raise InputError(f"cannot tell the picture format from {str(path)!r}; the name must end "
-                         f"in {', '.join('.' + f for f in FORMATS)}", source="--plot")
+                         f"in {', '.join('.' + f for f in FORMATS)}", param="plot")
     return suffix
 
 
@@ -215,15 +215,13 @@ def plot_plan(plan, path: str | os.PathLike, *, pairing=None, dpi: int = DEFAULT
     return save_figure(figure_plan(plan, pairing), path, dpi=dpi)
 
 
-def figure_compare(pairs, *, slots: int | None = None):
-    """The figure of ``plot_compare``, not saved."""
-    from .discretize import DEFAULT_SLOTS
-    from .solvers.optimal import solve_optimal
-
+def figure_compare(pairs):
+    """The figure of ``plot_compare``, not saved (each pairing's curve is ``Pairing.frontier``:
+    compare with ``with_frontier=True``)."""
     Figure = require_matplotlib()
     pairs = list(pairs)
     if not pairs:
-        raise InputError("nothing to plot", source="--plot")
+        raise InputError("nothing to plot", param="plot")
     n = len(pairs)
     ncols = min(n, 3)
     nrows = -(-n // ncols)
@@ -231,10 +229,7 @@ def figure_compare(pairs, *, slots: int | None = None):
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for k, p in enumerate(pairs):
         ax = axes[k // ncols][k % ncols]
-        chain = p.model.to_chain(p.device)
-        budget = p.budget_bytes
-        opt = solve_optimal(chain, max(budget, 0), slots=slots or DEFAULT_SLOTS)
-        _frontier_axes(ax, opt.frontier, p.compute_time_s, budget,
+        _frontier_axes(ax, p.frontier, p.compute_time_s, p.budget_bytes,
                        store_all=p.store_all_peak_bytes, strategies=_pairing_strategies(p),
                        title=f"{p.model.name} on {_dev_name(p.device)}")
     for k in range(n, nrows * ncols):
@@ -242,12 +237,11 @@ def figure_compare(pairs, *, slots: int | None = None):
     return fig
 
 
-def plot_compare(pairs, path: str | os.PathLike, *, dpi: int = DEFAULT_DPI,
-                 slots: int | None = None) -> Path:
+def plot_compare(pairs, path: str | os.PathLike, *, dpi: int = DEFAULT_DPI) -> Path:
     """Draw the ``Pairing`` list of ``edgeplan compare``: one panel per (model, device), each
     with the optimal trade-off curve, every strategy's point and the device's budget line."""
     plot_format(path)
-    return save_figure(figure_compare(pairs, slots=slots), path, dpi=dpi)
+    return save_figure(figure_compare(pairs), path, dpi=dpi)
 
 
 def figure_timeline(chain, schedule, trace=None, *, budget_bytes: int | None = None):
@@ -257,8 +251,8 @@ def figure_timeline(chain, schedule, trace=None, *, budget_bytes: int | None = N
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
-    from .report.timeline import live_states
-    from .simulate import simulate
+    from .timeline import live_states
+    from ..simulator import simulate
 
     if trace is None:
         trace = simulate(chain, schedule)

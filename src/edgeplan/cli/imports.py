@@ -1,9 +1,8 @@
 """``edgeplan import``: produce a model file (format 1) by measuring a framework model.
 
-Registered into the main command line with ``main.add_command(import_group)``. PyTorch is
-imported only when ``edgeplan import torch`` runs (``pip install 'edgeplan[torch]'``), onnx
-only when ``edgeplan import onnx`` runs (``pip install 'edgeplan[onnx]'``).
-Errors are ``edgeplan.errors.InputError`` (exit code 2 under the main command).
+PyTorch is imported only when ``edgeplan import torch`` runs (``pip install 'edgeplan[torch]'``),
+onnx only when ``edgeplan import onnx`` runs (``pip install 'edgeplan[onnx]'``). Errors are
+``edgeplan.errors.InputError`` (exit code 2).
 """
 
 from __future__ import annotations
@@ -14,13 +13,13 @@ from pathlib import Path
 
 import click
 
-from .fileio import write_atomic
+from ..formats._files import write_atomic
+from ._app import CONTEXT, CommandGroup
+from ._options import TORCH_DTYPES as _DTYPES
+from ._options import TORCH_INPUT_DTYPES as _INPUT_DTYPES
 
-_DTYPES = ("float32", "float16", "bfloat16", "float64")
-_INPUT_DTYPES = _DTYPES + ("int64", "int32", "uint8", "bool")
 
-
-@click.group("import", context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("import", context_settings=CONTEXT, cls=CommandGroup)
 def import_group() -> None:
     """Measure a model in a framework and write an edgeplan model file (format 1).
 
@@ -120,7 +119,7 @@ def torch_cmd(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: 
       edgeplan import torch edgeplan.importers.zoo:resnet18 \\
           --input-shape 3x224x224 --batch 8 -o resnet18.yaml
     """
-    from .importers import torch_import as ti
+    from ..importers import torch as ti
 
     shape = ti.parse_shape(input_shape)
     kwargs = ti.parse_kwargs(args)
@@ -207,7 +206,7 @@ def onnx_cmd(path: str, batch: int | None, dims: tuple[str, ...], stages: str, t
     Example:
       edgeplan import onnx resnet18.onnx --batch 8 -o resnet18.yaml
     """
-    from .importers import onnx_import as oi
+    from ..importers import onnx as oi
 
     dim_map = oi.parse_dims(dims)
     stage_mode = oi.parse_stages(stages)

@@ -3,26 +3,24 @@
 Every error names the file and the key path (``stages[3].out``) and says what was expected.
 YAML is parsed with PyYAML's safe loader (libyaml's when available); a first fast pass over the
 events refuses aliases (``*ref``): hand-written model files never need them, and alias
-expansion is the classic way to make a small file blow up in memory. Files must be UTF-8 and at most ``MAX_FILE_BYTES``.
+expansion is the classic way to make a small file blow up in memory. Files must be UTF-8 and at
+most ``_files.MAX_FILE_BYTES``.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-from .errors import InputError, UnitError, UnknownNameError
-
-MAX_FILE_BYTES = 16 * 2**20
-
+from ..errors import InputError, UnitError, UnknownNameError
+from ._files import read_bytes
 
 # libyaml when available (much faster), the pure-Python safe loader otherwise.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# A model has at most 10,000 stages (loaders.MAX_STAGES); refuse far larger files before
+# A model has at most 10,000 stages (model_file.MAX_STAGES); refuse far larger files before
 # building Python objects, which is the slow part of loading YAML.
 MAX_MAPPINGS = 25_000
 
@@ -46,23 +44,7 @@ def _prescan(text: str, src: str) -> None:
 
 def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file; every failure is an ``InputError`` naming the file."""
-    p = Path(path)
-    src = str(path)
-    try:
-        if p.is_dir():
-            raise InputError("is a directory, expected a YAML file", source=src)
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InputError(f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
-                             source=src)
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", source=src) from None
-    except PermissionError:
-        raise InputError("permission denied", source=src) from None
-    except OSError as e:
-        raise InputError(f"cannot read: {e.strerror or e}", source=src) from None
-    return parse_yaml_text(raw, src)
+    return parse_yaml_text(read_bytes(path, "a YAML file"), str(path))
 
 
 def parse_yaml_text(raw: bytes | str, src: str) -> Any:
@@ -120,12 +102,9 @@ class Node:
     def reject_unknown(self, allowed: tuple[str, ...]) -> None:
         for k in self.data:
             if k not in allowed:
-                close = difflib.get_close_matches(k, allowed, n=3, cutoff=0.6)
-                hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else \
-                    f"allowed keys: {', '.join(allowed)}"
-                raise UnknownNameError(f"unknown key {k!r}", source=self.source,
-                                       where=self.path(k), hint=hint,
-                                       suggestions=tuple(close))
+                raise UnknownNameError.for_name(
+                    "key", k, allowed, cutoff=0.6, source=self.source, where=self.path(k),
+                    otherwise=f"allowed keys: {', '.join(allowed)}")
 
     def has(self, key: str) -> bool:
         return key in self.data and self.data[key] is not None
@@ -171,10 +150,10 @@ class Node:
                required: bool = False) -> str | None:
         def parse(v: Any) -> str:
             if not isinstance(v, str) or v not in options:
-                close = difflib.get_close_matches(str(v), options, n=1, cutoff=0.5)
-                hint = f"did you mean {close[0]!r}?" if close else None
+                err = UnknownNameError.for_name("value", str(v), options, n=1)
                 raise UnknownNameError(f"expected one of {', '.join(options)}, got {v!r}",
-                                       hint=hint, suggestions=tuple(close))
+                                       hint=err.hint if err.suggestions else None,
+                                       suggestions=err.suggestions)
             return v
         return self.get(key, parse, default, required=required)
 

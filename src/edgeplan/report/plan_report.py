@@ -1,16 +1,25 @@
-"""Rich renderables for people. Formatting only: every number comes from the library."""
+"""Rendering of ``plan.Plan`` (``edgeplan solve``): rich tables for people and the JSON document.
+
+Formatting only: every number comes from the library.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..device import DeviceProfile
-from ..plan import Plan, overhead_of
+from ..batch import BatchPlan
+from ..plan import Plan
+from ..problem import overhead_of
 from ..schedule import OpKind, Schedule
-from ..units import format_bandwidth, format_flop_rate, format_size, format_time
+from ..solvers.base import SolveResult
+from ..units import (format_bandwidth, format_energy, format_flop_rate, format_overhead,
+                     format_size, format_time)
+from ._json import envelope
 
 MAX_FRONTIER_ROWS = 14
 
@@ -66,16 +75,6 @@ def human_steps(schedule: Schedule) -> list[str]:
     return out
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x * 100:+.1f}%"
-
-
-def _energy(j: float | None) -> str:
-    if j is None:
-        return "-"
-    return f"{j:.3g} J" if j < 1000 else f"{j / 1000:.3g} kJ"
-
-
 def memory_table(plan: Plan) -> Table:
     mem = plan.memory
     t = Table(title="Memory", box=box.SIMPLE_HEAD, title_justify="left", show_header=False,
@@ -123,8 +122,8 @@ def frontier_table(plan: Plan) -> Table:
             mark = "<- budget"
         if p is points[-1] and p.cost_s <= ct * (1 + 1e-9):
             mark = (mark + " " if mark else "") + "no recompute"
-        t.add_row(format_size(p.peak_bytes, precision=2), _pct(overhead_of(p.cost_s, ct)),
-                  format_time(p.cost_s), _energy(plan.energy_j(p.cost_s)), mark)
+        t.add_row(format_size(p.peak_bytes, precision=2), format_overhead(overhead_of(p.cost_s, ct)),
+                  format_time(p.cost_s), format_energy(plan.energy_j(p.cost_s)), mark)
     caption = []
     if disc is not None:
         caption.append(f"memory in {disc.slots} slots of {format_size(disc.unit_bytes)}, "
@@ -180,7 +179,7 @@ def plan_summary(plan: Plan) -> Group:
         lines.append(Text(
             f"Recommended schedule ({res.solver}) for {format_size(budget)}: peak "
             f"{format_size(tr.peak_bytes)}, {format_time(tr.cost_s)}/iter "
-            f"({_pct(plan.overhead)} recompute), {_energy(plan.energy_j(tr.cost_s))}/iter; "
+            f"({format_overhead(plan.overhead)} recompute), {format_energy(plan.energy_j(tr.cost_s))}/iter; "
             f"{len(res.schedule)} ops, replayed by the simulator.", style="bold"))
         lines.append(Text("  " + " | ".join(human_steps(res.schedule)), overflow="fold"))
     else:
@@ -189,75 +188,23 @@ def plan_summary(plan: Plan) -> Group:
     return Group(*lines)
 
 
-def devices_table(devices: list[DeviceProfile]) -> Table:
-    t = Table(box=box.SIMPLE_HEAD, caption="`edgeplan devices show NAME` for the full profile "
-              "and the source of every number", caption_justify="left")
-    for name, justify in (("name", "left"), ("memory", "right"), ("usable", "right"),
-                          ("sustained", "right"), ("peak", "right"), ("power", "right")):
-        t.add_column(name, justify=justify, no_wrap=True)
-    t.add_column("storage", overflow="fold")
-    for d in devices:
-        p = d.precision
-        t.add_row(d.name, format_size(d.total_bytes), format_size(d.usable_bytes),
-                  format_flop_rate(d.sustained_flops[p]) + ("" if p == "fp32" else f" {p}"),
-                  format_flop_rate(d.peak_flops[p]) if p in d.peak_flops else "-",
-                  f"{d.training_power_w:g} W", ", ".join(s.name for s in d.storage) or "-")
-    return t
-
-
-def device_detail(d: DeviceProfile) -> Group:
-    t = Table(title=f"{d.name}: {d.title}", box=box.SIMPLE_HEAD, title_justify="left")
-    t.add_column("key")
-    t.add_column("value", justify="right")
-    t.add_column("source", overflow="fold")
-    src = d.sources
-
-    def row(key: str, value: str) -> None:
-        t.add_row(key, value, src.get(key, "-"))
-
-    row("memory.total", format_size(d.total_bytes))
-    row("memory.reserved", format_size(d.reserved_bytes))
-    if d.bandwidth_bytes_per_s:
-        row("memory.bandwidth", format_bandwidth(d.bandwidth_bytes_per_s))
-    for p, r in d.peak_flops.items():
-        row(f"compute.peak.{p}", format_flop_rate(r))
-    for p, r in d.sustained_flops.items():
-        row(f"compute.sustained.{p}", format_flop_rate(r) + (" (default)" if p == d.precision else ""))
-    row("power.training", f"{d.training_power_w:g} W")
-    if d.idle_power_w is not None:
-        row("power.idle", f"{d.idle_power_w:g} W")
-    for n, s in enumerate(d.storage):
-        pre = f"storage[{n}]"
-        row(f"{pre}.read", f"{s.name}: {format_bandwidth(s.read_bytes_per_s)}")
-        row(f"{pre}.write", f"{s.name}: {format_bandwidth(s.write_bytes_per_s)}")
-        if s.read_latency_s:
-            row(f"{pre}.read_latency", format_time(s.read_latency_s))
-        if s.write_latency_s:
-            row(f"{pre}.write_latency", format_time(s.write_latency_s))
-        if s.capacity_bytes:
-            row(f"{pre}.capacity", format_size(s.capacity_bytes))
-    parts: list = [t, Text(f"usable for training: {format_size(d.usable_bytes)} "
-                           f"(total - reserved); file: {d.path}")]
-    if d.notes:
-        parts.append(Text(d.notes.strip()))
-    return Group(*parts)
-
-
-def offload_section(plan: Plan, res, tier, endurance) -> Group:
+def offload_section(plan: Plan) -> Group:
     """``solve --offload``: offload versus recomputation, I/O per iteration, flash wear."""
-    from ..units import format_bandwidth
-    p = res.params
+    assert plan.offload is not None
+    res, tier, endurance = plan.offload.result, plan.offload.tier, plan.offload.endurance
+    io = res.io
+    mode = io.mode if io is not None else res.params.get("mode", "sync")
     lines: list = [Text(f"Offload to {tier.name} (read {format_bandwidth(tier.read_bytes_per_s)}, "
                         f"write {format_bandwidth(tier.write_bytes_per_s)}), "
-                        f"{p.get('mode', 'sync')} I/O", style="bold")]
-    if not res.feasible:
+                        f"{mode} I/O", style="bold")]
+    if not res.feasible or io is None:
         need = res.min_budget_bytes
         lines.append(Text("No offload schedule fits either" +
                           (f"; it would need {format_size(need)} of activations." if need else ".")))
         return Group(*lines)
-    rec = p.get("recompute_cost_s")
-    make = p.get("makespan_s", res.cost_s)
-    if not p.get("offload_used"):
+    rec = io.recompute_cost_s
+    make = io.makespan_s
+    if not io.offload_used:
         lines.append(Text(f"Offloading does not beat recomputation here: the best schedule uses no "
                           f"storage ({format_time(make)}/iter)."))
     else:
@@ -265,13 +212,14 @@ def offload_section(plan: Plan, res, tier, endurance) -> Group:
             lines.append(Text(f"Recomputation alone does not fit; with offload: {format_time(make)}"
                               f"/iter, peak {format_size(res.peak_bytes)}.", style="green"))
         else:
-            gain = p.get("gain_fraction") or 0.0
+            gain = io.gain_fraction or 0.0
             lines.append(Text(f"{format_time(make)}/iter with offload vs {format_time(rec)}/iter "
                               f"recomputing only: {gain * 100:.1f}% faster.", style="green"))
-        lines.append(Text(f"I/O per iteration: {format_size(p.get('bytes_written', 0))} written in "
-                          f"{p.get('writes', 0)} writes, {format_size(p.get('bytes_read', 0))} read; "
-                          f"synchronous {format_time(p.get('sync_cost_s'))}, asynchronous writes "
-                          f"{format_time(p.get('async_cost_s'))}."))
+        lines.append(Text(f"I/O per iteration: {format_size(io.bytes_written)} written in "
+                          f"{io.writes} writes, {format_size(io.bytes_read)} read; "
+                          f"synchronous {format_time(io.sync_cost_s)}, asynchronous writes "
+                          f"{format_time(io.async_cost_s)}."))
+        assert res.schedule is not None
         lines.append(Text("  " + " | ".join(human_steps(res.schedule)), overflow="fold"))
     if endurance is not None:
         years = endurance.years_to_rated
@@ -281,3 +229,137 @@ def offload_section(plan: Plan, res, tier, endurance) -> Group:
                           "Flash wear: negligible."))
         lines.append(Text(f"  assumption: {endurance.assumption}", style="dim"))
     return Group(*lines)
+
+
+def exit_code(plan: Plan, verification: Any = None) -> int:
+    """THE "is the answer no?" rule of ``solve``: 0 when a schedule fits (in memory, or with
+    offload), 1 otherwise or when a verification run failed."""
+    fits = plan.feasible or (plan.offload is not None and plan.offload.result.feasible)
+    if not fits or (verification is not None and not verification.ok):
+        return 1
+    return 0
+
+
+def solve_renderables(plan: Plan, *, width: int, chart: bool = False, timeline: bool = False,
+                      verification: Any = None, batches: BatchPlan | None = None) -> list:
+    """What ``solve`` prints, in order: the summary, then each section asked for (a ``str`` is
+    a pre-drawn terminal chart, to be written as it is)."""
+    parts: list = [plan_summary(plan)]
+    r = plan.result
+    if chart and r.frontier:
+        from .termplot import frontier_plot
+        parts.append(frontier_plot(plan, width=min(width, 100)))
+    if timeline and r.schedule is not None:
+        from .timeline import timeline as draw_timeline
+        parts.append(draw_timeline(plan.chain, r.schedule, r.trace, width=min(width, 120),
+                                   budget_bytes=plan.memory.activation_bytes))
+    if plan.offload is not None:
+        parts.append(offload_section(plan))
+    if verification is not None:
+        from .run_report import run_renderable
+        parts.append(run_renderable(verification, {"peak_bytes": r.peak_bytes}, show_ops=False))
+    if batches is not None:
+        from .batch_report import batch_table
+        parts.append(batch_table(batches))
+    return parts
+
+
+def closing_lines(plan: Plan) -> list[str]:
+    """The last word of ``solve`` on stderr when the answer is no (or only offload fits)."""
+    if plan.feasible:
+        return []
+    if plan.offload is not None and plan.offload.result.feasible:
+        return ["edgeplan: recomputation alone does not fit; the offload schedule does"]
+    if plan.min_device_memory_bytes is not None:
+        return [f"edgeplan: no schedule fits; at least {format_size(plan.min_memory_bytes)} "
+                f"for training ({format_size(plan.min_activation_bytes)} of activations) "
+                "would be needed"]
+    return []
+
+
+def schedule_doc(schedule: Schedule | None) -> list[dict] | None:
+    return None if schedule is None else schedule.to_list()
+
+
+def result_doc(res: SolveResult, compute_time_s: float, power_w: float | None) -> dict:
+    cost = res.cost_s
+    return {
+        "solver": res.solver,
+        "feasible": res.feasible,
+        "budget_bytes": res.budget_bytes,
+        "peak_bytes": res.peak_bytes,
+        "cost_s": cost,
+        "overhead": overhead_of(cost, compute_time_s),
+        "energy_j": None if cost is None or power_w is None else cost * power_w,
+        "min_budget_bytes": res.min_budget_bytes,
+        "op_count": None if res.schedule is None else len(res.schedule),
+        "forward_ops": None if res.trace is None else res.trace.forward_ops,
+        "recomputed_forwards": None if res.schedule is None else
+        res.trace.forward_ops - len([o for o in res.schedule if o.kind is OpKind.B]),
+        "params": {**res.params, **(res.io.to_dict() if res.io is not None else {})},
+        "notes": list(res.notes),
+        "schedule": schedule_doc(res.schedule),
+    }
+
+
+def plan_doc(plan: Plan, exit_code: int) -> dict:
+    m, d, res = plan.model, plan.device, plan.result
+    power = d.training_power_w if d is not None else None
+    ct = plan.compute_time_s
+    inputs = {
+        "model": {"name": m.name, "path": m.source, "sha256": m.sha256, "batch": m.batch,
+                  "stages": m.length, "optimizer": m.optimizer},
+        "device": None if d is None else {"name": d.name, "title": d.title, "path": d.path},
+        "memory_override_bytes": plan.memory.usable_bytes if plan.memory.reserved_bytes == 0 and
+        d is not None and plan.memory.usable_bytes != d.usable_bytes else None,
+        "precision": plan.precision,
+        "flop_rate": None if plan.precision is None or d is None else d.flop_rate(plan.precision),
+        "slots": None if res.discretization is None else res.discretization.slots,
+    }
+    data = {
+        "memory": plan.memory.to_dict(),
+        "chain": {"stages": plan.chain.length, "input_bytes": plan.chain.input_bytes,
+                  "compute_time_s": ct, "store_all_peak_bytes": plan.store_all_peak_bytes},
+        "fits_without_checkpointing": plan.fits_without_checkpointing,
+        "feasible": plan.feasible,
+        "budget_bytes": plan.memory.activation_bytes,
+        "min_activation_bytes": plan.min_activation_bytes,
+        "min_memory_bytes": plan.min_memory_bytes,
+        "min_device_memory_bytes": plan.min_device_memory_bytes,
+        "discretization": None if res.discretization is None else res.discretization.to_dict(),
+        "frontier": [dict(p.to_dict(),
+                          overhead=overhead_of(p.cost_s, ct),
+                          energy_j=None if power is None else p.cost_s * power)
+                     for p in res.frontier],
+        "result": result_doc(res, ct, power),
+    }
+    return envelope("solve", status="ok" if plan.feasible else "infeasible",
+                     exit_code=exit_code, inputs=inputs, data=data)
+
+
+def offload_doc(plan: Plan) -> dict:
+    """``data.offload`` of ``solve --offload``."""
+    assert plan.offload is not None
+    res, tier, endurance = plan.offload.result, plan.offload.tier, plan.offload.endurance
+    power = plan.device.training_power_w if plan.device is not None else None
+    doc = result_doc(res, plan.compute_time_s, power)
+    params = doc["params"]
+    doc.update({"tier": tier.name, "io": {k: params.get(k) for k in (
+        "mode", "makespan_s", "sync_cost_s", "async_cost_s", "bytes_written", "bytes_read",
+        "writes", "reads", "storage_peak_bytes", "offload_used", "recompute_cost_s", "gain_s",
+        "gain_fraction")},
+        "endurance": None if endurance is None else endurance.to_dict()})
+    return doc
+
+
+def solve_doc(plan: Plan, exit_code: int, *, verification: Any = None,
+              batches: BatchPlan | None = None) -> dict:
+    """The ``solve --json`` document (also written by ``-o plan.json``)."""
+    doc = plan_doc(plan, exit_code)
+    if verification is not None:
+        doc["data"]["verification"] = verification.to_dict()
+    if plan.offload is not None:
+        doc["data"]["offload"] = offload_doc(plan)
+    if batches is not None:
+        doc["data"]["batches"] = batches.to_dict()
+    return doc

@@ -56,8 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import InputError
-from .yamlout import flops_txt, iec, model_head, scalar, shape_input
+from ...errors import InputError
+from ...formats.model_file import flops_txt, iec, model_head, scalar, shape_input
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 AUTO_MAX_STAGES = 100
@@ -281,7 +281,7 @@ def _set_dims(model: Any, batch: int | None, dims: dict[str, int], src: str
     unknown = sorted(set(dims) - set(used))
     if unknown:
         raise InputError(f"no dimension named {', '.join(map(repr, unknown))} in the graph",
-                         source="--dim")
+                         param="dim")
     return batch, {k: v for k, v in used.items() if k not in batch_names}, notes
 
 
@@ -1078,9 +1078,9 @@ def parse_stages(value: str) -> str | int:
         n = int(v)
     except ValueError:
         raise InputError(f"expected auto, nodes or a number of stages, got {value!r}",
-                         source="--stages") from None
+                         param="stages") from None
     if n < 1:
-        raise InputError(f"expected a number of stages >= 1, got {n}", source="--stages")
+        raise InputError(f"expected a number of stages >= 1, got {n}", param="stages")
     return n
 
 
@@ -1095,7 +1095,7 @@ def parse_dims(items: Iterable[str]) -> dict[str, int]:
         except ValueError:
             n = 0
         if not sep or not name or n < 1:
-            raise InputError(f"expected NAME=SIZE with SIZE >= 1, got {it!r}", source="--dim")
+            raise InputError(f"expected NAME=SIZE with SIZE >= 1, got {it!r}", param="dim")
         out[name] = n
     return out
 
@@ -1107,7 +1107,7 @@ def import_onnx(path: str | Path, *, batch: int | None = None, dims: dict[str, i
     onnx = _onnx()
     src = str(path)
     if batch is not None and batch < 1:
-        raise InputError(f"expected a batch >= 1, got {batch}", source="--batch")
+        raise InputError(f"expected a batch >= 1, got {batch}", param="batch")
     if isinstance(stages, str):
         stages = parse_stages(stages)
     model = load(path)
@@ -1406,7 +1406,7 @@ def to_yaml(r: OnnxImportResult, *, command: str | None = None,
     """Model format 1 text with exact integer bytes and FLOPs (readable values in comments)."""
     if optimizer not in OPTIMIZERS:
         raise InputError(f"expected one of {', '.join(OPTIMIZERS)}, got {optimizer!r}",
-                         source="--optimizer")
+                         param="optimizer")
     out: list[str] = []
     if command:
         out.append(f"# produced by: {command}")

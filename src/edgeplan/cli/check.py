@@ -1,10 +1,9 @@
 """``edgeplan check``: capacity gates for CI.
 
-Registered into the main command line with ``main.add_command(check_cmd)``. Exit 0 when every
-gate passes on every device, 1 when one fails (the answer is no), 2 on bad input (an unknown
-config key, an unknown device, a bad unit), 3 on a bug; the group in ``cli.py`` maps exceptions.
-Settings come from ``edgeplan.yaml`` or ``[tool.edgeplan]`` in ./pyproject.toml (``config.py``);
-flags override them. The gates themselves are ``gate.py``; rendering is ``report/gate_report.py``.
+Exit 0 when every gate passes on every device, 1 when one fails (the answer is no), 2 on bad
+input (an unknown config key, an unknown device, a bad unit), 3 on a bug. Settings come from
+``edgeplan.yaml`` or ``[tool.edgeplan]`` in ./pyproject.toml (``formats.config_file``); flags
+override them. The gates themselves are ``gate.py``; rendering is ``report/gate_report.py``.
 """
 
 from __future__ import annotations
@@ -13,14 +12,14 @@ from pathlib import Path
 
 import click
 
-from . import units
-from .cliutil import unit_callback
-from .errors import InputError
+from .. import units
+from ..errors import InputError
+from ._app import EXIT_NO, EXIT_OK, Output, command
+from ._options import (batch_option, json_option, memory_option, precision_option, slots_option,
+                       unit_callback)
 
 
-
-
-@click.command("check", context_settings={"help_option_names": ["-h", "--help"]})
+@command("check")
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @click.option("--device", "-d", "device_names", multiple=True, metavar="NAME|PATH",
               help="Device profile (built-in name or file); repeat for several devices.")
@@ -34,22 +33,19 @@ from .errors import InputError
 @click.option("--budget", callback=unit_callback(units.parse_size), metavar="SIZE",
               help='Gate: the least memory the model needs for training is at most SIZE, e.g. '
                    '"3 GiB" (a memory-size regression gate).')
-@click.option("--memory", "-m", callback=unit_callback(units.parse_size), metavar="SIZE",
-              help="Memory available to training; replaces each device's total minus reserved.")
-@click.option("--slots", type=click.IntRange(1, 100_000), default=None,
-              help="Memory slots of the DP [default: 500].")
-@click.option("--batch", type=click.IntRange(1, 10**7), default=None,
-              help="Batch size to check (default: the model file's).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default=None,
-              help="Which sustained FLOP/s turns FLOPs into seconds.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@memory_option("Memory available to training; replaces each device's total minus reserved.")
+@slots_option("Memory slots of the DP [default: 500].")
+@batch_option("Batch size to check (default: the model file's).")
+@precision_option("Which sustained FLOP/s turns FLOPs into seconds.")
+@json_option
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Also write JUnit XML (one testsuite per device, one testcase per gate).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="Config file (edgeplan.yaml, or a pyproject.toml with "
                                    "[tool.edgeplan]) [default: found in the current folder].")
 @click.option("--no-config", is_flag=True, help="Ignore edgeplan.yaml / pyproject.toml.")
-def check_cmd(model: str | None, device_names: tuple[str, ...], max_overhead: float | None,
+@click.pass_obj
+def check_cmd(out: Output, model: str | None, device_names: tuple[str, ...], max_overhead: float | None,
               max_step_time: float | None, min_batch: int | None, budget: int | None,
               memory: int | None, slots: int | None, batch: int | None, precision: str | None,
               as_json: bool, junit: str | None, config_file: str | None, no_config: bool) -> int:
@@ -62,20 +58,17 @@ def check_cmd(model: str | None, device_names: tuple[str, ...], max_overhead: fl
 
     Example: edgeplan check model.yaml -d jetson-nano --max-overhead 30% --junit gates.xml
     """
-    from .cli import EXIT_NO, EXIT_OK, _json_command, _stderr, _stdout
-    from .config import CheckConfig, DeviceRef, discover, load_config, load_device_ref
-    from .discretize import DEFAULT_SLOTS
-    from .fileio import write_atomic
-    from .gate import Thresholds, check
-    from .loaders import load_model
-    from .report import jsondoc
-    from .report.gate_report import check_doc, check_table, junit_xml, summary_line
+    from ..discretize import DEFAULT_SLOTS
+    from ..formats._files import write_atomic
+    from ..formats.config_file import CheckConfig, DeviceRef, discover, load_config, load_device_ref
+    from ..formats.model_file import load_model
+    from ..gate import Thresholds, check
+    from ..report.gate_report import check_doc, check_table, junit_xml, summary_line
 
     if as_json:
-        _json_command["name"] = "check"
+        out.promise_json("check")
     if config_file and no_config:
         raise InputError("--config and --no-config exclude each other", source="--no-config")
-    err = _stderr()
     cfg = CheckConfig()
     if config_file:
         cfg = load_config(config_file)
@@ -84,7 +77,7 @@ def check_cmd(model: str | None, device_names: tuple[str, ...], max_overhead: fl
         if found is not None:
             cfg = load_config(found)
     if cfg.path:
-        err.print(f"edgeplan: config: {cfg.path}")
+        out.note(f"edgeplan: config: {cfg.path}")
 
     model_path = model or cfg.model
     if model_path is None:
@@ -103,22 +96,18 @@ def check_cmd(model: str | None, device_names: tuple[str, ...], max_overhead: fl
 
     spec = load_model(model_path)
     devices = [load_device_ref(r) for r in refs] or [None]
-    if devices == [None] and spec.uses_flops:
-        raise InputError("stages are given in FLOPs; --device is needed to turn them into "
-                         "seconds", source=model_path)
     result = check(spec, devices, thresholds, memory_bytes=memory, slots=slots,
                    precision=precision, batch=batch)
     code = EXIT_OK if result.passed else EXIT_NO
     if junit:
         write_atomic(Path(junit), junit_xml(result))
     if as_json:
-        click.echo(jsondoc.dumps(check_doc(result, code, config_path=cfg.path, memory_bytes=memory,
-                                           slots=slots, precision=precision)))
+        out.json(check_doc(result, code, config_path=cfg.path, memory_bytes=memory, slots=slots,
+                           precision=precision))
     else:
-        _stdout().print(check_table(result))
-    for note in result.notes:
-        err.print(f"note: {note}")
-    err.print(summary_line(result))
+        out.stdout.print(check_table(result))
+    out.notes(result.notes)
+    out.note(summary_line(result))
     return code
 
 

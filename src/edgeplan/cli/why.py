@@ -1,15 +1,16 @@
 """``edgeplan why``: should this node train on the edge at all? (the library is ``why.py``).
 
-Registered into the main command line with ``main.add_command(why_cmd)``. Exit 0 with a verdict
-(whichever way it goes), 2 on bad input; the group in ``cli.py`` maps exceptions.
+Exit 0 with a verdict (whichever way it goes), 2 on bad input.
 """
 
 from __future__ import annotations
 
 import click
 
-from . import units
-from .errors import InputError
+from .. import units
+from ..errors import InputError
+from ._app import EXIT_OK, Output, command
+from ._options import batch_option, json_option
 
 
 def _float(value: str) -> float:
@@ -22,7 +23,7 @@ def _float(value: str) -> float:
     return v
 
 
-@click.command("why", context_settings={"help_option_names": ["-h", "--help"]})
+@command("why")
 @click.option("--data-rate", required=True, metavar="RATE",
               help='Raw sensor data the node produces, e.g. "2 GB/day", "30 KB/s", "500 MB/h".')
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
@@ -43,8 +44,7 @@ def _float(value: str) -> float:
                    "per iteration, from the recommended checkpointing schedule.")
 @click.option("--memory", "-m", default=None, metavar="SIZE",
               help="Memory available to training (replaces the device's total minus reserved).")
-@click.option("--batch", type=click.IntRange(1, 10**7), default=None,
-              help="Training batch size [default: the model file's].")
+@batch_option("Training batch size [default: the model file's].")
 @click.option("--samples-per-day", default=None, metavar="N",
               help="Training samples per day [default: data rate / sample size].")
 @click.option("--sample-size", default=None, metavar="SIZE",
@@ -61,8 +61,9 @@ def _float(value: str) -> float:
               help="Compare shipping data with training and sending nothing (no updates).")
 @click.option("--prefer", type=click.Choice(["energy", "bytes"]), default="energy",
               show_default=True, help="What decides the verdict when the two disagree.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-def why_cmd(data_rate: str, model_path: str | None, model_size: str | None, update_period: str,
+@json_option
+@click.pass_obj
+def why_cmd(out: Output, data_rate: str, model_path: str | None, model_size: str | None, update_period: str,
             update: str, delta_ratio: str, device_name: str | None, memory: str | None,
             batch: int | None, samples_per_day: str | None, sample_size: str | None,
             passes: str, radio: str, radio_energy: str | None, uplink: str | None,
@@ -80,12 +81,11 @@ def why_cmd(data_rate: str, model_path: str | None, model_size: str | None, upda
     Example:
       edgeplan why --data-rate "2 GB/day" --model examples/mobilenetv2.yaml -d jetson-nano
     """
-    from . import why
-    from .cli import EXIT_OK, _json_command, _stdout
-    from .report import jsondoc
+    from .. import why
+    from ..report.why_report import why_doc, why_renderable
 
     if as_json:
-        _json_command["name"] = "why"
+        out.promise_json("why")
 
     def parse(fn, value, option):
         try:
@@ -109,24 +109,19 @@ def why_cmd(data_rate: str, model_path: str | None, model_size: str | None, upda
         raise click.UsageError("give --model MODEL.yaml or --model-size SIZE (one of them)")
     model = device = None
     if model_path is not None:
-        from .loaders import load_model
+        from ..formats.model_file import load_model
         model = load_model(model_path)
         model_bytes = model.param_bytes
     else:
         model_bytes = parse(units.parse_size, model_size, "--model-size")
     if device_name is not None:
-        from .loaders import find_device
+        from ..formats.device_file import find_device
         device = find_device(device_name)
     result = why.analyze(data_bytes_per_s=rate, model_bytes=model_bytes, update_period_s=period,
                          update=update, delta_ratio=ratio, radio=preset, energy_j_per_byte=e_byte,
                          uplink_bytes_per_s=up, model=model, device=device, batch=batch,
                          samples_per_day=spd, sample_bytes=sbytes, passes=n_passes,
                          local_only=local_only, prefer=prefer, memory_bytes=mem)
-    if model is not None and device is None:
-        result = _with_note(result, "no --device: training energy unknown, verdict by bytes")
-    elif model is None and device is not None:
-        result = _with_note(result, "--model-size gives no stages: training energy unknown "
-                                    "(give --model MODEL.yaml), verdict by bytes")
     if as_json:
         inputs = {"data_rate": data_rate, "model": model_path, "model_size": model_size,
                   "update_period": update_period, "update": update, "delta_ratio": ratio,
@@ -134,57 +129,7 @@ def why_cmd(data_rate: str, model_path: str | None, model_size: str | None, upda
                   "batch": batch, "samples_per_day": spd, "sample_bytes": sbytes,
                   "passes": n_passes, "radio": preset.name, "radio_energy_j_per_byte": e_byte,
                   "uplink_bytes_per_s": up, "local_only": local_only, "prefer": prefer}
-        click.echo(jsondoc.dumps(why.why_doc(result, inputs)))
+        out.json(why_doc(result, inputs))
     else:
-        _stdout().print(why_renderable(result))
+        out.stdout.print(why_renderable(result))
     return EXIT_OK
-
-
-def _with_note(result, note: str):
-    from dataclasses import replace
-    return replace(result, assumptions=result.assumptions + (note,))
-
-
-def why_renderable(result):
-    """Rich rendering of a ``WhyResult``: the table, training, verdict, assumptions."""
-    from rich import box
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    from .why import fmt_energy
-
-    r = result
-    from .why import pct_of
-
-    t = Table(title="Per day: ship the data, or train on the edge?", box=box.SIMPLE_HEAD,
-              title_justify="left")
-    for col, just in (("scenario", "left"), ("sent", "right"), ("uplink", "right"),
-                      ("radio", "right"), ("training", "right"), ("total energy", "right")):
-        t.add_column(col, justify=just, no_wrap=True)
-    for s in r.scenarios:
-        train = "0 J" if s.training_j_per_day == 0 else fmt_energy(s.training_j_per_day)
-        t.add_row(s.label, units.format_size(s.bytes_per_day), pct_of(s.airtime_fraction),
-                  fmt_energy(s.radio_j_per_day), train, fmt_energy(s.total_j_per_day, wh=True))
-    parts: list = [t]
-    tr = r.training
-    if tr is not None and tr.feasible:
-        parts.append(Text(
-            f"Training {tr.model} on {tr.device}: {tr.iterations_per_day:,.1f} iterations/day "
-            f"(batch {tr.batch}) x {units.format_time(tr.time_per_iteration_s)} = "
-            f"{tr.time_per_day_s / 3600:.2f} h/day of compute, "
-            f"{fmt_energy(tr.energy_per_iteration_j)}/iteration."))
-    elif tr is not None:
-        parts.append(Text(f"Training {tr.model} on {tr.device}: does not fit (at least "
-                          f"{units.format_size(tr.min_device_memory_bytes)} of device memory)."))
-    parts.append(Text(""))
-    parts.append(Text(f"Verdict: {r.verdict.line}.", style="bold"))
-    parts.append(Text(""))
-    parts.append(Text("Assumptions:"))
-    notes = Table.grid(padding=(0, 1), pad_edge=True)
-    notes.add_column(no_wrap=True)
-    notes.add_column(overflow="fold")
-    for a in r.assumptions:
-        notes.add_row(" -", a)
-    parts.append(notes)
-    return Group(*parts)

@@ -1,0 +1,125 @@
+"""Device format 1 (docs/device-format.md): YAML -> ``DeviceProfile``, and the built-in profiles.
+
+The format is documented in docs/device-format.md. Every error is an
+``InputError`` that names the file and the key path and says what was expected; unknown keys are
+rejected with a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from .. import units
+from ..device import DEVICE_KINDS, PRECISIONS, DeviceProfile, StorageTier
+from ..errors import InputError, ModelError, UnknownNameError
+from ._yaml import Node, check_format, parse_yaml_text, read_yaml
+
+FORMAT_VERSION = 1
+
+DEVICE_KEYS = ("format", "name", "title", "kind", "memory", "compute", "power", "storage",
+               "sources", "notes")
+TIER_KEYS = ("name", "read", "write", "read_latency", "write_latency", "capacity")
+
+
+def builtin_profile_dir() -> Path:
+    """Shipped profiles: inside the installed package, or the repository's top-level profiles/."""
+    here = Path(__file__).resolve().parent.parent
+    packaged = here / "profiles"
+    if packaged.is_dir():
+        return packaged
+    return here.parent.parent / "profiles"
+
+
+def builtin_devices() -> dict[str, Path]:
+    d = builtin_profile_dir()
+    return {p.stem: p for p in sorted(d.glob("*.yaml"))} if d.is_dir() else {}
+
+
+def find_device(name_or_path: str) -> DeviceProfile:
+    """A built-in profile by name, or a profile file by path."""
+    builtin = builtin_devices()
+    if name_or_path in builtin:
+        return load_device(builtin[name_or_path])
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or "/" in name_or_path or p.exists():
+        return load_device(p)
+    raise UnknownNameError.for_name(
+        "device", name_or_path, builtin, param="device",
+        otherwise="run `edgeplan devices` for the list, or pass a profile file path")
+
+
+def load_device(path: str | Path) -> DeviceProfile:
+    src = str(path)
+    data = read_yaml(path)
+    if data is None:
+        raise InputError("the file is empty; expected a device profile", source=src)
+    return device_from_data(data, src)
+
+
+def device_from_data(data: Any, src: str) -> DeviceProfile:
+    top = Node(data, src, "", DEVICE_KEYS)
+    check_format(top, FORMAT_VERSION)
+    name = top.text("name", required=True)
+    mem = top.child("memory", ("total", "reserved", "bandwidth"), required=True)
+    total = mem.get("total", units.parse_size, required=True)
+    reserved = mem.get("reserved", units.parse_size, 0)
+    if total <= 0:
+        raise mem.error("total", "must be more than 0 bytes", ModelError)
+    if reserved >= total:
+        raise mem.error("reserved", f"is {units.format_size(reserved)}, not less than the "
+                                    f"device's total memory ({units.format_size(total)})",
+                        ModelError)
+    comp = top.child("compute", ("precision", "peak", "sustained"), required=True)
+    precision = comp.choice("precision", PRECISIONS, "fp32")
+    peak = _rates(comp.child("peak", PRECISIONS))
+    sustained = _rates(comp.child("sustained", PRECISIONS, required=True))
+    if precision not in sustained:
+        raise comp.error("sustained", f"needs a figure for the default precision {precision}",
+                         ModelError)
+    for p, r in sustained.items():
+        if r <= 0:
+            raise comp.error(f"sustained.{p}", "must be more than 0 FLOP/s", ModelError)
+        if p in peak and r > peak[p] * (1 + 1e-9):
+            raise comp.error(f"sustained.{p}", f"({units.format_flop_rate(r)}) exceeds the peak "
+                                               f"({units.format_flop_rate(peak[p])})", ModelError)
+    power = top.child("power", ("training", "idle"), required=True)
+    training_w = power.get("training", units.parse_power, required=True)
+    storage = []
+    for where, item in top.items("storage"):
+        t = Node(item, src, where, TIER_KEYS)
+        read = t.get("read", units.parse_bandwidth, required=True)
+        write = t.get("write", units.parse_bandwidth, required=True)
+        if read <= 0 or write <= 0:
+            raise t.error("read" if read <= 0 else "write", "must be more than 0 B/s", ModelError)
+        storage.append(StorageTier(name=t.text("name", required=True), read_bytes_per_s=read,
+                                   write_bytes_per_s=write,
+                                   read_latency_s=t.get("read_latency", units.parse_time, 0.0),
+                                   write_latency_s=t.get("write_latency", units.parse_time, 0.0),
+                                   capacity_bytes=t.get("capacity", units.parse_size)))
+    sources_raw = top.raw("sources") or {}
+    if not isinstance(sources_raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in sources_raw.items()):
+        raise top.error("sources", "expected a mapping of key path -> source text")
+    return DeviceProfile(
+        name=name, title=top.text("title", name) or name,
+        kind=top.choice("kind", DEVICE_KINDS, "cpu"), total_bytes=total, reserved_bytes=reserved,
+        precision=precision, peak_flops=peak, sustained_flops=sustained,
+        training_power_w=training_w, idle_power_w=power.get("idle", units.parse_power),
+        bandwidth_bytes_per_s=mem.get("bandwidth", units.parse_bandwidth),
+        storage=tuple(storage), sources=dict(sources_raw),
+        notes=(top.text("notes", "") or ""), path=src)
+
+
+def _rates(node: Node | None) -> dict[str, float]:
+    if node is None:
+        return {}
+    out = {}
+    for p in node.data:
+        v = node.get(p, units.parse_flop_rate)
+        if v is not None:
+            if math.isinf(v):
+                raise node.error(p, "must be finite")
+            out[p] = v
+    return out

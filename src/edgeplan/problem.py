@@ -1,0 +1,134 @@
+"""The planning problem: a model at a batch, on a device, within a memory: THE one set-up.
+
+``prepare`` turns (model, device, memory override, batch, precision) into a ``Problem``: the chain
+(stage times from FLOPs at the device's sustained rate, or the model's measured times), the
+memory breakdown and the activation budget. ``solve_problem`` runs any strategy of
+``solvers.registry`` on it, and is the one place where a negative activation budget (the
+parameters, gradients and optimizer state alone exceed the memory) becomes "nothing fits".
+``plan``, ``compare``, ``batch`` and ``gate`` all start here, so they cannot disagree on the
+budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Any
+
+from .chain import Chain
+from .device import DeviceProfile, MemoryBudget, memory_budget
+from .errors import InputError
+from .model import ModelSpec
+from .solvers.base import SolveResult, store_all_peak_bytes
+from .solvers.registry import get_strategy
+
+#: A progress callback: ``(done, total)``.
+Progress = Callable[[int, int], None]
+
+NOTHING_FITS = "parameters, gradients and optimizer state alone exceed the memory"
+
+
+def overhead_of(cost_s: float | None, compute_time_s: float) -> float | None:
+    """``cost / compute - 1``: the recompute overhead fraction (0 for float noise)."""
+    if cost_s is None:
+        return None
+    if compute_time_s <= 0:
+        return 0.0
+    r = cost_s / compute_time_s - 1.0
+    return 0.0 if abs(r) < 1e-9 else r
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem:
+    """A model (at the batch planned for) on a device (or a bare memory size)."""
+
+    model: ModelSpec
+    device: DeviceProfile | None
+    chain: Chain
+    memory: MemoryBudget
+    precision: str | None  # whose FLOP/s turned FLOPs into seconds; None for measured times
+
+    @property
+    def budget_bytes(self) -> int:
+        """Activation budget: usable memory minus the fixed part (may be negative)."""
+        return self.memory.activation_bytes
+
+    @property
+    def compute_time_s(self) -> float:
+        """Time per iteration without recomputation."""
+        return self.chain.compute_time_s
+
+    @cached_property
+    def store_all_peak_bytes(self) -> int:
+        return store_all_peak_bytes(self.chain)
+
+    def overhead(self, cost_s: float | None) -> float | None:
+        return overhead_of(cost_s, self.compute_time_s)
+
+    def energy_j(self, time_s: float | None) -> float | None:
+        """Energy of ``time_s`` of training at the device's training power (None without a
+        device)."""
+        if time_s is None or self.device is None:
+            return None
+        return time_s * self.device.training_power_w
+
+
+def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int | None = None,
+            batch: int | None = None, precision: str | None = None) -> Problem:
+    """Set up the planning problem.
+
+    Parameters
+    ----------
+    model, device
+        The model file and the device profile (None: give ``memory_bytes``, and the model's
+        stages must carry measured times).
+    memory_bytes
+        Replaces the device's usable memory (total - reserved); the fixed part (parameters,
+        gradients, optimizer state) is always subtracted to get the activation budget.
+    batch
+        Scales activations and compute from the model file's batch.
+    precision
+        Which sustained FLOP/s of the device turns FLOPs into seconds (default: the model's,
+        then the device's).
+
+    Raises
+    ------
+    InputError
+        The stages are given in FLOPs and there is no device to turn them into seconds.
+    """
+    if batch is not None and batch != model.batch:
+        model = model.scaled_to_batch(batch)
+    if device is None and model.uses_flops:
+        raise InputError("stages are given in FLOPs; a device is needed to turn them into "
+                         "seconds", source=model.source, param="device")
+    chain = model.to_chain(device, precision)
+    mem = memory_budget(param_bytes=model.param_bytes, optimizer=model.optimizer, device=device,
+                        memory_bytes=memory_bytes)
+    used = None
+    if device is not None and model.uses_flops:
+        used = precision or model.precision or device.precision
+    return Problem(model=model, device=device, chain=chain, memory=mem, precision=used)
+
+
+def solve_problem(problem: Problem, strategy: str = "optimal", **opts: Any) -> SolveResult:
+    """Run ``strategy`` (a name of ``solvers.registry``) on the problem's chain and budget.
+
+    With a negative budget the strategy is run at budget 0 (for its least budget and, for
+    ``optimal``, the trade-off curve) and the answer is made infeasible with the note
+    :data:`NOTHING_FITS`; every caller gets that same answer. A strategy that needs a storage
+    tier gets the device's first one unless ``tier`` is given.
+    """
+    s = get_strategy(strategy)
+    if s.needs_tier and opts.get("tier") is None:
+        from .solvers.offload import storage_tier
+        if problem.device is None:
+            raise InputError(f"strategy {s.name!r} needs a device with a storage tier",
+                             param="device")
+        opts["tier"] = storage_tier(problem.device)
+    budget = problem.budget_bytes
+    res = s(problem.chain, max(budget, 0), **opts)
+    if budget >= 0:
+        return res
+    return replace(res, budget_bytes=budget, feasible=False, schedule=None, trace=None,
+                   notes=(NOTHING_FITS,))

@@ -1,0 +1,88 @@
+"""Rendering of device profiles (``edgeplan devices``, ``devices show``): tables and JSON."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..device import DeviceProfile
+from ..units import format_bandwidth, format_flop_rate, format_size, format_time
+from ._json import envelope
+
+
+def devices_table(devices: list[DeviceProfile]) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, caption="`edgeplan devices show NAME` for the full profile "
+              "and the source of every number", caption_justify="left")
+    for name, justify in (("name", "left"), ("memory", "right"), ("usable", "right"),
+                          ("sustained", "right"), ("peak", "right"), ("power", "right")):
+        t.add_column(name, justify=justify, no_wrap=True)
+    t.add_column("storage", overflow="fold")
+    for d in devices:
+        p = d.precision
+        t.add_row(d.name, format_size(d.total_bytes), format_size(d.usable_bytes),
+                  format_flop_rate(d.sustained_flops[p]) + ("" if p == "fp32" else f" {p}"),
+                  format_flop_rate(d.peak_flops[p]) if p in d.peak_flops else "-",
+                  f"{d.training_power_w:g} W", ", ".join(s.name for s in d.storage) or "-")
+    return t
+
+
+def device_detail(d: DeviceProfile) -> Group:
+    t = Table(title=f"{d.name}: {d.title}", box=box.SIMPLE_HEAD, title_justify="left")
+    t.add_column("key")
+    t.add_column("value", justify="right")
+    t.add_column("source", overflow="fold")
+    src = d.sources
+
+    def row(key: str, value: str) -> None:
+        t.add_row(key, value, src.get(key, "-"))
+
+    row("memory.total", format_size(d.total_bytes))
+    row("memory.reserved", format_size(d.reserved_bytes))
+    if d.bandwidth_bytes_per_s:
+        row("memory.bandwidth", format_bandwidth(d.bandwidth_bytes_per_s))
+    for p, r in d.peak_flops.items():
+        row(f"compute.peak.{p}", format_flop_rate(r))
+    for p, r in d.sustained_flops.items():
+        row(f"compute.sustained.{p}", format_flop_rate(r) + (" (default)" if p == d.precision else ""))
+    row("power.training", f"{d.training_power_w:g} W")
+    if d.idle_power_w is not None:
+        row("power.idle", f"{d.idle_power_w:g} W")
+    for n, s in enumerate(d.storage):
+        pre = f"storage[{n}]"
+        row(f"{pre}.read", f"{s.name}: {format_bandwidth(s.read_bytes_per_s)}")
+        row(f"{pre}.write", f"{s.name}: {format_bandwidth(s.write_bytes_per_s)}")
+        if s.read_latency_s:
+            row(f"{pre}.read_latency", format_time(s.read_latency_s))
+        if s.write_latency_s:
+            row(f"{pre}.write_latency", format_time(s.write_latency_s))
+        if s.capacity_bytes:
+            row(f"{pre}.capacity", format_size(s.capacity_bytes))
+    parts: list = [t, Text(f"usable for training: {format_size(d.usable_bytes)} "
+                           f"(total - reserved); file: {d.path}")]
+    if d.notes:
+        parts.append(Text(d.notes.strip()))
+    return Group(*parts)
+
+
+def device_dict(d: DeviceProfile) -> dict:
+    return {"name": d.name, "title": d.title, "kind": d.kind, "total_bytes": d.total_bytes,
+            "reserved_bytes": d.reserved_bytes, "usable_bytes": d.usable_bytes,
+            "bandwidth_bytes_per_s": d.bandwidth_bytes_per_s, "precision": d.precision,
+            "peak_flops": d.peak_flops, "sustained_flops": d.sustained_flops,
+            "training_power_w": d.training_power_w, "idle_power_w": d.idle_power_w,
+            "storage": [{"name": s.name, "read_bytes_per_s": s.read_bytes_per_s,
+                         "write_bytes_per_s": s.write_bytes_per_s,
+                         "read_latency_s": s.read_latency_s, "write_latency_s": s.write_latency_s,
+                         "capacity_bytes": s.capacity_bytes} for s in d.storage],
+            "sources": d.sources, "path": d.path}
+
+
+def devices_doc(devices: list[DeviceProfile]) -> dict:
+    return envelope("devices", status="ok", exit_code=0,
+                    data={"devices": [device_dict(d) for d in devices]})
+
+
+def device_doc(d: DeviceProfile) -> dict:
+    return envelope("devices show", status="ok", exit_code=0, data={"device": device_dict(d)})
