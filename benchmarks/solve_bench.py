@@ -25,6 +25,7 @@ Progress and ETA of long fills go to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -181,10 +182,8 @@ def machine() -> dict:
         info["numba"] = numba.__version__
     except ImportError:
         info["numba"] = None
-    try:
+    with contextlib.suppress(OSError):
         info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        pass
     return info
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-import test_fuzz_loaders as t  # noqa: E402
+import test_fuzz_loaders as t
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
 count = {"n": 0}
@@ -32,4 +32,5 @@ start = time.time()
 given(st.text(max_size=300))(cfg(counted(t.load_or_input_error)))()
 given(t.mutate(t.TINY_MODEL))(cfg(counted(t.load_or_input_error)))()
 given(t.mutate(t.TEST_DEVICE))(cfg(counted(t.test_mutated_device.hypothesis.inner_test)))()
-print(f"{count['n']} inputs tried in {time.time() - start:.0f} s; no exception other than InputError")
+print(f"{count['n']} inputs tried in {time.time() - start:.0f} s; no exception other than "
+      "InputError")

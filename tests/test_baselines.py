@@ -14,10 +14,19 @@ from edgeplan.errors import InputError
 from edgeplan.schedule import OpKind
 from edgeplan.simulator import simulate
 from edgeplan.solvers.base import store_all_schedule
-from edgeplan.solvers.baselines import (chen_greedy_candidates, chen_greedy_split,
-                                        checkpoint_sequential_split, fast_peak_cost,
-                                        segment_ops, segment_schedule, segments_schedule,
-                                        solve_segments, solve_sqrt, solve_store_all, sqrt_split)
+from edgeplan.solvers.baselines import (
+    checkpoint_sequential_split,
+    chen_greedy_candidates,
+    chen_greedy_split,
+    fast_peak_cost,
+    segment_ops,
+    segment_schedule,
+    segments_schedule,
+    solve_segments,
+    solve_sqrt,
+    solve_store_all,
+    sqrt_split,
+)
 
 # section 5.4: (n, segments) -> split
 SPLITS = {(9, 5): [1, 1, 1, 1, 5], (10, 3): [3, 3, 4], (18, 4): [4, 4, 4, 6],

@@ -8,8 +8,15 @@ import random
 import pytest
 from rich.console import Console
 
-from edgeplan.batch import (BatchPlan, largest_batch, plan_batches, probe, representative_batches,
-                            search_largest, within_overhead)
+from edgeplan.batch import (
+    BatchPlan,
+    largest_batch,
+    plan_batches,
+    probe,
+    representative_batches,
+    search_largest,
+    within_overhead,
+)
 from edgeplan.errors import InputError
 from edgeplan.formats.device_file import load_device
 from edgeplan.formats.model_file import load_model

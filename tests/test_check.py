@@ -17,15 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TEST_DEVICE, TINY_MODEL
 from edgeplan.cli import main
 from edgeplan.cli.check import check_cmd
-from edgeplan.formats.config_file import load_config, toml_module
 from edgeplan.errors import UnknownNameError
-from edgeplan.gate import GATES, Thresholds, check
+from edgeplan.formats.config_file import load_config, toml_module
 from edgeplan.formats.device_file import load_device
 from edgeplan.formats.model_file import load_model
-
-from conftest import TEST_DEVICE, TINY_MODEL
+from edgeplan.gate import GATES, Thresholds, check
 
 #: True once cli.py registers the command (main.add_command(check_cmd)).
 WIRED = main.get_command(None, "check") is not None
@@ -393,7 +392,7 @@ def test_load_config_library(tmp_path):
                                         budget_bytes=3 * 2**20)
     assert (cfg.slots, cfg.precision, cfg.batch, cfg.memory_bytes) == (200, "fp16", 4, 2 * 2**30)
     p.write_text("format: 1\ngates: {min_batch: 0}\n")
-    with pytest.raises(Exception, match="gates.min_batch"):
+    with pytest.raises(Exception, match=r"gates\.min_batch"):
         load_config(p)
     p.write_text("format: 1\nnodel: x.yaml\n")
     with pytest.raises(UnknownNameError) as e:

@@ -7,10 +7,10 @@ import pytest
 
 from edgeplan.cli import EXIT_CODES, exit_code_for
 from edgeplan.errors import EdgeplanError, InfeasibleError, InputError, ScheduleError
-from edgeplan.schedule import Schedule
-from edgeplan.simulator import simulate
 from edgeplan.formats.device_file import load_device
 from edgeplan.formats.model_file import load_model
+from edgeplan.schedule import Schedule
+from edgeplan.simulator import simulate
 
 
 def test_solve_table(run_cli, tiny_model, test_device):

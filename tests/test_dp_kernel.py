@@ -13,8 +13,8 @@ from edgeplan.discretize import Discretization, choose, slot_chain
 from edgeplan.errors import InfeasibleError
 from edgeplan.simulator import simulate
 from edgeplan.solvers import dp_kernel as K
-from edgeplan.solvers.reference import dp as R
 from edgeplan.solvers.base import store_all_peak_bytes
+from edgeplan.solvers.reference import dp as R
 
 HAVE_NUMBA = K.numba_available()
 BACKENDS = ["numpy"] + (["numba"] if HAVE_NUMBA else [])

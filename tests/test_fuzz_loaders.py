@@ -4,24 +4,23 @@ The CI run tries a few hundred inputs; tests/fuzz_loaders.py runs the same prope
 (see tests/README.md for the documented run).
 """
 
+import contextlib
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import TEST_DEVICE, TINY_MODEL
 from edgeplan.errors import InputError
+from edgeplan.formats._yaml import parse_yaml_text
 from edgeplan.formats.device_file import device_from_data
 from edgeplan.formats.model_file import model_from_text
-from edgeplan.formats._yaml import parse_yaml_text
-
-from conftest import TEST_DEVICE, TINY_MODEL
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def load_or_input_error(text: str) -> None:
-    try:
+    with contextlib.suppress(InputError):
         model_from_text(text)
-    except InputError:
-        pass
 
 
 def mutate(base: str):
@@ -52,7 +51,5 @@ def test_mutated_model(text):
 @FUZZ
 @given(mutate(TEST_DEVICE))
 def test_mutated_device(text):
-    try:
+    with contextlib.suppress(InputError):
         device_from_data(parse_yaml_text(text, "dev.yaml"), "dev.yaml")
-    except InputError:
-        pass

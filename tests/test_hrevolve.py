@@ -4,7 +4,14 @@ from math import comb
 
 import pytest
 
-from edgeplan.solvers.reference.hrevolve import disk_gain, disk_revolve_table, hrevolve_table, hrevolve_tables, opt0_table, opt1d_table
+from edgeplan.solvers.reference.hrevolve import (
+    disk_gain,
+    disk_revolve_table,
+    hrevolve_table,
+    hrevolve_tables,
+    opt0_table,
+    opt1d_table,
+)
 
 
 def row(s):
@@ -90,7 +97,7 @@ def test_hrevolve_one_level_is_opt0():
 
 
 def test_hrevolve_tables_shape_and_validation():
-    optp, opt = hrevolve_tables(5, [2, 4], [0, 1], [0, 1])
+    _optp, opt = hrevolve_tables(5, [2, 4], [0, 1], [0, 1])
     assert len(opt) == 2 and len(opt[1]) == 6 and len(opt[1][0]) == 5
     with pytest.raises(ValueError):
         hrevolve_tables(5, [2, 4], [0], [0, 1])

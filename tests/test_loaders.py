@@ -2,11 +2,10 @@
 
 import pytest
 
+from conftest import TEST_DEVICE, TINY_MODEL
 from edgeplan.errors import InputError, ModelError, UnknownNameError
 from edgeplan.formats.device_file import find_device, load_device
-from edgeplan.formats.model_file import load_model, model_from_text
-
-from conftest import TEST_DEVICE, TINY_MODEL
+from edgeplan.formats.model_file import model_from_text
 
 GOOD_STAGE = "{name: s1, fwd_time: 1 ms, out: 1 MiB}"
 
@@ -20,17 +19,21 @@ BAD_MODELS = [
     ("bad-size", model("[{name: s1, fwd_time: 1 ms, out: big}]"),
      ["stages[0].out", 'expected a size like "12 MiB"', "'big'"]),
     ("bits", model("[{name: s1, fwd_time: 1 ms, out: 12 Mb}]"), ["stages[0].out", "bits"]),
-    ("negative", model("[{name: s1, fwd_time: 1 ms, out: -3 MiB}]"), ["stages[0].out", "non-negative"]),
+    ("negative", model("[{name: s1, fwd_time: 1 ms, out: -3 MiB}]"), ["stages[0].out",
+                                                                      "non-negative"]),
     ("nan", model("[{name: s1, fwd_time: .nan, out: 1 MiB}]"), ["stages[0].fwd_time", "finite"]),
-    ("bad-time", model("[{name: s1, fwd_time: fast, out: 1 MiB}]"), ["stages[0].fwd_time", "duration"]),
+    ("bad-time", model("[{name: s1, fwd_time: fast, out: 1 MiB}]"), ["stages[0].fwd_time",
+                                                                     "duration"]),
     ("unknown-key", model("[{name: s1, fwd_time: 1 ms, out: 1 MiB, saevd: 2 MiB}]"),
      ["stages[0].saevd", "unknown key", "did you mean 'saved'"]),
-    ("unknown-top-key", model(extra="optimiser: adam\n"), ["optimiser", "did you mean 'optimizer'"]),
+    ("unknown-top-key", model(extra="optimiser: adam\n"), ["optimiser",
+                                                           "did you mean 'optimizer'"]),
     ("saved-lt-out", model("[{name: s1, fwd_time: 1 ms, out: 2 MiB, saved: 1 MiB}]"),
      ["stages[0].saved", "less than out"]),
     ("empty-chain", model("[]"), ["stages", "no stages"]),
     ("no-cost", model("[{name: s1, out: 1 MiB}]"), ["stages[0]", "fwd_time or fwd_flops"]),
-    ("duplicate-names", model(f"[{GOOD_STAGE}, {GOOD_STAGE}]"), ["stages[1]", "duplicate stage name"]),
+    ("duplicate-names", model(f"[{GOOD_STAGE}, {GOOD_STAGE}]"), ["stages[1]",
+                                                                 "duplicate stage name"]),
     ("wrong-type", model("{name: s1}"), ["stages", "expected a list"]),
     ("stage-not-mapping", model("[12]"), ["stages[0]", "expected a mapping"]),
     ("bad-optimizer", model(extra="optimizer: adamw\n"), ["optimizer", "did you mean 'adam'"]),
@@ -43,7 +46,8 @@ BAD_MODELS = [
     ("alias", "format: 1\nname: &n m\ndescription: *n\ninput: 1 MiB\nstages: []\n", ["aliases"]),
     ("not-mapping", "- just\n- a list\n", ["expected a mapping"]),
     ("empty-file", "", ["empty"]),
-    ("repeat-zero", model("[{repeat: 0, stages: [" + GOOD_STAGE + "]}]"), ["stages[0].repeat", ">= 1"]),
+    ("repeat-zero", model("[{repeat: 0, stages: [" + GOOD_STAGE + "]}]"), ["stages[0].repeat",
+                                                                           ">= 1"]),
     ("both-params", model("[{name: s1, fwd_time: 1 ms, out: 1 MiB, params: 1 KiB}]",
                           extra="parameters: 1 MiB\n"), ["parameters", "not both"]),
 ]
@@ -101,7 +105,8 @@ def test_backward_defaults_to_twice_forward(test_device, tmp_path):
 BAD_DEVICES = [
     ("reserve-too-big", TEST_DEVICE.replace("reserved: 1 MiB", "reserved: 8 MiB"),
      ["memory.reserved", "not less than"]),
-    ("no-sustained", TEST_DEVICE.replace("sustained: {fp32: 2 GFLOP/s}", "sustained: {fp16: 2 GFLOP/s}"),
+    ("no-sustained", TEST_DEVICE.replace("sustained: {fp32: 2 GFLOP/s}",
+                                         "sustained: {fp16: 2 GFLOP/s}"),
      ["compute.sustained", "fp32"]),
     ("sustained-above-peak", TEST_DEVICE.replace("2 GFLOP/s", "20 GFLOP/s"),
      ["compute.sustained.fp32", "exceeds the peak"]),

@@ -17,8 +17,8 @@ from edgeplan.simulator import simulate
 from edgeplan.solvers.base import store_all_peak_bytes, store_all_schedule
 from edgeplan.solvers.exact import exact_cost
 from edgeplan.solvers.offload import ASYNC_WRITE_FACTORS, solve_offload, storage_tier
-from edgeplan.solvers.reference.exact_offload import exact_offload_cost
 from edgeplan.solvers.optimal import solve_optimal
+from edgeplan.solvers.reference.exact_offload import exact_offload_cost
 
 ROOT = Path(__file__).resolve().parent.parent
 Fn, Fall, B, fa, fA = OpKind.FN, OpKind.FALL, OpKind.B, OpKind.FREE_A, OpKind.FREE_ALL

@@ -14,9 +14,7 @@ from edgeplan.solvers.base import store_all_peak_bytes
 from edgeplan.solvers.dp_kernel import fill_table, rebuild
 from edgeplan.solvers.exact import exact_cost
 from edgeplan.solvers.optimal import solve_optimal
-
-from oracles import (EX1, EX2, EX3, ROTOR_HETEROGENEOUS, ROTOR_HOMOGENEOUS, ROTOR_ZERO,
-                     exact_table)
+from oracles import EX1, EX2, EX3, ROTOR_HETEROGENEOUS, ROTOR_HOMOGENEOUS, ROTOR_ZERO, exact_table
 
 INF = math.inf
 
@@ -104,7 +102,7 @@ def test_cost_never_increases_with_budget():
     rng = random.Random(3)
     for _ in range(20):
         chain = _random_chain(rng, 6)
-        tab, cost = exact_table(chain, 50)
+        tab, _cost = exact_table(chain, 50)
         col = tab.column()
         finite = col[np.isfinite(col)]
         assert np.all(np.diff(finite) <= 1e-12)

@@ -98,7 +98,7 @@ def test_bad_names_are_input_errors(tmp_path, plan):
     from edgeplan.report.figures import plot_format, plot_plan
 
     assert plot_format("a/b.SVG") == "svg"
-    with pytest.raises(InputError, match="must end in .png, .svg, .pdf"):
+    with pytest.raises(InputError, match=r"must end in \.png, \.svg, \.pdf"):
         plot_plan(plan, tmp_path / "plan.jpg")
     with pytest.raises(InputError):
         plot_format("plan")

@@ -26,7 +26,8 @@ def chains(draw, max_len=6):
     times = st.lists(st.integers(0, 9).map(float), min_size=L, max_size=L)
     tmp = st.lists(st.integers(0, 5), min_size=L, max_size=L)
     return make_chain("h", fwd=draw(times), bwd=draw(times), out=out,
-                      saved=[o + e for o, e in zip(out, extra)], input_bytes=draw(st.integers(0, 20)),
+                      saved=[o + e for o, e in zip(out, extra)], input_bytes=draw(st.integers(0,
+                                                                                              20)),
                       fwd_tmp=draw(tmp), bwd_tmp=draw(tmp))
 
 
@@ -67,13 +68,15 @@ def test_optimal_never_beats_exhaustive(chain, frac):
 def _model_text(chain) -> str:
     lines = ["format: 1", "name: prop", f"input: {chain.input_bytes}", "stages:"]
     for s in chain.stages:
-        lines.append(f"  - {{name: {s.name}, fwd_time: {s.fwd_time_s} s, bwd_time: {s.bwd_time_s} s, "
+        lines.append(f"  - {{name: {s.name}, fwd_time: {s.fwd_time_s} s, "
+                     f"bwd_time: {s.bwd_time_s} s, "
                      f"out: {s.out_bytes}, saved: {s.saved_bytes}, fwd_tmp: {s.fwd_tmp_bytes}, "
                      f"bwd_tmp: {s.bwd_tmp_bytes}}}")
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(chains(), st.integers(0, 200))
 def test_json_always_parses_and_round_trips(run_cli, tmp_path, chain, budget):

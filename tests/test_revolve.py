@@ -11,10 +11,21 @@ from edgeplan.chain import make_chain
 from edgeplan.schedule import OpKind
 from edgeplan.simulator import simulate
 from edgeplan.solvers.baselines import fast_peak_cost
-from edgeplan.solvers.revolve import (Action, adjust, beta, opt0, repetition_number,
-                                      revolve_actions, revolve_advances, revolve_dp_table,
-                                      revolve_extra_forwards, revolve_extra_forwards_dp,
-                                      revolve_ops, revolve_schedule, solve_revolve)
+from edgeplan.solvers.revolve import (
+    Action,
+    adjust,
+    beta,
+    opt0,
+    repetition_number,
+    revolve_actions,
+    revolve_advances,
+    revolve_dp_table,
+    revolve_extra_forwards,
+    revolve_extra_forwards_dp,
+    revolve_ops,
+    revolve_schedule,
+    solve_revolve,
+)
 
 # --- section 5.1 oracles, copied verbatim --------------------------------------------------------
 
@@ -202,7 +213,7 @@ def test_invalid_arguments():
     assert revolve_extra_forwards(1, 0) == 0
 
 
-# --- the chain-model mapping -----------------------------------------------------------------------
+# --- the chain-model mapping ----------------------------------------------------------------------
 
 def _homogeneous(L: int, *, out=2, saved=5, x0=3, ftmp=1, btmp=2, tf=1.0, tb=2.0):
     return make_chain("h", fwd=[tf] * L, bwd=[tb] * L, out=[out] * L, saved=[saved] * L,

@@ -47,7 +47,8 @@ def test_interrupted_solve_leaves_no_plan(run_cli, tiny_model, test_device, tmp_
 def test_time_limit_stops_cleanly(run_cli, tmp_path):
     p = tmp_path / "long.yaml"
     p.write_text("format: 1\nname: long\ninput: 1 MiB\nstages:\n" + "".join(
-        f"  - {{name: s{i}, fwd_time: {1 + i % 7} ms, out: {1 + i % 5} MiB, saved: {3 + i % 5} MiB}}\n"
+        f"  - {{name: s{i}, fwd_time: {1 + i % 7} ms, out: {1 + i % 5} MiB, "
+        f"saved: {3 + i % 5} MiB}}\n"
         for i in range(300)))
     r = run_cli("solve", p, "--memory", "200 MiB", "--time-limit", "0.01 s")
     assert r.exit_code == 2, r

@@ -9,8 +9,15 @@ from edgeplan.chain import make_chain
 from edgeplan.formats.device_file import load_device
 from edgeplan.formats.model_file import load_model
 from edgeplan.plan import make_plan
-from edgeplan.report.termplot import (BUDGET_LINE, MARK_CHOSEN, MARK_MINIMUM, MARK_STORE_ALL,
-                                      frontier_plot, group_indices, sparkline)
+from edgeplan.report.termplot import (
+    BUDGET_LINE,
+    MARK_CHOSEN,
+    MARK_MINIMUM,
+    MARK_STORE_ALL,
+    frontier_plot,
+    group_indices,
+    sparkline,
+)
 from edgeplan.report.timeline import NONE, OUT, REC, live_states, timeline
 from edgeplan.schedule import Op, OpKind, Schedule
 from edgeplan.simulator import simulate

@@ -21,8 +21,7 @@ from edgeplan.schedule import Op, OpKind, Schedule  # noqa: E402
 from edgeplan.simulator import simulate  # noqa: E402
 from edgeplan.solvers.base import store_all_peak_bytes, store_all_schedule  # noqa: E402
 from edgeplan.solvers.optimal import solve_optimal  # noqa: E402
-from edgeplan.torchrun import (ChainExecutor, measure_chain, verify_plan,  # noqa: E402
-                               without_tmp)
+from edgeplan.torchrun import ChainExecutor, measure_chain, verify_plan, without_tmp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -356,14 +355,15 @@ def cli_setup(tmp_path_factory):
     fixed = doc["data"]["memory"]["fixed_bytes"]
     lo = doc["data"]["min_activation_bytes"]
     plan = d / "plan.json"
-    res = runner.invoke(main, ["solve", str(d / "net.yaml"), *dev, "--memory", str(fixed + lo + 1000),
+    res = runner.invoke(main, ["solve", str(d / "net.yaml"), *dev, "--memory",
+                               str(fixed + lo + 1000),
                                "-o", str(plan)])
     assert res.exit_code == 0, res.output
     return main, runner, d, spec, plan
 
 
 def test_cli_run_table_and_json(cli_setup):
-    main, runner, d, spec, plan = cli_setup
+    main, runner, _d, spec, plan = cli_setup
     res = runner.invoke(main, ["run", spec, "--plan", str(plan), "--repeats", "1", "--no-time"])
     assert res.exit_code == 0, res.output
     assert "activation peak" in res.output and "match the simulator exactly" in res.output
@@ -430,7 +430,7 @@ def _threads(n):
 
 
 def test_time_prediction_cnn_one_thread(cli_setup):
-    main, runner, d, spec, plan = cli_setup
+    main, runner, _d, spec, plan = cli_setup
     before = torch.get_num_threads()
     ratios = []
     for _ in range(3):

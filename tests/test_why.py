@@ -76,7 +76,8 @@ def test_radio_presets_are_sourced_and_tagged():
 def test_bytes_only_without_device():
     r = why.analyze(data_bytes_per_s=1e9 / DAY, model_bytes=10_000_000, radio=why.RADIOS["lte"])
     a, b, c = r.scenarios
-    assert a.bytes_per_day == 1_000_000_000 and b.bytes_per_day == 10_000_000 and c.bytes_per_day == 0
+    assert a.bytes_per_day == 1_000_000_000 and b.bytes_per_day == 10_000_000
+    assert c.bytes_per_day == 0
     e = why.RADIOS["lte"].energy_j_per_byte
     assert a.radio_j_per_day == pytest.approx(1e9 * e)
     assert b.radio_j_per_day == pytest.approx(1e7 * e)
@@ -128,7 +129,7 @@ def test_training_energy_comes_from_the_plan(tiny_model, test_device):
 
 def test_verdicts(tiny_model, test_device):
     m, d = load_model(tiny_model), load_device(test_device)
-    common = dict(model_bytes=m.param_bytes, model=m, device=d, memory_bytes=64 * 2**20)
+    common = {"model_bytes": m.param_bytes, "model": m, "device": d, "memory_bytes": 64 * 2**20}
     # lots of data, a cheap radio per day of training: energy decides
     lte = why.RADIOS["lte"]
     heavy_radio = why.analyze(data_bytes_per_s=1e5, radio=lte, energy_j_per_byte=1e-3,

@@ -7,11 +7,18 @@ a thin command line over it.
 
 __version__ = "0.1.0"
 
-from .chain import Chain, Stage, make_chain  # noqa: E402
-from .errors import (EdgeplanError, InfeasibleError, InputError, ModelError,  # noqa: E402
-                     ScheduleError, UnitError, UnknownNameError)
-from .schedule import Op, OpKind, Schedule  # noqa: E402
-from .simulator import Trace, simulate  # noqa: E402
+from .chain import Chain, Stage, make_chain
+from .errors import (
+                     EdgeplanError,
+                     InfeasibleError,
+                     InputError,
+                     ModelError,
+                     ScheduleError,
+                     UnitError,
+                     UnknownNameError,
+)
+from .schedule import Op, OpKind, Schedule
+from .simulator import Trace, simulate
 
 __all__ = ["__version__", "Chain", "Stage", "make_chain", "EdgeplanError", "InfeasibleError",
            "InputError", "ModelError", "ScheduleError", "UnitError", "UnknownNameError", "Op",

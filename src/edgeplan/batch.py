@@ -20,8 +20,8 @@ does not capture. This module never prints; ``report.batch_report`` renders a ``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .device import DeviceProfile
 from .discretize import DEFAULT_SLOTS

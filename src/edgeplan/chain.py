@@ -51,7 +51,8 @@ class Stage:
         for f in ("fwd_time_s", "bwd_time_s"):
             v = getattr(self, f)
             if not (v >= 0 and v < float("inf")):
-                raise ModelError(f"{f} must be a finite non-negative number, got {v!r}", where=self.name)
+                raise ModelError(f"{f} must be a finite non-negative number, got {v!r}",
+                                 where=self.name)
         if self.saved_bytes < self.out_bytes:
             raise ModelError(
                 f"saved ({self.saved_bytes} B) is smaller than out ({self.out_bytes} B); "
@@ -104,10 +105,10 @@ class Chain:
                                          first.saved_bytes, first.fwd_tmp_bytes,
                                          first.bwd_tmp_bytes) for s in self.stages)
 
-    def arrays(self) -> "ChainArrays":
+    def arrays(self) -> ChainArrays:
         return ChainArrays.of(self)
 
-    def lists(self) -> "ChainLists":
+    def lists(self) -> ChainLists:
         """Plain-Python per-index lists (index 0..L) for op-by-op loops (simulator, search)."""
         st = self.stages
         return ChainLists(x=[self.input_bytes] + [s.out_bytes for s in st],
@@ -138,7 +139,8 @@ class ChainLists:
 class ChainArrays:
     """numpy view for kernels, index 0..L (index 0 of per-stage arrays is unused padding).
 
-    ``x[i]`` = x_i, ``s[i]`` = s_i, ``d[i]`` = size of d_i, ``f``/``b`` tmp bytes, ``tf``/``tb`` times.
+    ``x[i]`` = x_i, ``s[i]`` = s_i, ``d[i]`` = size of d_i, ``f``/``b`` tmp bytes, ``tf``/``tb``
+    times.
     """
 
     x: np.ndarray
@@ -150,7 +152,7 @@ class ChainArrays:
     tb: np.ndarray
 
     @classmethod
-    def of(cls, chain: Chain) -> "ChainArrays":
+    def of(cls, chain: Chain) -> ChainArrays:
         L = chain.length
         x = np.array([chain.input_bytes] + [s.out_bytes for s in chain.stages], dtype=np.int64)
         s = np.array([0] + [st.saved_bytes for st in chain.stages], dtype=np.int64)

@@ -46,11 +46,12 @@ class InputError(EdgeplanError, ValueError):
             head += f" ({self.hint})"
         return head
 
-    def located(self, source: str | None = None, where_prefix: str | None = None) -> "InputError":
+    def located(self, source: str | None = None, where_prefix: str | None = None) -> InputError:
         """A copy of this error with the file name and an outer key path filled in."""
         where = self.where
         if where_prefix:
-            where = where_prefix + ("" if not where else ("" if where.startswith("[") else ".") + where)
+            sep = "" if not where or where.startswith("[") else "."
+            where = where_prefix + (sep + where if where else "")
         err = type(self)(self.message, source=self.source or source, where=where, hint=self.hint,
                          param=self.param)
         err.__cause__ = self.__cause__
@@ -104,7 +105,8 @@ class UnknownNameError(InputError):
 
 
 class InfeasibleError(EdgeplanError):
-    """No schedule fits the budget. ``min_budget_bytes`` is the least budget that would, if known."""
+    """No schedule fits the budget. ``min_budget_bytes`` is the least budget that would, if
+    known."""
 
     code = "infeasible"
 

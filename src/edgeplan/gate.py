@@ -22,8 +22,8 @@ and never prints; ``report.gate_report`` renders a ``CheckResult`` (table, JSON,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 from .batch import OVERHEAD_TOLERANCE, largest_batch
 from .device import DeviceProfile
@@ -48,7 +48,7 @@ class Thresholds:
     min_batch: int | None = None
     budget_bytes: int | None = None
 
-    def overridden_by(self, other: "Thresholds") -> "Thresholds":
+    def overridden_by(self, other: Thresholds) -> Thresholds:
         """These thresholds with every value that ``other`` sets replaced (flags over config).
 
         Examples

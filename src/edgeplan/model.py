@@ -100,7 +100,7 @@ class ModelSpec:
                                 param_bytes=st.param_bytes))
         return Chain(name=self.name, input_bytes=self.input_bytes, stages=tuple(stages))
 
-    def scaled_to_batch(self, batch: int) -> "ModelSpec":
+    def scaled_to_batch(self, batch: int) -> ModelSpec:
         """Activations, input and compute scale linearly with the batch; parameters do not."""
         if batch < 1:
             raise InputError(f"batch must be >= 1, got {batch}")

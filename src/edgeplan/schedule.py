@@ -67,7 +67,7 @@ class Schedule:
         return [o.to_dict() for o in self.ops]
 
     @classmethod
-    def from_list(cls, items: object, source: str = "schedule") -> "Schedule":
+    def from_list(cls, items: object, source: str = "schedule") -> Schedule:
         if not isinstance(items, list):
             raise InputError("expected a list of {op, stage}", source=source)
         ops = []

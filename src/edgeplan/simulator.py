@@ -196,7 +196,8 @@ def simulate(chain: Chain, schedule: Schedule, budget_bytes: int | None = None, 
             if i not in live_a:
                 raise ScheduleError(f"{op}: a_{i} is not live", index=n)
             if (i + 1) in live_A and i not in live_A:
-                raise ScheduleError(f"{op}: a_{i} is still needed by the recorded A_{i + 1}", index=n)
+                raise ScheduleError(f"{op}: a_{i} is still needed by the recorded A_{i + 1}",
+                                    index=n)
             if i not in live_A:
                 wait_write(i)
             live_a.discard(i)

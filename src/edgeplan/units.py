@@ -52,7 +52,8 @@ def _split(text: str, what: str, example: str) -> tuple[float, str]:
     if math.isnan(value) or math.isinf(value):
         raise UnitError(f'expected {_qualified(what, "finite")} like "{example}", got {text!r}')
     if value < 0:
-        raise UnitError(f'expected {_qualified(what, "non-negative")} like "{example}", got {text!r}')
+        raise UnitError(f'expected {_qualified(what, "non-negative")} like "{example}", got '
+                        f'{text!r}')
     return value, m.group(2)
 
 
@@ -62,9 +63,11 @@ def _number(value: object, what: str, example: str) -> float | None:
         raise UnitError(f'expected {what} like "{example}", got {value!r}')
     if isinstance(value, (int, float)):
         if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-            raise UnitError(f'expected {_qualified(what, "finite")} like "{example}", got {value!r}')
+            raise UnitError(f'expected {_qualified(what, "finite")} like "{example}", got '
+                            f'{value!r}')
         if value < 0:
-            raise UnitError(f'expected {_qualified(what, "non-negative")} like "{example}", got {value!r}')
+            raise UnitError(f'expected {_qualified(what, "non-negative")} like "{example}", got '
+                            f'{value!r}')
         return float(value)
     if not isinstance(value, str):
         raise UnitError(f'expected {what} like "{example}", got {type(value).__name__} {value!r}')
@@ -92,13 +95,15 @@ def parse_size(value: object) -> int:
     num = _number(value, "a size", example)
     if num is not None:
         if isinstance(value, float) and not float(value).is_integer():
-            raise UnitError(f'expected a whole number of bytes or a size like "{example}", got {value!r}')
+            raise UnitError(f'expected a whole number of bytes or a size like "{example}", got '
+                            f'{value!r}')
         return _bounded(int(num), value)
     text = str(value)
     v, unit = _split(text, "a size", example)
     if unit == "":
         if not float(v).is_integer():
-            raise UnitError(f'expected a whole number of bytes or a size like "{example}", got {text!r}')
+            raise UnitError(f'expected a whole number of bytes or a size like "{example}", got '
+                            f'{text!r}')
         return _bounded(int(v), text)
     if re.fullmatch(r"[kKMGTP]i?b(it)?s?|bits?|[kKMGTP]?bps", unit):
         raise UnitError(f"{text!r} is in bits; sizes are in bytes (B), e.g. \"{example}\"")
@@ -149,7 +154,8 @@ def parse_flops(value: object) -> float:
         raise UnitError(f'expected a FLOP count like "{example}", got {text!r}')
     prefix = u[:-4]
     if prefix not in _SI:
-        raise UnitError(f'unknown prefix {prefix!r} in {text!r}; expected a FLOP count like "{example}"')
+        raise UnitError(f'unknown prefix {prefix!r} in {text!r}; expected a FLOP count like '
+                        f'"{example}"')
     return v * _SI[prefix]
 
 
@@ -173,7 +179,8 @@ def parse_flop_rate(value: object) -> float:
         raise UnitError(f'expected a FLOP rate like "{example}", got {text!r}')
     prefix = base[:-4]
     if prefix not in _SI:
-        raise UnitError(f'unknown prefix {prefix!r} in {text!r}; expected a FLOP rate like "{example}"')
+        raise UnitError(f'unknown prefix {prefix!r} in {text!r}; expected a FLOP rate like '
+                        f'"{example}"')
     return v * _SI[prefix]
 
 
@@ -188,7 +195,8 @@ def parse_bandwidth(value: object) -> float:
     if unit == "":
         return v
     if re.fullmatch(r"[kKMGTP]?i?b(it)?s?/s|[kKMGTP]?bps", unit):
-        raise UnitError(f"{text!r} is in bits per second; bandwidths are in bytes (B/s), e.g. \"{example}\"")
+        raise UnitError(f"{text!r} is in bits per second; bandwidths are in bytes (B/s), e.g. "
+                        f"\"{example}\"")
     if not unit.endswith("/s"):
         raise UnitError(f'expected a bandwidth like "{example}", got {text!r}')
     return v * _prefix_factor(unit[:-2], "B", "a bandwidth", example, text)

@@ -373,7 +373,8 @@ def analyze(*, data_bytes_per_s: float, model_bytes: int, update_period_s: float
                  "verdict by bytes")
     return WhyResult(data_bytes_per_s=data_bytes_per_s, model_bytes=model_bytes,
                      update_bytes=update_bytes, update_period_s=update_period_s, update=update,
-                     radio=radio, energy_j_per_byte=e_byte, uplink_bytes_per_s=uplink, scenarios=scenarios,
+                     radio=radio, energy_j_per_byte=e_byte, uplink_bytes_per_s=uplink,
+                     scenarios=scenarios,
                      training=training, verdict=verdict, assumptions=tuple(a))
 
 
@@ -440,12 +441,14 @@ def _verdict(ship: Scenario, edge: Scenario, training: Training | None, prefer: 
                  f"{training.device}; the device cannot keep up")
     if not ship.fits_uplink and edge.fits_uplink:
         return v("edge", "uplink", f"train on the edge: the raw data needs "
-                 f"{units.format_percent(ship.airtime_fraction)} of the uplink's capacity; {bytes_txt}"
+                 f"{units.format_percent(ship.airtime_fraction)} of the uplink's capacity; "
+                 f"{bytes_txt}"
                  + (f", {energy_txt}" if energy_txt else ""))
     if not edge.fits_uplink and not ship.fits_uplink:
         return v("local-only", "uplink", "train on the edge and send nothing (or update less "
                  "often): neither the raw data nor the model updates fit the uplink (they need "
-                 f"{units.format_percent(ship.airtime_fraction)} and {units.format_percent(edge.airtime_fraction)} of its "
+                 f"{units.format_percent(ship.airtime_fraction)} and "
+                 f"{units.format_percent(edge.airtime_fraction)} of its "
                  "capacity)")
     if not edge.fits_uplink:
         return v("ship-data", "uplink", "ship the data: the model updates alone exceed the "

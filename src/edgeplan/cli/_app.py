@@ -29,7 +29,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from ..errors import (EdgeplanError, InfeasibleError, InputError, LimitError, ScheduleError)
+from ..errors import EdgeplanError, InfeasibleError, InputError, LimitError, ScheduleError
 from ..report import _json
 
 EXIT_OK, EXIT_NO, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

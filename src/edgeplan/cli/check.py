@@ -15,8 +15,14 @@ import click
 from .. import units
 from ..errors import InputError
 from ._app import EXIT_NO, EXIT_OK, Output, command
-from ._options import (batch_option, json_option, memory_option, precision_option, slots_option,
-                       unit_callback)
+from ._options import (
+    batch_option,
+    json_option,
+    memory_option,
+    precision_option,
+    slots_option,
+    unit_callback,
+)
 
 
 @command("check")
@@ -45,7 +51,8 @@ from ._options import (batch_option, json_option, memory_option, precision_optio
                                    "[tool.edgeplan]) [default: found in the current folder].")
 @click.option("--no-config", is_flag=True, help="Ignore edgeplan.yaml / pyproject.toml.")
 @click.pass_obj
-def check_cmd(out: Output, model: str | None, device_names: tuple[str, ...], max_overhead: float | None,
+def check_cmd(out: Output, model: str | None, device_names: tuple[str, ...],
+              max_overhead: float | None,
               max_step_time: float | None, min_batch: int | None, budget: int | None,
               memory: int | None, slots: int | None, batch: int | None, precision: str | None,
               as_json: bool, junit: str | None, config_file: str | None, no_config: bool) -> int:

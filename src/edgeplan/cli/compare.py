@@ -5,8 +5,14 @@ from __future__ import annotations
 import click
 
 from ._app import EXIT_OK, Output, command
-from ._options import (batch_option, comma_list, json_option, memory_option, plot_option,
-                       slots_option)
+from ._options import (
+    batch_option,
+    comma_list,
+    json_option,
+    memory_option,
+    plot_option,
+    slots_option,
+)
 
 
 @command("compare")

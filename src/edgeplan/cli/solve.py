@@ -10,9 +10,16 @@ import click
 from .. import units
 from ..errors import InfeasibleError, InputError
 from ..plan import OffloadRequest, Plan, make_plan
-from ._app import EXIT_NO, EXIT_OK, Output, command
-from ._options import (batch_option, json_option, memory_option, plot_option, precision_option,
-                       slots_option, unit_callback)
+from ._app import Output, command
+from ._options import (
+    batch_option,
+    json_option,
+    memory_option,
+    plot_option,
+    precision_option,
+    slots_option,
+    unit_callback,
+)
 
 
 @command("solve")

@@ -63,7 +63,8 @@ def _float(value: str) -> float:
               show_default=True, help="What decides the verdict when the two disagree.")
 @json_option
 @click.pass_obj
-def why_cmd(out: Output, data_rate: str, model_path: str | None, model_size: str | None, update_period: str,
+def why_cmd(out: Output, data_rate: str, model_path: str | None, model_size: str | None,
+            update_period: str,
             update: str, delta_ratio: str, device_name: str | None, memory: str | None,
             batch: int | None, samples_per_day: str | None, sample_size: str | None,
             passes: str, radio: str, radio_energy: str | None, uplink: str | None,

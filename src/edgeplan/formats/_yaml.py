@@ -10,8 +10,9 @@ most ``_files.MAX_FILE_BYTES``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -52,12 +53,13 @@ def parse_yaml_text(raw: bytes | str, src: str) -> Any:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise InputError(f"not UTF-8 text (invalid byte at offset {e.start})", source=src) from None
+            raise InputError(f"not UTF-8 text (invalid byte at offset {e.start})",
+                             source=src) from None
     else:
         text = raw
     try:
         _prescan(text, src)
-        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader (C or Python)
+        return yaml.load(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         loc = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -84,7 +86,8 @@ class Node:
                              where=where or None)
         for k in data:
             if not isinstance(k, str):
-                raise InputError(f"keys must be text, got {k!r}", source=source, where=where or None)
+                raise InputError(f"keys must be text, got {k!r}", source=source,
+                                 where=where or None)
         self.data = data
         self.source = source
         self.where = where
@@ -157,7 +160,7 @@ class Node:
             return v
         return self.get(key, parse, default, required=required)
 
-    def child(self, key: str, allowed: tuple[str, ...], *, required: bool = False) -> "Node | None":
+    def child(self, key: str, allowed: tuple[str, ...], *, required: bool = False) -> Node | None:
         if not self.has(key):
             if required:
                 raise self.error(key, "is required")

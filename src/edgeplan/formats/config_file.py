@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import units
-from ..device import PRECISIONS
+from ..device import PRECISIONS, DeviceProfile
 from ..errors import InputError, UnknownNameError
-from ..device import DeviceProfile
 from ..gate import Thresholds
-from .device_file import builtin_devices, find_device
 from ._files import read_text
 from ._yaml import Node, check_format, read_yaml
+from .device_file import builtin_devices, find_device
 
 FORMAT_VERSION = 1
 CONFIG_NAMES = ("edgeplan.yaml", "edgeplan.yml")

@@ -14,7 +14,7 @@ from typing import Any
 from .. import units
 from ..device import DEVICE_KINDS, PRECISIONS, DeviceProfile, StorageTier
 from ..errors import InputError, ModelError, UnknownNameError
-from ._yaml import Node, check_format, parse_yaml_text, read_yaml
+from ._yaml import Node, check_format, read_yaml
 
 FORMAT_VERSION = 1
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,8 @@ def model_from_text(text: str, source: str = "model.yaml") -> ModelSpec:
 
 def model_from_data(data: Any, src: str, sha256: str = "") -> ModelSpec:
     if data is None:
-        raise InputError("the file is empty; expected a model (format: 1, name, stages)", source=src)
+        raise InputError("the file is empty; expected a model (format: 1, name, stages)",
+                         source=src)
     top = Node(data, src, "", MODEL_KEYS)
     check_format(top, FORMAT_VERSION)
     name = top.text("name", required=True)
@@ -114,13 +114,15 @@ def _expand_stages(top: Node, src: str) -> list[StageSpec]:
                 n = node.integer("repeat", required=True, minimum=1, maximum=10**9)
                 inner = node.items("stages", required=True)
                 if not inner:
-                    raise node.error("stages", "a repeat block needs at least one stage", ModelError)
+                    raise node.error("stages", "a repeat block needs at least one stage",
+                                     ModelError)
                 base = node.text("name", None)
                 for r in range(1, n + 1):
                     label = f"{base}.{r}" if base else f"r{r}"
                     walk(inner, f"{prefix}{label}.", depth + 1)
                     if len(out) > MAX_STAGES:
-                        raise ModelError(f"more than {MAX_STAGES:,} stages after expanding repeats; "
+                        raise ModelError(f"more than {MAX_STAGES:,} stages after expanding "
+                                         "repeats; "
                                          "merge stages (e.g. one stage per block)",
                                          source=src, where=where)
             else:

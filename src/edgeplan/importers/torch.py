@@ -54,9 +54,10 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import InputError
 from ..formats.model_file import flops_txt, iec, model_head, scalar, shape_input
@@ -300,7 +301,7 @@ class _AllocTrace:
         self.events: list[tuple[int, int]] = []
         self._prof = None
 
-    def __enter__(self) -> "_AllocTrace":
+    def __enter__(self) -> _AllocTrace:
         if self.enabled:
             from torch.profiler import ProfilerActivity, profile
             self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
@@ -339,10 +340,10 @@ class _AllocTrace:
         skip: set[int] = set()
         if exclude_final:
             last: dict[int, int] = {}
-            for k, (p, n) in enumerate(self.events):
+            for k, (p, _n) in enumerate(self.events):
                 if p in exclude_final:
                     last[p] = k
-            for p, k in last.items():
+            for k in last.values():
                 if self.events[k][1] > 0:
                     skip.add(k)
         run = peak = 0
@@ -489,7 +490,7 @@ def _inplace_on_leaf(err: BaseException) -> bool:
 def _run_stage(name: str, module: Any, inp: Any) -> Any:
     try:
         return module(inp)
-    except Exception as e:  # noqa: BLE001 - a user model can raise anything
+    except Exception as e:
         raise InputError(f"running the stage failed: {type(e).__name__}: {e}", where=name) from e
 
 
@@ -530,7 +531,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
         # 1. recording forward: saved tensors, FLOPs, allocator peak
         packed: dict[int, int] = {}
 
-        def pack(t: Any) -> Any:
+        def pack(t: Any, packed: dict[int, int] = packed) -> Any:
             k, n = _storage_key(t)
             packed[k] = max(packed.get(k, 0), n)
             return t
@@ -545,10 +546,9 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
             excluded = fixed_keys | in_keys | a0_keys
             packed.clear()
             try:
-                with _AllocTrace(measure_tmp) as tr_fwd:
-                    with saved_tensors_hooks(pack, unpack), torch.enable_grad():
-                        with _flop_counter() as fc:
-                            out = _run_stage(name, module, inp)
+                with _AllocTrace(measure_tmp) as tr_fwd, saved_tensors_hooks(pack, unpack), \
+                        torch.enable_grad(), _flop_counter() as fc:
+                    out = _run_stage(name, module, inp)
                 break
             except InputError as e:
                 if clone or not _inplace_on_leaf(e):
@@ -576,13 +576,12 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
             seeds = [torch.ones_like(t) for t in grad_outs]
             for p in stage_params:
                 p.grad = None
-            with _AllocTrace(measure_tmp) as tr_bwd:
-                with _flop_counter() as fcb:
-                    try:
-                        torch.autograd.backward(grad_outs, seeds)
-                    except Exception as e:  # noqa: BLE001
-                        raise InputError(f"backward of the stage failed: {type(e).__name__}: {e}",
-                                         where=name) from e
+            with _AllocTrace(measure_tmp) as tr_bwd, _flop_counter() as fcb:
+                try:
+                    torch.autograd.backward(grad_outs, seeds)
+                except Exception as e:
+                    raise InputError(f"backward of the stage failed: {type(e).__name__}: {e}",
+                                     where=name) from e
             bwd_flops = int(fcb.get_total_flops())
             in_grads = [t.grad for t in in_leaves if t.grad is not None]
             in_grad_bytes = sum(_storage_map(in_grads).values())

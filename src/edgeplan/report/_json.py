@@ -25,7 +25,8 @@ def envelope(command: str, *, status: str, exit_code: int, inputs: dict | None =
             "inputs": inputs or {}, "data": data or {}, "errors": errors or []}
 
 
-def error_doc(command: str, exit_code: int, code: str, message: str, where: str | None = None) -> dict:
+def error_doc(command: str, exit_code: int, code: str, message: str,
+              where: str | None = None) -> dict:
     return envelope(command, status="error", exit_code=exit_code,
                     errors=[{"code": code, "message": message, "where": where}])
 

@@ -36,7 +36,8 @@ def strategy_table(p: Pairing) -> Table:
             detail += ", storage unused"
         t.add_row(c.strategy, "yes" if r.feasible else "NO",
                   format_size(r.peak_bytes) if r.feasible else "-",
-                  format_overhead(p.overhead(c)), format_time(r.cost_s), format_energy(p.energy_j(c)),
+                  format_overhead(p.overhead(c)), format_time(r.cost_s),
+                  format_energy(p.energy_j(c)),
                   format_size(r.min_budget_bytes) if r.min_budget_bytes is not None else "-",
                   ("best " if c is best else "") + detail)
     return t

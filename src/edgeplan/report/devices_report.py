@@ -45,7 +45,8 @@ def device_detail(d: DeviceProfile) -> Group:
     for p, r in d.peak_flops.items():
         row(f"compute.peak.{p}", format_flop_rate(r))
     for p, r in d.sustained_flops.items():
-        row(f"compute.sustained.{p}", format_flop_rate(r) + (" (default)" if p == d.precision else ""))
+        row(f"compute.sustained.{p}",
+            format_flop_rate(r) + (" (default)" if p == d.precision else ""))
     row("power.training", f"{d.training_power_w:g} W")
     if d.idle_power_w is not None:
         row("power.idle", f"{d.idle_power_w:g} W")

@@ -19,8 +19,8 @@ target, so an interrupted run never leaves half a picture. The format comes from
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import InputError
 from ..formats._files import atomic_path
@@ -59,9 +59,10 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = DEFAULT_DPI) -> Path
     meta = {"Date": None} if fmt == "svg" else ({"CreationDate": None} if fmt == "pdf" else None)
     import matplotlib
 
-    with atomic_path(path, suffix=f".{fmt}") as tmp:
-        with matplotlib.rc_context({"svg.hashsalt": "edgeplan"}):  # stable SVG ids
-            fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta)
+    # a stable svg.hashsalt gives stable SVG ids
+    with atomic_path(path, suffix=f".{fmt}") as tmp, \
+            matplotlib.rc_context({"svg.hashsalt": "edgeplan"}):
+        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta)
     return path
 
 
@@ -88,7 +89,7 @@ def _frontier_axes(ax, frontier, compute_s: float, budget: int | None, *, store_
 
     A budget far right of every point (more than 1.5x) is not drawn to scale, which would squash
     the curve: an arrow at the right edge names it instead."""
-    pts = sorted(((int(p.peak_bytes), float(p.cost_s)) for p in frontier))
+    pts = sorted((int(p.peak_bytes), float(p.cost_s)) for p in frontier)
     xs_data = [x for x, _ in pts] + [s[1] for s in strategies]
     data_max = max(xs_data) if xs_data else max(budget or 1, 1)
     budget_drawn = budget is not None and 0 < budget <= 1.5 * data_max
@@ -251,8 +252,8 @@ def figure_timeline(chain, schedule, trace=None, *, budget_bytes: int | None = N
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
-    from .timeline import live_states
     from ..simulator import simulate
+    from .timeline import live_states
 
     if trace is None:
         trace = simulate(chain, schedule)

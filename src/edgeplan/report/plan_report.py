@@ -17,8 +17,14 @@ from ..plan import Plan
 from ..problem import overhead_of
 from ..schedule import OpKind, Schedule
 from ..solvers.base import SolveResult
-from ..units import (format_bandwidth, format_energy, format_flop_rate, format_overhead,
-                     format_size, format_time)
+from ..units import (
+    format_bandwidth,
+    format_energy,
+    format_flop_rate,
+    format_overhead,
+    format_size,
+    format_time,
+)
 from ._json import envelope
 
 MAX_FRONTIER_ROWS = 14
@@ -122,7 +128,8 @@ def frontier_table(plan: Plan) -> Table:
             mark = "<- budget"
         if p is points[-1] and p.cost_s <= ct * (1 + 1e-9):
             mark = (mark + " " if mark else "") + "no recompute"
-        t.add_row(format_size(p.peak_bytes, precision=2), format_overhead(overhead_of(p.cost_s, ct)),
+        t.add_row(format_size(p.peak_bytes, precision=2), format_overhead(overhead_of(p.cost_s,
+                                                                                      ct)),
                   format_time(p.cost_s), format_energy(plan.energy_j(p.cost_s)), mark)
     caption = []
     if disc is not None:
@@ -153,7 +160,8 @@ def plan_summary(plan: Plan) -> Group:
         head.append(f" ({d.title})")
     lines.append(head)
     if plan.precision is not None and d is not None:
-        lines.append(Text(f"compute: {plan.precision} at {format_flop_rate(d.flop_rate(plan.precision))} "
+        lines.append(Text(f"compute: {plan.precision} at "
+                          f"{format_flop_rate(d.flop_rate(plan.precision))} "
                           f"sustained; {format_time(plan.compute_time_s)} per iteration without "
                           "recomputation"))
     lines.append(Text(""))
@@ -164,11 +172,13 @@ def plan_summary(plan: Plan) -> Group:
         lines.append(Text(f"Without checkpointing: needs {format_size(need)} of activations: fits "
                           f"({format_size(budget - need)} to spare).", style="green"))
     else:
-        over = f"over by {format_size(need - budget)}" if budget >= 0 else "no activation memory left"
+        over = f"over by {format_size(need - budget)}" if budget >= 0 else \
+            "no activation memory left"
         lines.append(Text(f"Without checkpointing: needs {format_size(need)} of activations: "
                           f"does not fit ({over}).", style="yellow"))
     if plan.min_activation_bytes is not None:
-        lines.append(Text(f"Minimum with checkpointing: {format_size(plan.min_activation_bytes)} of "
+        lines.append(Text(f"Minimum with checkpointing: {format_size(plan.min_activation_bytes)} "
+                          "of "
                           f"activations, {format_size(plan.min_device_memory_bytes)} of device "
                           "memory in all."))
     lines.append(Text(""))
@@ -179,7 +189,8 @@ def plan_summary(plan: Plan) -> Group:
         lines.append(Text(
             f"Recommended schedule ({res.solver}) for {format_size(budget)}: peak "
             f"{format_size(tr.peak_bytes)}, {format_time(tr.cost_s)}/iter "
-            f"({format_overhead(plan.overhead)} recompute), {format_energy(plan.energy_j(tr.cost_s))}/iter; "
+            f"({format_overhead(plan.overhead)} recompute), "
+            f"{format_energy(plan.energy_j(tr.cost_s))}/iter; "
             f"{len(res.schedule)} ops, replayed by the simulator.", style="bold"))
         lines.append(Text("  " + " | ".join(human_steps(res.schedule)), overflow="fold"))
     else:
@@ -200,7 +211,8 @@ def offload_section(plan: Plan) -> Group:
     if not res.feasible or io is None:
         need = res.min_budget_bytes
         lines.append(Text("No offload schedule fits either" +
-                          (f"; it would need {format_size(need)} of activations." if need else ".")))
+                          (f"; it would need {format_size(need)} of activations." if need
+                           else ".")))
         return Group(*lines)
     rec = io.recompute_cost_s
     make = io.makespan_s

@@ -14,6 +14,7 @@ from rich.text import Text
 from ..units import format_size
 from ._json import envelope
 
+
 def _fmt_bytes(n: int | None) -> str:
     return "-" if n is None else format_size(n)
 

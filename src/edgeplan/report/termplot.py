@@ -16,8 +16,8 @@ characters (``charset="block"``) give a filled area chart for fonts without brai
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..units import format_size, format_time
 

@@ -24,7 +24,8 @@ def why_renderable(result: WhyResult) -> Group:
     for s in r.scenarios:
         train = "0 J" if s.training_j_per_day == 0 else format_energy(s.training_j_per_day)
         t.add_row(s.label, format_size(s.bytes_per_day), format_percent(s.airtime_fraction),
-                  format_energy(s.radio_j_per_day), train, format_energy(s.total_j_per_day, wh=True))
+                  format_energy(s.radio_j_per_day), train, format_energy(s.total_j_per_day,
+                                                                         wh=True))
     parts: list = [t]
     tr = r.training
     if tr is not None and tr.feasible:

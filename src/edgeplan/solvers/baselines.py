@@ -30,7 +30,6 @@ from ..schedule import Op, OpKind, Schedule
 from ..simulator import simulate
 from .base import SolveResult, store_all_schedule, verified
 
-
 # --------------------------------------------------------------------------------------------
 # store-all
 # --------------------------------------------------------------------------------------------
@@ -244,7 +243,8 @@ def chen_greedy_split(chain: Chain, b: int) -> tuple[list[int], int, int]:
     return sizes, x, y
 
 
-def chen_greedy_candidates(chain: Chain, num_grids: int = 6) -> list[tuple[int, list[int], int, int]]:
+def chen_greedy_candidates(chain: Chain, num_grids: int = 6) -> list[tuple[int, list[int], int,
+                                                                           int]]:
     """The plans Chen's Appendix A grid search visits: run Algorithm 3 with ``b = 0``, set
     ``b0 = floor(sqrt(x*y))``, then run it for ``b`` over ``[floor(b0/sqrt2), ceil(b0*sqrt2)]``
     in steps of ``max(1, width // num_grids)``. Returns distinct plans as ``(b, sizes, x, y)``

@@ -337,7 +337,7 @@ def _numba_module():
     global _NUMBA_IMPORT_ERROR
     try:
         from . import dp_numba
-    except Exception as e:  # numba missing, or broken (e.g. built for another numpy): numpy path
+    except Exception as e:  # noqa: BLE001 - numba missing or broken (built for another numpy)
         _NUMBA_IMPORT_ERROR = f"{type(e).__name__}: {e}"
         return None
     return dp_numba
@@ -389,7 +389,7 @@ def _fill_numba(st: _State, progress) -> None:
         if progress is not None:
             try:
                 progress(int(round(1000 * done_w[dg] / total_w)), 1000)
-            except BaseException as e:   # the caller's (e.g. a time limit): never a fallback
+            except BaseException as e:  # noqa: BLE001 - the caller's (a time limit): re-raised
                 raise _CallerError(e) from None
 
 
@@ -412,7 +412,7 @@ def fill_table(sc: SlotChain, max_slots: int, progress=None, *,
         try:
             _fill_numba(st, progress)
         except _CallerError as e:
-            raise e.args[0]
+            raise e.args[0] from None
         except MemoryError:
             raise
         except Exception as e:

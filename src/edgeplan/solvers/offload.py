@@ -47,7 +47,7 @@ import numpy as np
 from ..chain import Chain
 from ..device import DeviceProfile, StorageTier
 from ..discretize import DEFAULT_SLOTS, Discretization, SlotChain, choose, slot_chain
-from ..errors import InputError, LimitError, UnknownNameError
+from ..errors import InputError, LimitError, ScheduleError, UnknownNameError
 from ..schedule import Op, OpKind, Schedule
 from ..simulator import Trace, simulate
 from .base import IOStats, SolveResult, store_all_peak_bytes, store_all_schedule
@@ -434,7 +434,7 @@ def solve_offload(chain: Chain, budget_bytes: int, tier: StorageTier, *,
                 sm = rebuild_offload(tab2, m)
                 try:
                     trm = simulate(chain, sm, tier=tier, storage_bytes=cap)
-                except Exception:  # a capacity breach below the top: skip this step
+                except ScheduleError:  # a capacity breach below the top: skip this step
                     continue
                 min_b = trm.peak_bytes if min_b is None else min(min_b, trm.peak_bytes)
                 if trm.peak_bytes <= budget_bytes:
@@ -475,5 +475,5 @@ def _min_budget(chain: Chain, table: OffloadTable | None, tier: StorageTier,
     sched = rebuild_offload(table, int(fin[0]))
     try:
         return simulate(chain, sched, tier=tier, storage_bytes=cap).peak_bytes
-    except Exception:  # capacity breach at the minimum: no claim
+    except ScheduleError:  # capacity breach at the minimum: no claim
         return None

@@ -3,7 +3,8 @@
 ``C(s, t, m)``: least cost to run backward stages ``t..s`` when ``a_{s-1}`` is held by the caller
 (not counted in ``m``), ``d_t`` is live (counted), nothing else of ``s..t`` is live. Options:
 
-* leaf ``s = t``: ``Fall s; B s`` if ``d_s + s_s + f_s <= m`` and ``d_s + s_s + d_{s-1} + b_s <= m``;
+* leaf ``s = t``: ``Fall s; B s`` if ``d_s + s_s + f_s <= m`` and ``d_s + s_s + d_{s-1} + b_s <=
+m``;
 * record ``s``: ``Fall s``, ``C(s+1, t, m - s_s)``, ``B s``; needs ``d_t + s_s + f_s <= m`` and
   ``s_s + d_s + d_{s-1} + b_s <= m``;
 * checkpoint ``a_{k-1}`` (``s < k <= t``): ``Fn s..k-1`` (freeing intermediates),
@@ -31,6 +32,7 @@ from ..errors import LimitError
 from .base import FrontierPoint, SolveResult, store_all_peak_bytes, store_all_schedule, verified
 from .dp_kernel import INF, MAX_TABLE_CELLS, DPTable, fill_table, rebuild, table_cells
 
+
 def _solve_range(chain: Chain, range_bytes: int, slots: int, progress=None,
                  cover_store_all: bool = False):
     """Fill the table for budgets up to ``range_bytes`` in about ``slots`` slots.
@@ -56,7 +58,8 @@ def _solve_range(chain: Chain, range_bytes: int, slots: int, progress=None,
     return disc, fill_table(sc, max_slots, progress)
 
 
-def frontier_from_table(chain: Chain, disc: Discretization, table: DPTable) -> tuple[FrontierPoint, ...]:
+def frontier_from_table(chain: Chain, disc: Discretization, table: DPTable) -> tuple[FrontierPoint,
+                                                                                     ...]:
     """Every step of ``C(1, L, m)`` over ``m``: simulated peak and cost of each step's schedule."""
     col = table.column()
     x0s = int(table.sc.x[0])
@@ -99,7 +102,8 @@ def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS
                         if with_frontier else (None, None))
         frontier = frontier_from_table(chain, disc, table) if table is not None else ()
         min_b = frontier[0].peak_bytes if frontier else None
-        return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=True, schedule=sched,
+        return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=True,
+                           schedule=sched,
                            trace=tr, min_budget_bytes=min_b, discretization=disc,
                            frontier=frontier, notes=("the budget holds every activation: no "
                                                      "recomputation needed",))

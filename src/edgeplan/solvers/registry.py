@@ -32,7 +32,6 @@ parameter. A strategy refuses chains above its ``max_stages`` with ``LimitError`
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType

@@ -49,7 +49,6 @@ from ..schedule import Schedule
 from .base import SolveResult, verified
 from .baselines import BWD, FALL, FN, FREE_A, _cheaper, fast_peak_cost, ops_to_schedule
 
-
 # --------------------------------------------------------------------------------------------
 # The Revolve model: counts
 # --------------------------------------------------------------------------------------------

@@ -16,10 +16,23 @@ See docs/run.md.
 
 from __future__ import annotations
 
-from .executor import (ChainExecutor, LossStage, OpSample, StepResult, check_schedule,
-                       run_step, stage_list)
-from .measure import (MeasuredChain, StageTimer, measure_chain, time_stages,
-                      time_stages_isolated, without_tmp)
+from .executor import (
+                       ChainExecutor,
+                       LossStage,
+                       OpSample,
+                       StepResult,
+                       check_schedule,
+                       run_step,
+                       stage_list,
+)
+from .measure import (
+                       MeasuredChain,
+                       StageTimer,
+                       measure_chain,
+                       time_stages,
+                       time_stages_isolated,
+                       without_tmp,
+)
 from .verify import TIME_RATIO_RANGE, Verification, build_model, make_input, verify_plan
 
 __all__ = ["ChainExecutor", "LossStage", "OpSample", "StepResult", "check_schedule", "run_step",

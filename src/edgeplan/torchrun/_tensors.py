@@ -3,8 +3,9 @@ state snapshots (RNG, buffers, gradients)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
@@ -61,7 +62,7 @@ def fixed_storage_keys(modules: Iterable[torch.nn.Module]) -> set[int]:
     return keys
 
 
-# --- RNG -------------------------------------------------------------------------------------------
+# --- RNG ------------------------------------------------------------------------------------------
 
 def cuda_in_use() -> bool:
     return bool(torch.cuda.is_available() and torch.cuda.is_initialized())
@@ -121,7 +122,7 @@ def frozen_running_stats(module: torch.nn.Module) -> Iterator[list[torch.Tensor]
             m._buffers[name] = b
 
 
-# --- whole-model state (measurements must not disturb a model) -------------------------------------
+# --- whole-model state (measurements must not disturb a model) ------------------------------------
 
 @contextmanager
 def preserved_state(modules: Iterable[torch.nn.Module]) -> Iterator[None]:

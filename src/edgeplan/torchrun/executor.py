@@ -47,8 +47,9 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,8 +60,16 @@ from ..chain import make_chain
 from ..errors import InputError, ScheduleError
 from ..schedule import OpKind, Schedule
 from ..simulator import simulate
-from ._tensors import (detach_all, fixed_storage_keys, frozen_running_stats, get_rng, leaves,
-                       set_rng, storage_bytes, storage_key)
+from ._tensors import (
+    detach_all,
+    fixed_storage_keys,
+    frozen_running_stats,
+    get_rng,
+    leaves,
+    set_rng,
+    storage_bytes,
+    storage_key,
+)
 
 __all__ = ["ChainExecutor", "StepResult", "OpSample", "LossStage", "stage_list", "run_step",
            "check_schedule"]
@@ -213,14 +222,14 @@ class StepResult:
         return d
 
 
-# --- the executor -----------------------------------------------------------------------------------
+# --- the executor ---------------------------------------------------------------------------------
 
 class _Saved:
     """What the pack hook hands autograd: a box around the saved tensor, so the executor can see
     it and release it (setting ``t = None`` also breaks the output -> grad_fn -> box -> output
     cycle of a stage that saves its own output)."""
 
-    __slots__ = ("t", "__weakref__")
+    __slots__ = ("__weakref__", "t")
 
     def __init__(self, t: torch.Tensor):
         self.t = t
@@ -273,7 +282,7 @@ class _Record:
 class _Run:
     """The state of one step: live ``a_i`` / ``A_i`` / ``d_k``."""
 
-    def __init__(self, ex: "ChainExecutor", x0: Any, measure: bool):
+    def __init__(self, ex: ChainExecutor, x0: Any, measure: bool):
         self.ex = ex
         self.x0 = x0
         self.a0_keys = {storage_key(t)[0] for t in leaves(x0)}
@@ -318,9 +327,9 @@ class _Run:
             if not isinstance(t, torch.Tensor):
                 return t
             t = t.detach()
-            if t.is_floating_point() or t.is_complex():
-                if storage_key(t)[0] not in self.a0_keys:
-                    t.requires_grad_(True)
+            if (t.is_floating_point() or t.is_complex()) and \
+                    storage_key(t)[0] not in self.a0_keys:
+                t.requires_grad_(True)
             return t
         return tree_map(f, obj)
 
@@ -347,7 +356,7 @@ class _Run:
                     set_rng(now)
         except InputError:
             raise
-        except Exception as e:  # noqa: BLE001 - a user model can raise anything
+        except Exception as e:
             raise InputError(f"the forward of stage {i} failed: {type(e).__name__}: {e}",
                              where=name) from e
         for t, v in versions:
@@ -511,7 +520,7 @@ class ChainExecutor:
         if tensors:
             try:
                 torch.autograd.backward(tensors, grads)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 raise InputError(f"the backward of stage {i} failed: {type(e).__name__}: {e}",
                                  where=name) from e
         d_new: list[torch.Tensor | None] | None = None

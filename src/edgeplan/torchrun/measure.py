@@ -14,8 +14,9 @@ the RNG state are as before afterwards.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +25,7 @@ from torch.autograd.graph import saved_tensors_hooks
 from ..chain import Chain, Stage
 from ..errors import InputError
 from ..schedule import Op, OpKind, Schedule
-from ._tensors import (detach_all, fixed_storage_keys, leaves, preserved_state, storage_key)
+from ._tensors import detach_all, fixed_storage_keys, leaves, preserved_state, storage_key
 from .executor import ChainExecutor, LossStage, stage_list
 
 __all__ = ["MeasuredChain", "StageTimer", "measure_chain", "time_stages", "time_stages_isolated",
@@ -81,7 +82,7 @@ def _own_sizes(stages: list[tuple[str, nn.Module]], x0: Any) -> list[tuple[int, 
         in_keys = {storage_key(t)[0] for t in leaves(inp)}
         packed: dict[int, int] = {}
 
-        def pack(t: torch.Tensor) -> torch.Tensor:
+        def pack(t: torch.Tensor, packed: dict[int, int] = packed) -> torch.Tensor:
             k, n = storage_key(t)
             packed[k] = max(packed.get(k, 0), n)
             return t
@@ -89,7 +90,7 @@ def _own_sizes(stages: list[tuple[str, nn.Module]], x0: Any) -> list[tuple[int, 
         try:
             with torch.enable_grad(), saved_tensors_hooks(pack, lambda t: t):
                 out = module(inp)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise InputError(f"running the stage failed: {type(e).__name__}: {e}",
                              where=name) from e
         outs = {}
@@ -226,7 +227,7 @@ def time_stages_isolated(stages: list[tuple[str, nn.Module]], x0: Any, *, reps: 
     out_times: list[tuple[float, float]] = []
     with preserved_state(m for _, m in stages):
         prev = x0
-        for name, module in stages:
+        for _name, module in stages:
             fw: list[float] = []
             bw: list[float] = []
             nxt = None

@@ -30,8 +30,9 @@ from __future__ import annotations
 import copy
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,8 +43,15 @@ from ..schedule import Schedule
 from ..simulator import Trace, simulate
 from ._tensors import leaves, preserved_state
 from .executor import ChainExecutor, StepResult, check_schedule, stage_list
-from .measure import (MeasuredChain, StageTimer, _is_oom, measure_chain, time_stages_isolated,
-                      with_times, without_tmp)
+from .measure import (
+    MeasuredChain,
+    StageTimer,
+    _is_oom,
+    measure_chain,
+    time_stages_isolated,
+    with_times,
+    without_tmp,
+)
 
 __all__ = ["Verification", "verify_plan", "make_input", "build_model", "TIME_RATIO_RANGE"]
 
@@ -247,7 +255,7 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _time_notes(v: "Verification") -> list[str]:
+def _time_notes(v: Verification) -> list[str]:
     """Notes on the time comparison: off (outside ``TIME_RATIO_RANGE``), noisy, and why."""
     notes = []
     noisy = v.time_spread is not None and v.time_spread > NOISY_SPREAD

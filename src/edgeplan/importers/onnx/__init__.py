@@ -48,13 +48,15 @@ Per stage
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import heapq
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ...errors import InputError
 from ...formats.model_file import flops_txt, iec, model_head, scalar, shape_input
@@ -76,7 +78,7 @@ _PRECISION = {"FLOAT": "fp32", "FLOAT16": "fp16", "BFLOAT16": "bf16"}
 def _onnx():
     try:
         import onnx
-        import onnx.shape_inference  # noqa: F401
+        import onnx.shape_inference
     except ImportError:  # pragma: no cover - depends on the environment
         raise InputError("the onnx package is not installed; the ONNX importer needs it",
                          hint="pip install 'edgeplan[onnx]'") from None
@@ -475,7 +477,7 @@ def _constant_value(node: Any) -> Any:
     return None
 
 
-def _fold_shapes(model: Any, types: "_Types") -> int:
+def _fold_shapes(model: Any, types: _Types) -> int:
     """Evaluate shape arithmetic (nodes fed by Shape/Size, transitively, and constants) and
     replace each such node by a Constant with the same name and output. Returns how many."""
     import numpy as np
@@ -484,10 +486,8 @@ def _fold_shapes(model: Any, types: "_Types") -> int:
     values: dict[str, Any] = {}
     for init in g.initializer:
         if init.data_location != 1 and math.prod(init.dims) <= FOLD_MAX_ELEMENTS:
-            try:
+            with contextlib.suppress(Exception):  # an odd dtype: not shape arithmetic
                 values[init.name] = _tensor_array(init)
-            except Exception:  # noqa: BLE001 - an odd dtype: not shape arithmetic
-                pass
     derived: set[str] = set()
     folded = 0
     for node in g.node:
@@ -526,7 +526,7 @@ def _fold_shapes(model: Any, types: "_Types") -> int:
     return folded
 
 
-def _infer_with_assumptions(model: Any, src: str) -> tuple[Any, "_Types", list[str], int]:
+def _infer_with_assumptions(model: Any, src: str) -> tuple[Any, _Types, list[str], int]:
     """Shape inference, repeated while it helps: shape arithmetic is evaluated (``_fold_shapes``);
     outputs of ops without a schema (custom domains) that stay unknown get their first input's
     type and shape (one output only), reported."""
@@ -747,7 +747,7 @@ def _cuts(G: _Graph, tuples: bool = False) -> list[tuple[int, tuple[str, ...]]]:
     score: list[tuple[int, int]] = []
     parent: list[int] = []
     prefix: list[int] = []  # prefix[m]: index of the best chain among cand[:m+1]
-    for i, (k, e, b, _) in enumerate(cand):
+    for i, (_k, e, b, _) in enumerate(cand):
         m = bisect.bisect_left(ks, e)  # candidates cand[:m] end before e
         if m > 0:
             j = prefix[m - 1]

@@ -26,7 +26,8 @@ MAX_TABLE_CELLS = 400_000_000
 
 @dataclass
 class DPTable:
-    """Filled tables. ``cost[s, t, m]``, ``choice[s, t, m]``: -1 infeasible, 0 record, k checkpoint."""
+    """Filled tables. ``cost[s, t, m]``, ``choice[s, t, m]``: -1 infeasible, 0 record,
+    k checkpoint."""
 
     sc: SlotChain
     cost: np.ndarray

@@ -34,7 +34,7 @@ integer costs.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 INF = math.inf
 
@@ -62,10 +62,10 @@ def opt0_table(lmax: int, mmax: int, uf: float = 1.0, ub: float = 1.0) -> list[l
         if lmax >= 1:
             opt[m][1] = uf + 2 * ub
     if mmax >= 1:
-        for l in range(2, lmax + 1):  # noqa: E741
+        for l in range(2, lmax + 1):
             opt[1][l] = (l + 1) * ub + l * (l + 1) / 2 * uf
     for m in range(2, mmax + 1):
-        for l in range(2, lmax + 1):  # noqa: E741
+        for l in range(2, lmax + 1):
             opt[m][l] = min(j * uf + opt[m - 1][l - j] + opt[m][j - 1] for j in range(1, l))
     return opt
 
@@ -79,7 +79,7 @@ def opt1d_table(lmax: int, cm: int, rd: float, uf: float = 1.0, ub: float = 1.0,
     t = [float(ub)]
     if lmax >= 1:
         t.append(uf + 2 * ub + rd if cm == 0 else uf + 2 * ub)
-    for l in range(2, lmax + 1):  # noqa: E741
+    for l in range(2, lmax + 1):
         last = (lambda j: o0[cm][j - 1]) if one_read else (lambda j: t[j - 1])
         best = min(j * uf + o0[cm][l - j] + rd + last(j) for j in range(1, l))
         t.append(min(o0[cm][l], best))
@@ -100,7 +100,7 @@ def disk_revolve_table(lmax: int, cm: int, wd: float, rd: float, uf: float = 1.0
     t = [float(ub)]
     if lmax >= 1:
         t.append(wd + uf + 2 * ub + rd if cm == 0 else uf + 2 * ub)
-    for l in range(2, lmax + 1):  # noqa: E741
+    for l in range(2, lmax + 1):
         if one_read:
             best = min(wd + j * uf + t[l - j] + rd + o0[cm][j - 1] for j in range(1, l))
         else:
@@ -136,21 +136,21 @@ def hrevolve_tables(lmax: int, c: Sequence[int], w: Sequence[float], r: Sequence
                 opt[k][1][m] = w[0] + optp[k][1][m]
     # level 0
     if c[0] >= 1:
-        for l in range(2, lmax + 1):  # noqa: E741
+        for l in range(2, lmax + 1):
             optp[0][l][1] = (l + 1) * ub + l * (l + 1) / 2 * uf + l * r[0]
             opt[0][l][1] = w[0] + optp[0][l][1]
     for m in range(2, c[0] + 1):
-        for l in range(2, lmax + 1):  # noqa: E741
+        for l in range(2, lmax + 1):
             optp[0][l][m] = min([j * uf + opt[0][l - j][m - 1] + r[0] + optp[0][j - 1][m]
                                  for j in range(1, l)] + [optp[0][l][1]])
             opt[0][l][m] = w[0] + optp[0][l][m]
     # levels k > 0
     for k in range(1, K):
         below = c[k - 1]
-        for l in range(2, lmax + 1):  # noqa: E741
+        for l in range(2, lmax + 1):
             opt[k][l][0] = opt[k - 1][l][below]
         for m in range(1, c[k] + 1):
-            for l in range(1, lmax + 1):  # noqa: E741
+            for l in range(1, lmax + 1):
                 optp[k][l][m] = min([opt[k - 1][l][below]]
                                     + [j * uf + opt[k][l - j][m - 1] + r[k] + optp[k][j - 1][m]
                                        for j in range(1, l)])
