@@ -14,7 +14,8 @@ from .device import DeviceProfile, MemoryBudget
 from .discretize import DEFAULT_SLOTS
 from .errors import LimitError
 from .model import ModelSpec
-from .problem import Problem, Progress, prepare, solve_problem
+from .problem import Problem, prepare, solve_problem
+from .progress import Progress
 from .solvers.base import FrontierPoint, SolveResult
 from .solvers.registry import STRATEGIES, get_strategy
 

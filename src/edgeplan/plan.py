@@ -8,16 +8,16 @@ its whole trade-off curve; with an ``OffloadRequest`` the offload DP reuses that
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from .chain import Chain
 from .device import DeviceProfile, MemoryBudget, StorageTier
 from .discretize import DEFAULT_SLOTS
 from .endurance import EnduranceEstimate, endurance_estimate
-from .errors import InputError, LimitError
+from .errors import InputError
 from .model import ModelSpec
-from .problem import Problem, Progress, overhead_of, prepare, solve_problem
+from .problem import Problem, overhead_of, prepare, solve_problem
+from .progress import Progress, time_limited
 from .solvers.base import SolveResult
 
 __all__ = ["OffloadPlan", "OffloadRequest", "Plan", "make_plan", "overhead_of", "time_limited"]
@@ -110,22 +110,6 @@ class Plan:
 
     def energy_j(self, time_s: float | None) -> float | None:
         return self.problem.energy_j(time_s)
-
-
-def time_limited(progress: Progress | None, time_limit_s: float | None) -> Progress | None:
-    """Wrap a DP progress callback so that the solve stops with ``LimitError`` past the limit."""
-    if time_limit_s is None:
-        return progress
-    deadline = time.monotonic() + time_limit_s
-
-    def cb(done: int, total: int) -> None:
-        if time.monotonic() > deadline:
-            raise LimitError(f"stopped after the time limit of {time_limit_s:g} s with the DP "
-                             f"{100 * done // max(total, 1)}% done; use fewer slots, merge "
-                             "stages or raise the time limit")
-        if progress is not None:
-            progress(done, total)
-    return cb
 
 
 def make_plan(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int | None = None,

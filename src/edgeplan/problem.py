@@ -11,7 +11,6 @@ budget.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -20,11 +19,9 @@ from .chain import Chain
 from .device import DeviceProfile, MemoryBudget, memory_budget
 from .errors import InputError
 from .model import ModelSpec
+from .progress import Progress  # noqa: F401 - re-exported for the use cases
 from .solvers.base import SolveResult, store_all_peak_bytes
 from .solvers.registry import get_strategy
-
-#: A progress callback: ``(done, total)``.
-Progress = Callable[[int, int], None]
 
 NOTHING_FITS = "parameters, gradients and optimizer state alone exceed the memory"
 

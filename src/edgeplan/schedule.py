@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -50,7 +51,7 @@ class Schedule:
     def __len__(self) -> int:
         return len(self.ops)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Op]:
         return iter(self.ops)
 
     def count(self, kind: OpKind) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import yaml
 
@@ -98,7 +98,8 @@ class Node:
     def path(self, key: str | int) -> str:
         return _join(self.where, key)
 
-    def error(self, key: str | int | None, message: str, cls=InputError) -> InputError:
+    def error(self, key: str | int | None, message: str,
+              cls: type[InputError] = InputError) -> InputError:
         return cls(message, source=self.source, where=self.path(key) if key is not None else
                    (self.where or None))
 
@@ -127,12 +128,29 @@ class Node:
         except InputError as e:
             raise e.located(self.source, self.path(key)) from None
 
+    @overload
+    def text(self, key: str, default: str, *, required: bool = ...) -> str: ...
+    @overload
+    def text(self, key: str, default: None = ..., *, required: Literal[True]) -> str: ...
+    @overload
+    def text(self, key: str, default: None = ..., *, required: bool = ...) -> str | None: ...
+
     def text(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
         def parse(v: Any) -> str:
             if not isinstance(v, str) or not v.strip():
                 raise InputError(f"expected text, got {_typename(v)} {v!r}"[:200])
             return v.strip()
         return self.get(key, parse, default, required=required)
+
+    @overload
+    def integer(self, key: str, default: int, *, required: bool = ..., minimum: int | None = ...,
+                maximum: int | None = ...) -> int: ...
+    @overload
+    def integer(self, key: str, default: None = ..., *, required: Literal[True],
+                minimum: int | None = ..., maximum: int | None = ...) -> int: ...
+    @overload
+    def integer(self, key: str, default: None = ..., *, required: bool = ...,
+                minimum: int | None = ..., maximum: int | None = ...) -> int | None: ...
 
     def integer(self, key: str, default: int | None = None, *, required: bool = False,
                 minimum: int | None = None, maximum: int | None = None) -> int | None:
@@ -149,6 +167,16 @@ class Node:
             return v
         return self.get(key, parse, default, required=required)
 
+    @overload
+    def choice(self, key: str, options: tuple[str, ...], default: str, *,
+               required: bool = ...) -> str: ...
+    @overload
+    def choice(self, key: str, options: tuple[str, ...], default: None = ..., *,
+               required: Literal[True]) -> str: ...
+    @overload
+    def choice(self, key: str, options: tuple[str, ...], default: None = ..., *,
+               required: bool = ...) -> str | None: ...
+
     def choice(self, key: str, options: tuple[str, ...], default: str | None = None, *,
                required: bool = False) -> str | None:
         def parse(v: Any) -> str:
@@ -159,6 +187,12 @@ class Node:
                                        suggestions=err.suggestions)
             return v
         return self.get(key, parse, default, required=required)
+
+    @overload
+    def child(self, key: str, allowed: tuple[str, ...], *, required: Literal[True]) -> Node: ...
+    @overload
+    def child(self, key: str, allowed: tuple[str, ...], *,
+              required: bool = ...) -> Node | None: ...
 
     def child(self, key: str, allowed: tuple[str, ...], *, required: bool = False) -> Node | None:
         if not self.has(key):

@@ -171,14 +171,14 @@ def load_device_ref(ref: DeviceRef) -> DeviceProfile:
 
 # --- TOML -------------------------------------------------------------------------------------
 
-def toml_module():
+def toml_module() -> Any:
     """``tomllib`` (3.11+), else ``tomli`` when installed, else None."""
     try:
         import tomllib  # Python 3.11+
         return tomllib
     except ModuleNotFoundError:  # pragma: no cover - Python 3.10
         try:
-            import tomli  # type: ignore[import-not-found]
+            import tomli
             return tomli
         except ModuleNotFoundError:
             return None

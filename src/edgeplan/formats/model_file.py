@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +219,7 @@ def model_head(name: str, description: str, derivation: str, batch: int) -> list
     return out
 
 
-def shape_input(shape, dtype: str, nbytes: int) -> str:
+def shape_input(shape: Iterable[int], dtype: str, nbytes: int) -> str:
     """``input: {shape: [...], dtype: ...}`` with the batch's bytes in a comment."""
     dims = ", ".join(str(d) for d in shape)
     return (f"input: {{shape: [{dims}], dtype: {dtype}}}   "

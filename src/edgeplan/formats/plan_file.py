@@ -29,9 +29,9 @@ def load_plan(path: str) -> dict:
     if doc.get("command") != "solve":
         raise InputError(f"expected a plan from `edgeplan solve`, got a {doc.get('command')!r} "
                          "document", source=path)
-    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
-    inputs = doc.get("inputs") if isinstance(doc.get("inputs"), dict) else {}
-    result = data.get("result") if isinstance(data.get("result"), dict) else None
+    data: dict = doc["data"] if isinstance(doc.get("data"), dict) else {}
+    inputs: dict = doc["inputs"] if isinstance(doc.get("inputs"), dict) else {}
+    result = data["result"] if isinstance(data.get("result"), dict) else None
     if result is None:
         raise InputError("the plan has no result", source=path, where="data.result")
     items = result.get("schedule")
@@ -43,7 +43,7 @@ def load_plan(path: str) -> dict:
     if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool)):
         raise InputError(f"expected a whole number of bytes, got {budget!r}", source=path,
                          where="data.budget_bytes")
-    model = inputs.get("model") if isinstance(inputs.get("model"), dict) else {}
+    model: dict = inputs["model"] if isinstance(inputs.get("model"), dict) else {}
     batch = model.get("batch")
     if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
         raise InputError(f"expected a batch size, got {batch!r}", source=path,

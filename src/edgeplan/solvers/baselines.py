@@ -283,7 +283,7 @@ def solve_sqrt(chain: Chain, budget_bytes: int, variant: str = "sqrt",
     """
     L = chain.length
     if variant == "sqrt":
-        plans = [(None, sqrt_split(L), None, None)]
+        plans: list[tuple[int, list[int], int, int]] = [(0, sqrt_split(L), 0, 0)]
         notes = [f"sqrt: Chen et al. 2016 sqrt(n) rule: segments of floor(sqrt({L})) = "
                  f"{math.isqrt(L)} stages; only segment boundaries are stored; every segment "
                  "but the last is recomputed once in the backward"]
@@ -302,7 +302,7 @@ def solve_sqrt(chain: Chain, budget_bytes: int, variant: str = "sqrt",
         peak, cost = fast_peak_cost(arrays, *segment_ops(L, plan[1]))
         min_peak = peak if min_peak is None else min(min_peak, peak)
         if peak <= budget_bytes:
-            sxy = math.isqrt(plan[2] * plan[3]) if plan[2] is not None else 0
+            sxy = math.isqrt(plan[2] * plan[3])  # 0 for the sqrt rule (no threshold b)
             if best is None or _cheaper(cost, best[0]) or \
                     (not _cheaper(best[0], cost) and sxy < best[1]):
                 best = (cost, sxy, plan)

@@ -51,11 +51,13 @@ import bisect
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..discretize import SlotChain
 from ..errors import InfeasibleError
+from ..progress import Progress
 from ..schedule import Op, OpKind, Schedule
 
 INF = np.inf
@@ -209,7 +211,8 @@ class _State:
         w = len(v)
         ch_v = np.flatnonzero(v[1:] != v[:-1])
         iv = int(ch_v[-1]) + 1 if len(ch_v) else 0
-        starts = np.concatenate(([0], np.flatnonzero(c[1:] != c[:-1]) + 1)) if w else []
+        starts = np.concatenate(([0], np.flatnonzero(c[1:] != c[:-1]) + 1)) if w else \
+            np.zeros(0, dtype=np.intp)
         n0, r0, nr = self.used, self.rused, len(starts)
         self.val[n0:n0 + iv + 1] = v[:iv + 1]
         self.rst[r0:r0 + nr] = starts
@@ -232,7 +235,7 @@ class _State:
                        rst=self.rst[:self.rused], rch=self.rch[:self.rused], backend=backend)
 
 
-def _candidates_np(st: _State, ell: int):
+def _candidates_np(st: _State, ell: int) -> tuple[np.ndarray, ...]:
     """Candidate thresholds for every cell of length ``ell``, as ``(P, ell + 1)`` arrays.
 
     Column 0 is "record stage s", column ``q >= 1`` is "checkpoint a_{k-1}" with ``k = s + q``.
@@ -285,6 +288,7 @@ def _fill_length_np(st: _State, ell: int) -> None:
             p1 += 1
         blk = slice(p0, p1)
         Sb, Tb, Ab, Wb = S[blk], T[blk], A[blk], W[blk]
+        vals = chs = np.zeros((0, 0))  # every cell of a block with wmax == 0 is empty (w == 0)
         if wmax > 0:
             m = Ab[:, None] + np.arange(wmax)[None, :]            # (P, W)
             # record stage s: C(s+1, t, m - s_s) + (tf_s + tb_s)
@@ -333,7 +337,7 @@ def _fill_length_np(st: _State, ell: int) -> None:
 _NUMBA_IMPORT_ERROR: str | None = None
 
 
-def _numba_module():
+def _numba_module() -> Any:
     global _NUMBA_IMPORT_ERROR
     try:
         from . import dp_numba
@@ -365,7 +369,7 @@ class _CallerError(Exception):
     """Carries an exception raised by the caller's progress callback out of the numba path."""
 
 
-def _fill_numba(st: _State, progress) -> None:
+def _fill_numba(st: _State, progress: Progress | None) -> None:
     """Tile wavefront of the compiled back end (see ``dp_numba.fill_step``)."""
     import numba
 
@@ -376,6 +380,7 @@ def _fill_numba(st: _State, progress) -> None:
     # transposed copies, so that reading a column is contiguous too
     metaT = np.ascontiguousarray(st.meta.transpose(1, 0, 2))
     cendT = np.ascontiguousarray(st.cend.T)
+    done_w, total_w = np.zeros(nb), 1.0
     if progress is not None:
         # work of a step ~ sum over its cells of (length + 1)^2
         s, t = np.triu_indices(L)
@@ -393,7 +398,7 @@ def _fill_numba(st: _State, progress) -> None:
                 raise _CallerError(e) from None
 
 
-def fill_table(sc: SlotChain, max_slots: int, progress=None, *,
+def fill_table(sc: SlotChain, max_slots: int, progress: Progress | None = None, *,
                backend: str | None = None) -> DPTable:
     """Fill ``C(s, t, m)`` for ``1 <= s <= t <= L`` and ``0 <= m <= max_slots``.
 

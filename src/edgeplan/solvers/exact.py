@@ -38,6 +38,8 @@ def exact_cost(chain: Chain, budget_bytes: int, *, tier: StorageTier | None = No
                          f"(this chain has {L}); use the optimal solver")
     cl = chain.lists()
     x, sv, ft, bt, tf, tb, dsize = cl.x, cl.s, cl.f, cl.b, cl.tf, cl.tb, cl.dsize
+    cap: int | None = None
+    wc = rc = [0.0] * (L + 1)
     if tier is not None:
         cap = storage_bytes if storage_bytes is not None else tier.capacity_bytes
         wc = [0.0] + [tier.write_time_s(x[i]) for i in range(1, L + 1)]

@@ -128,7 +128,7 @@ def offload_table_cells(length: int, max_slots: int) -> int:
 
 
 def fill_offload_table(sc: SlotChain, max_slots: int, w: np.ndarray, r: np.ndarray,
-                       progress=None) -> OffloadTable:
+                       progress: Callable[[int, int], None] | None = None) -> OffloadTable:
     """Fill ``P``, ``W``, ``D`` for ``1 <= s <= t <= L`` and ``0 <= m <= max_slots``.
 
     ``w[i]``, ``r[i]``: write and read cost of ``a_i`` (``inf``: never written).
@@ -279,7 +279,8 @@ def rebuild_offload(table: OffloadTable, m: int) -> Schedule:
 # the solver
 
 
-def _fill(chain: Chain, disc: Discretization, max_slots: int, w, r, progress=None) -> OffloadTable:
+def _fill(chain: Chain, disc: Discretization, max_slots: int, w: np.ndarray, r: np.ndarray,
+          progress: Callable[[int, int], None] | None = None) -> OffloadTable:
     cells = offload_table_cells(chain.length, max_slots)
     if cells > MAX_OFFLOAD_CELLS:
         raise LimitError(
@@ -305,7 +306,8 @@ def _capacity_breach(chain: Chain, sched: Schedule, cap: int) -> set[int] | None
 
 
 def _dp_schedule(chain: Chain, tier: StorageTier, disc: Discretization, m: int, max_slots: int,
-                 cap: int | None, write_factor: float, progress=None
+                 cap: int | None, write_factor: float,
+                 progress: Callable[[int, int], None] | None = None
                  ) -> tuple[Schedule | None, frozenset[int], OffloadTable | None]:
     """Fill, rebuild and (with a capacity) forbid offloading the largest stored activation until
     the storage fits. Returns the schedule (None if infeasible) and the forbidden indices."""
@@ -354,12 +356,13 @@ def solve_offload(chain: Chain, budget_bytes: int, tier: StorageTier, *,
     notes: list[str] = []
     all_peak = store_all_peak_bytes(chain)
 
-    def finish(sched: Schedule, tr: Trace, disc, extra: dict, rec: SolveResult,
+    def finish(sched: Schedule, tr: Trace, disc: Discretization | None, extra: dict,
+               rec: SolveResult,
                min_budget: int | None) -> SolveResult:
         rc = rec.cost_s if rec.feasible else None
         span = tr.makespan(asynchronous)
         io = IOStats(mode=mode, makespan_s=span, sync_cost_s=tr.cost_s,
-                     async_cost_s=tr.async_cost_s, bytes_written=tr.bytes_written,
+                     async_cost_s=tr.makespan(True), bytes_written=tr.bytes_written,
                      bytes_read=tr.bytes_read, writes=tr.write_ops, reads=tr.read_ops,
                      write_time_s=tr.write_time_s, read_time_s=tr.read_time_s,
                      storage_peak_bytes=tr.storage_peak_bytes,
@@ -395,23 +398,23 @@ def solve_offload(chain: Chain, budget_bytes: int, tier: StorageTier, *,
     table = None
     if max_slots >= 0:
         for factor in (ASYNC_WRITE_FACTORS if asynchronous else (1.0,)):
-            sched, forbid, tab = _dp_schedule(chain, tier, disc, max_slots, max_slots, cap,
+            found, forbid, tab = _dp_schedule(chain, tier, disc, max_slots, max_slots, cap,
                                               factor, progress)
             table = table if table is not None else tab
-            if sched is None:
+            if found is None:
                 break  # the write cost does not change feasibility
-            tr = simulate(chain, sched, budget_bytes, tier=tier, storage_bytes=cap)
-            candidates.append((sched, tr, factor, forbid))
+            tr = simulate(chain, found, budget_bytes, tier=tier, storage_bytes=cap)
+            candidates.append((found, tr, factor, forbid))
     if candidates:
         # least makespan in the mode; ties: fewer bytes written (the in-memory schedule first)
         best = min(enumerate(candidates),
                    key=lambda c: (c[1][1].makespan(asynchronous), c[1][1].bytes_written, c[0]))[1]
-        sched, tr, factor, forbid = best
+        sched, tr, won_factor, forbid = best
         if forbid:
             notes.append(f"storage capacity: a_{', a_'.join(map(str, sorted(forbid)))} kept "
                          "off storage (heuristic)")
         min_b = _min_budget(chain, table, tier, cap)
-        return finish(sched, tr, disc, {"write_factor": factor, "forbidden": sorted(forbid),
+        return finish(sched, tr, disc, {"write_factor": won_factor, "forbidden": sorted(forbid),
                                         "optimal": _optimality(asynchronous, disc)}, rec, min_b)
     # Nothing fits in these slots. Fill over the store-all range and replay each step of the
     # trade-off curve in exact bytes: one may still fit (slot rounding is conservative);

@@ -29,12 +29,13 @@ import numpy as np
 from ..chain import Chain, make_chain
 from ..discretize import DEFAULT_SLOTS, Discretization, choose, slot_chain
 from ..errors import LimitError
+from ..progress import Progress
 from .base import FrontierPoint, SolveResult, store_all_peak_bytes, store_all_schedule, verified
 from .dp_kernel import INF, MAX_TABLE_CELLS, DPTable, fill_table, rebuild, table_cells
 
 
-def _solve_range(chain: Chain, range_bytes: int, slots: int, progress=None,
-                 cover_store_all: bool = False):
+def _solve_range(chain: Chain, range_bytes: int, slots: int, progress: Progress | None = None,
+                 cover_store_all: bool = False) -> tuple[Discretization, DPTable | None]:
     """Fill the table for budgets up to ``range_bytes`` in about ``slots`` slots.
 
     With ``cover_store_all`` the table reaches the store-all peak *in rounded sizes*, so the
@@ -85,7 +86,7 @@ def frontier_from_table(chain: Chain, disc: Discretization, table: DPTable) -> t
 
 
 def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS,
-                  with_frontier: bool = True, progress=None) -> SolveResult:
+                  with_frontier: bool = True, progress: Progress | None = None) -> SolveResult:
     """Least-cost persistent schedule for ``chain`` within ``budget_bytes`` of activation memory.
 
     The memory axis spans ``min(budget, store-all peak)`` in ``slots`` slots. When nothing fits,
@@ -100,7 +101,8 @@ def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS
         tr = verified(chain, sched, budget_bytes)
         disc, table = (_solve_range(chain, all_peak, slots, progress, cover_store_all=True)
                         if with_frontier else (None, None))
-        frontier = frontier_from_table(chain, disc, table) if table is not None else ()
+        frontier = frontier_from_table(chain, disc, table) \
+            if table is not None and disc is not None else ()
         min_b = frontier[0].peak_bytes if frontier else None
         return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=True,
                            schedule=sched,
@@ -118,6 +120,7 @@ def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS
         sched = rebuild(table, m)
         tr = verified(chain, sched, budget_bytes)
         frontier = frontier_from_table(chain, disc, table) if with_frontier else ()
+        min_first = None
         if not with_frontier:  # the least budget still comes from the table's first step
             first = int(np.flatnonzero(np.isfinite(table.column()))[0])
             min_first = verified(chain, rebuild(table, first)).peak_bytes

@@ -40,6 +40,7 @@ Two layers:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -225,7 +226,7 @@ def revolve_actions(l: int, s: int) -> list[RevolveAction]:
     return [RevolveAction(*t) for t in _revolve_raw(l, s)]
 
 
-def _revolve_raw(l: int, s: int):
+def _revolve_raw(l: int, s: int) -> Iterator[tuple[Action, int, int, int, int]]:
     """Revolve's offline routine as a generator of ``(action, capo, fine, check, start)``."""
     _check_ls(l, s)
     ch: list[int] = [0] * max(1, s)  # ch[j]: the state held in snapshot slot j

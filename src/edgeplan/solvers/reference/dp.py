@@ -9,6 +9,7 @@ See ``edgeplan.solvers.optimal`` for the recurrence. ``fill_table`` has no valid
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,8 @@ def table_cells(length: int, max_slots: int) -> int:
     return (length + 2) * (length + 2) * (max_slots + 1)
 
 
-def fill_table(sc: SlotChain, max_slots: int, progress=None) -> DPTable:
+def fill_table(sc: SlotChain, max_slots: int,
+               progress: Callable[[int, int], None] | None = None) -> DPTable:
     """Fill ``C(s, t, m)`` for ``1 <= s <= t <= L`` and ``0 <= m <= max_slots``.
 
     Vectorised over all pairs ``(s, t)`` of one length, all split points ``k`` and all ``m``.
