@@ -172,3 +172,10 @@ def test_tutorial_devices_and_examples_exist():
     assert used and used <= names, used - names
     for f in set(re.findall(r"examples/[\w./-]+\.(?:yaml|py)", text)):
         assert (ROOT / f).exists(), f
+
+
+def test_tests_readme_lists_every_test_file():
+    text = (ROOT / "tests" / "README.md").read_text()
+    missing = [p.name for p in sorted((ROOT / "tests").glob("test_*.py"))
+               if f"`{p.name}`" not in text]
+    assert not missing, f"add to tests/README.md: {missing}"

@@ -1,4 +1,4 @@
-"""Storage tier (chain-model.md section 6): simulator W/R/free_s, the offload DP, endurance."""
+"""Storage tier (docs/chain-model.md §6): simulator W/R/free_s, the offload DP, endurance."""
 
 import math
 import random

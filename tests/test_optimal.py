@@ -1,4 +1,4 @@
-"""The optimal DP (chain-model.md section 4) against published oracles and exhaustive search."""
+"""The optimal DP (docs/chain-model.md §4) against published oracles and exhaustive search."""
 
 import math
 import random
@@ -41,7 +41,7 @@ def test_rotor_no_recompute_plateau():
 
 
 # algorithms.md 5.3 EX1/EX2 agree with rotor's accounting; EX3 differs by design: rotor counts
-# the input gradient d_0 in the last backward, chain-model.md does not (d_0 is never kept), so
+# the input gradient d_0 in the last backward, docs/chain-model.md does not (d_0 is never kept), so
 # EX3 becomes feasible at 16 instead of 17. Values below were confirmed by the exhaustive search.
 @pytest.mark.parametrize("chain,series", [
     (EX1, {4: INF, 5: 13, 6: 10, 7: 8, 20: 8}),
@@ -85,7 +85,7 @@ def test_dp_against_exhaustive_search():
                 assert tr.cost_s == pytest.approx(dp)
             pairs += 1
             strict += ex_cost < dp - 1e-9
-    assert strict <= 0.05 * pairs  # non-persistent schedules win only rarely (chain-model.md 4)
+    assert strict <= 0.05 * pairs  # non-persistent wins are rare (chain-model §4)
 
 
 def test_frontier_monotone_and_replayed():

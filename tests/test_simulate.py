@@ -1,4 +1,4 @@
-"""Hand-built schedules against chain-model.md section 3."""
+"""Hand-built schedules against docs/chain-model.md §3."""
 
 import pytest
 

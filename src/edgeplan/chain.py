@@ -1,6 +1,6 @@
-"""The chain of chain-model.md section 1: stages with times (s) and sizes (bytes).
+"""The chain of docs/chain-model.md §1: stages with times (s) and sizes (bytes).
 
-Notation (chain-model.md -> field):
+Notation (docs/chain-model.md -> field):
 
 =========  ======================  ============================================================
 symbol     field                   meaning
@@ -14,7 +14,7 @@ symbol     field                   meaning
 ``x_0``    ``Chain.input_bytes``   the input batch, live for the whole iteration
 =========  ======================  ============================================================
 
-Accounting conventions (the peers disagree; edgeplan follows chain-model.md):
+Accounting conventions (the peers disagree; edgeplan follows docs/chain-model.md):
 ``a_0`` counts against the activation budget and is never freed; gradients ``d_i`` count and have
 size ``x_i``, except ``d_L`` (the loss seed) and ``d_0`` (never kept), which have size 0.
 

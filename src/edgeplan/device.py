@@ -1,4 +1,4 @@
-"""Device profiles and the memory accounting of chain-model.md section 2.
+"""Device profiles and the memory accounting of docs/chain-model.md §2.
 
 Total training memory = fixed part + activation part. The fixed part is the device's reserved
 memory (OS, runtime), the parameters, their gradients and the optimizer state (SGD 0x,
@@ -56,7 +56,7 @@ class DeviceProfile:
         return self.total_bytes - self.reserved_bytes
 
     def flop_rate(self, precision: str | None = None) -> float:
-        """Sustained FLOP/s used to turn FLOPs into seconds (chain-model.md section 7)."""
+        """Sustained FLOP/s used to turn FLOPs into seconds (docs/chain-model.md §7)."""
         p = precision or self.precision
         if p not in self.sustained_flops:
             have = ", ".join(sorted(self.sustained_flops)) or "none"
@@ -68,7 +68,7 @@ class DeviceProfile:
 
 @dataclass(frozen=True, kw_only=True)
 class MemoryBudget:
-    """The breakdown of chain-model.md section 2, in bytes."""
+    """The breakdown of docs/chain-model.md §2, in bytes."""
 
     usable_bytes: int          # device memory available to training (total - reserved, or --memory)
     reserved_bytes: int        # the device's reserve (0 when --memory overrides)

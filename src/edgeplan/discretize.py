@@ -1,4 +1,4 @@
-"""Memory slots (chain-model.md section 4): sizes round up, the budget rounds down.
+"""Memory slots (docs/chain-model.md §4): sizes round up, the budget rounds down.
 
 A schedule that fits the budget counted in slots therefore fits in bytes; with sizes that are exact
 multiples of the slot size the result is exact. The slot size is reported with every result.

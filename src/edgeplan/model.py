@@ -1,7 +1,7 @@
 """Model specifications (``model.yaml``) and their resolution to a chain on a device.
 
 A model file gives per-stage costs as measured times or FLOP counts. Turning FLOPs into seconds
-needs a device (chain-model.md section 7): ``t = flops / sustained FLOP/s``; a measured time in
+needs a device (docs/chain-model.md §7): ``t = flops / sustained FLOP/s``; a measured time in
 the file wins over FLOPs. Backward defaults to 2x forward when not given.
 """
 

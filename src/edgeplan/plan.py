@@ -25,7 +25,7 @@ __all__ = ["OffloadPlan", "OffloadRequest", "Plan", "make_plan", "overhead_of", 
 
 @dataclass(frozen=True, kw_only=True)
 class OffloadRequest:
-    """Also plan checkpoint offload to a storage tier of the device (chain-model.md §6)."""
+    """Also plan checkpoint offload to a storage tier of the device (docs/chain-model.md §6)."""
 
     tier: str | None = None       # the tier's name; None: the profile's first
     asynchronous: bool = False    # writes overlap the compute that follows them

@@ -1,4 +1,4 @@
-"""Schedules: a flat tuple of ops of chain-model.md section 3.
+"""Schedules: a flat tuple of ops of docs/chain-model.md §3.
 
 >>> s = Schedule((Op(OpKind.FALL, 1), Op(OpKind.B, 1)))
 >>> [o.to_dict() for o in s.ops]
@@ -20,7 +20,7 @@ class OpKind(str, Enum):
     B = "B"            # backward of stage i
     FREE_A = "free_a"  # free a_i
     FREE_ALL = "free_A"  # free A_i
-    # Storage tier (chain-model.md section 6; docs/offload.md). Simulated only with a tier.
+    # Storage tier (docs/chain-model.md §6; docs/offload.md). Simulated only with a tier.
     W = "W"            # write a copy of a_i to storage (a_i stays live)
     R = "R"            # read a_i back from storage (a_i live afterwards; the copy stays)
     FREE_S = "free_s"  # drop the stored copy of a_i

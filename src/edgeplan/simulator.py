@@ -1,4 +1,4 @@
-"""The simulator of chain-model.md section 3: the judge of every schedule.
+"""The simulator of docs/chain-model.md §3: the judge of every schedule.
 
 It replays a schedule op by op, checks each op's requirement, and accounts memory in exact bytes:
 ``M`` is the sum of the sizes of the live tensors ``a_i`` (``x_i``), ``A_i`` (``s_i``) and the one
@@ -12,7 +12,7 @@ Conventions where section 3 leaves a choice (documented in docs/model-format.md)
 * ops on a stage whose backward already ran (``i > k``) are rejected, as are non-free ops after
   ``B 1``.
 
-Storage tier (chain-model.md section 6, docs/offload.md): with ``tier=`` the ops ``W i`` (copy
+Storage tier (docs/chain-model.md §6, docs/offload.md): with ``tier=`` the ops ``W i`` (copy
 ``a_i`` to storage; ``a_i`` must be available and stays live), ``R i`` (read it back: transient
 ``M + x_i``, then ``a_i`` live; the stored copy stays) and ``free_s i`` (drop the stored copy) are
 allowed. Storage holds a set of copies; their total bytes must stay within the capacity

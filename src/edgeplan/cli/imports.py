@@ -23,8 +23,10 @@ from ._options import TORCH_INPUT_DTYPES as _INPUT_DTYPES
 def import_group() -> None:
     """Measure a model in a framework and write an edgeplan model file (format 1).
 
-    Example: edgeplan import torch edgeplan.importers.zoo:resnet18 --input-shape 3x224x224 --batch
-    8 -o resnet18.yaml
+    \b
+    Example:
+      edgeplan import torch edgeplan.importers.zoo:resnet18 \\
+          --input-shape 3x224x224 --batch 8 -o resnet18.yaml
     """
 
 

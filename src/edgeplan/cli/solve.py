@@ -33,7 +33,7 @@ from ._options import (
 @batch_option("Batch size (activations and compute scale linearly from the file's batch).")
 @precision_option("Which sustained FLOP/s of the device turns FLOPs into seconds.")
 @click.option("--offload", is_flag=True,
-              help="Also plan checkpoint offload to the device's storage tier (chain-model.md "
+              help="Also plan checkpoint offload to the device's storage tier (docs/chain-model.md "
                    "section 6) and show when it beats recomputation.")
 @click.option("--tier", default=None, metavar="NAME",
               help="Storage tier for --offload [default: the profile's first].")

@@ -1,4 +1,4 @@
-"""Measure a PyTorch model as an edgeplan chain (chain-model.md section 1, model format 1).
+"""Measure a PyTorch model as an edgeplan chain (docs/chain-model.md §1, model format 1).
 
 The model is an ``nn.Sequential`` (its top-level children are the stages) or a list of modules.
 The stages run one after the other on a real input batch (CPU by default, ``float32`` by default),
@@ -7,8 +7,8 @@ model prices it. Per stage ``i`` (``a_{i-1}`` -> ``a_i``):
 
 ``out`` (``x_i``)
     Bytes of the distinct storages of the output tensors. Storages that alias the input batch
-    ``a_0`` are not counted (``a_0`` is resident for the whole iteration, chain-model.md
-    section 2); this matters only for stages that pass the input through (the unrolled LSTM).
+    ``a_0`` are not counted (``a_0`` is resident for the whole iteration, docs/chain-model.md
+    §2); this matters only for stages that pass the input through (the unrolled LSTM).
 ``saved`` (``s_i``)
     A recording forward of the stage alone runs under
     ``torch.autograd.graph.saved_tensors_hooks``; every tensor autograd packs is recorded by its
@@ -26,7 +26,7 @@ model prices it. Per stage ``i`` (``a_{i-1}`` -> ``a_i``):
 ``fwd_tmp`` / ``bwd_tmp`` (``f_i``, ``b_i``)
     Allocation events of PyTorch's CPU allocator (``torch.profiler``, ``profile_memory=True``).
     ``fwd_tmp = max(peak of the recording forward - saved, peak of a no-grad forward - out, 0)``
-    (chain-model.md section 3 charges ``s_i + f_i`` to ``Fall`` and ``x_i + f_i`` to ``Fn``);
+    (docs/chain-model.md §3 charges ``s_i + f_i`` to ``Fall`` and ``x_i + f_i`` to ``Fn``);
     ``bwd_tmp = max(peak of the backward - bytes of the input gradient, 0)`` with the allocations
     that end up as parameter gradients left out (they are fixed memory). Peaks are relative to
     the memory live when the pass starts. Memory allocated outside PyTorch's allocator (e.g.

@@ -26,7 +26,7 @@ class FrontierPoint:
 
 @dataclass(frozen=True, kw_only=True)
 class IOStats:
-    """Storage I/O of an offload schedule per iteration (chain-model.md §6), from its replay.
+    """Storage I/O of an offload schedule per iteration (docs/chain-model.md §6), from its replay.
 
     ``makespan_s`` is in ``mode`` (``"sync"`` or ``"async"``); ``recompute_cost_s`` is the
     in-memory optimum's cost (None when nothing fits in memory alone); ``gain_s`` and

@@ -65,7 +65,7 @@ def ops_to_schedule(codes: list[int], stages: list[int]) -> Schedule:
 def fast_peak_cost(arrays: ChainArrays, codes: list[int], stages: list[int]) -> tuple[int, float]:
     """Peak (bytes) and cost (s) of a *valid* schedule given as op codes and stages, vectorised.
 
-    The same memory accounting as the simulator (chain-model.md section 3) without any of its
+    The same memory accounting as the simulator (docs/chain-model.md §3) without any of its
     checks: it only ranks candidate schedules inside a solver; the chosen schedule is always
     replayed by the simulator, whose numbers are the ones reported. Costs may differ from the
     simulator's in the last bits (summation order).

@@ -1,4 +1,4 @@
-"""The kernel of the optimal chain DP (chain-model.md section 4): banded table fill and rebuild.
+"""The kernel of the optimal chain DP (docs/chain-model.md §4): banded table fill and rebuild.
 
 See ``edgeplan.solvers.optimal`` for the recurrence; ``reference.dp`` holds the straightforward
 dense kernel this one must match bit for bit (costs and choices): it is the test oracle.

@@ -1,4 +1,4 @@
-"""Exhaustive search over every valid schedule of chain-model.md section 3 (short chains only).
+"""Exhaustive search over every valid schedule of docs/chain-model.md §3 (short chains only).
 
 A shortest-path search (Dijkstra on op cost) over the simulator's state: which ``a_i`` and
 ``A_i`` are live and which backward comes next. An op is a transition only when its transient peak
@@ -28,8 +28,8 @@ def exact_cost(chain: Chain, budget_bytes: int, *, tier: StorageTier | None = No
                storage_bytes: int | None = None) -> tuple[float, Schedule] | None:
     """Least cost and one optimal schedule within ``budget_bytes``, or None if none fits.
 
-    With a storage ``tier`` the search also uses ``W``/``R``/``free_s`` (chain-model.md
-    section 6, synchronous I/O); the stored set (within ``storage_bytes``, default the tier's
+    With a storage ``tier`` the search also uses ``W``/``R``/``free_s`` (docs/chain-model.md
+    §6, synchronous I/O); the stored set (within ``storage_bytes``, default the tier's
     capacity) is then part of the state.
     """
     L = chain.length
@@ -94,7 +94,7 @@ def exact_cost(chain: Chain, budget_bytes: int, *, tier: StorageTier | None = No
                 M + (x[k - 1] if k >= 2 else 0) + bt[k] <= budget_bytes:
             moves.append(((a, A & ~(1 << k), k - 1, S), Op(OpKind.B, k), tb[k]))
         for i in range(1, L + 1):
-            # a_i may not go while the recorded A_{i+1} still needs it (chain-model.md 3)
+            # a_i may not go while the recorded A_{i+1} still needs it (docs/chain-model.md §3)
             needed = (A >> (i + 1) & 1) if i < L else 0
             if a >> i & 1 and not (needed and not (A >> i & 1)):
                 moves.append(((a & ~(1 << i), A, k, S), Op(OpKind.FREE_A, i), 0.0))

@@ -1,6 +1,6 @@
-"""Offloading checkpoints to a slower storage tier (chain-model.md section 6; docs/offload.md).
+"""Offloading checkpoints to a slower storage tier (docs/chain-model.md §6; docs/offload.md).
 
-The optimal chain DP of chain-model.md section 4 extended with "write a checkpoint to storage,
+The optimal chain DP of docs/chain-model.md §4 extended with "write a checkpoint to storage,
 free it, read it back later". Three tables, by what the caller's input ``a_{s-1}`` is (all three:
 ``a_{s-1}`` is available and **not** counted in ``m``; ``d_t`` is live and counted; nothing else
 of stages ``s..t`` is live; on return ``d_{s-1}`` is live and ``a_{s-1}`` available again):
@@ -463,7 +463,7 @@ def _optimality(asynchronous: bool, disc: Discretization) -> str:
                 "costs scaled by " + ", ".join(f"{f:g}" for f in ASYNC_WRITE_FACTORS)
                 + ", and of the in-memory optimum)")
     return ("synchronous I/O: optimal among persistent-checkpoint schedules that may offload "
-            f"checkpoints (chain-model.md section 6), in memory slots of {disc.unit_bytes} bytes")
+            f"checkpoints (docs/chain-model.md §6), in memory slots of {disc.unit_bytes} bytes")
 
 
 def _min_budget(chain: Chain, table: OffloadTable | None, tier: StorageTier,

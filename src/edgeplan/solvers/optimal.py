@@ -1,4 +1,4 @@
-"""The optimal heterogeneous-chain dynamic program (Rotor class), chain-model.md section 4.
+"""The optimal heterogeneous-chain dynamic program (Rotor class), docs/chain-model.md §4.
 
 ``C(s, t, m)``: least cost to run backward stages ``t..s`` when ``a_{s-1}`` is held by the caller
 (not counted in ``m``), ``d_t`` is live (counted), nothing else of ``s..t`` is live. Options:

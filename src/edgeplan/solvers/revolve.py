@@ -17,7 +17,7 @@ Two layers:
      ``restore``, ``firsturn``, ``youturn``, ``terminate``), a re-implementation of the offline
      ``revolve()`` routine; its advances add up to exactly ``t(l, s)``.
 
-2. **The mapping onto the chain model** (chain-model.md section 3), :func:`revolve_schedule`
+2. **The mapping onto the chain model** (docs/chain-model.md §3), :func:`revolve_schedule`
    and the solver :func:`solve_revolve`. Step ``i`` is stage ``i``, state ``x_j`` is ``a_j``:
 
    * ``takeshot`` at ``capo = j``: ``a_j`` (already live) becomes a snapshot and is kept. Each

@@ -3,7 +3,7 @@
 ``edgeplan.torchrun`` imports PyTorch (``pip install 'edgeplan[torch]'``). The pieces:
 
 * :class:`ChainExecutor` / :func:`run_step` -- one training step following a schedule exactly
-  (``Fn``, ``Fall``, ``B``, ``free_a``, ``free_A`` of chain-model.md section 3), gradients equal
+  (``Fn``, ``Fall``, ``B``, ``free_a``, ``free_A`` of docs/chain-model.md §3), gradients equal
   to plain autograd, dropout masks and batch-norm statistics as in a plain step, live activation
   bytes measured by storage-level accounting at every op;
 * :func:`measure_chain` -- the model's chain (sizes via the torch importer, host times of the

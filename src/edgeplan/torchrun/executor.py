@@ -1,8 +1,8 @@
-"""Execute a chain-model schedule (chain-model.md section 3) as one PyTorch training step.
+"""Execute a chain-model schedule (docs/chain-model.md §3) as one PyTorch training step.
 
 The model is a chain of stages (the top-level children of an ``nn.Sequential``, or a list of
 modules); stage ``i`` maps ``a_{i-1}`` to ``a_i`` and the **last stage returns the scalar loss**
-(chain-model.md section 1). With ``loss_fn`` the last stage becomes ``loss_fn(stage_L(a), target)``
+(docs/chain-model.md §1). With ``loss_fn`` the last stage becomes ``loss_fn(stage_L(a), target)``
 -- still one stage, measured and executed as such.
 
 Ops, exactly as the chain model defines them:
@@ -127,7 +127,7 @@ _EXECUTABLE = frozenset({OpKind.FN, OpKind.FALL, OpKind.B, OpKind.FREE_A, OpKind
 
 
 def check_schedule(schedule: Schedule, length: int) -> None:
-    """The schedule is for a chain of ``length`` stages and valid under chain-model.md section 3
+    """The schedule is for a chain of ``length`` stages and valid under docs/chain-model.md §3
     (replayed by the simulator on a zero-sized chain); ``InputError`` otherwise."""
     if not schedule.ops:
         raise InputError("the schedule is empty", source="schedule")

@@ -1,4 +1,4 @@
-"""Estimate an ONNX graph as an edgeplan chain (chain-model.md section 1, model format 1).
+"""Estimate an ONNX graph as an edgeplan chain (docs/chain-model.md §1, model format 1).
 
 Nothing is run: the numbers come from the graph itself. ``onnx.shape_inference`` gives every
 tensor's shape at the chosen batch (symbolic batch dimensions of the graph inputs are set to
@@ -13,7 +13,7 @@ Linearisation
     graph: the chain can be cut there, and that tensor is ``a_i``. With ``tuple_cuts`` a position
     where several are live, all produced since the previous cut, is a cut too (``a_i`` is the
     tuple: an unrolled RNN's ``(h, c)``, parallel branches). Not counted as activations:
-    graph inputs (the input batch ``a_0`` is resident all iteration, chain-model.md section 2,
+    graph inputs (the input batch ``a_0`` is resident all iteration, docs/chain-model.md §2,
     so any stage may read it), initializers and tensors computed from constants only, and shape
     metadata (outputs of ``Shape``/``Size`` and what is computed from them and constants only).
     A residual block has its input and its branch both live until the ``Add``, so no cut falls

@@ -1,5 +1,5 @@
 """REFERENCE (test oracle): the original dense numpy kernel of the optimal chain DP
-(chain-model.md section 4), kept unchanged. ``dp_kernel`` is the kernel in use and must match
+(docs/chain-model.md §4), kept unchanged. ``dp_kernel`` is the kernel in use and must match
 this one bit for bit (``tests/test_dp_kernel.py``, ``benchmarks/solve_bench.py``). Memory
 ``O(L^2 M)`` dense: small tables only.
 

@@ -1,7 +1,7 @@
 """Homogeneous multi-level checkpointing: Revolve (Opt0), 1D-Revolve, Disk-Revolve, H-Revolve.
 
 These are the *adjoint-computation* models of reference/algorithms.md sections 2.1 and 2.3, not
-the chain model of chain-model.md section 3: ``l`` forward steps ``F_0..F_{l-1}`` of cost ``uf``,
+the chain model of docs/chain-model.md §3: ``l`` forward steps ``F_0..F_{l-1}`` of cost ``uf``,
 ``l + 1`` backward steps of cost ``ub``, memory counted in whole checkpoint slots, no recorded
 tape kept across steps. They give the homogeneous optima (oracles of reference section 5.2) that
 the heterogeneous offload DP (:mod:`edgeplan.solvers.offload`) is compared with in spirit; they
