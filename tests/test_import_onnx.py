@@ -242,11 +242,11 @@ def test_stages_n_balances_flops(tmp_path):
 
 
 def test_balance_helper():
-    assert oi._balance([5, 1, 1, 1, 5, 1], 3) in ([1, 3, 2], [1, 4, 1], [2, 2, 2])
-    assert max(sum(g) for g in _groups([5, 1, 1, 1, 5, 1], oi._balance([5, 1, 1, 1, 5, 1], 3))) \
+    assert oi.balance([5, 1, 1, 1, 5, 1], 3) in ([1, 3, 2], [1, 4, 1], [2, 2, 2])
+    assert max(sum(g) for g in _groups([5, 1, 1, 1, 5, 1], oi.balance([5, 1, 1, 1, 5, 1], 3))) \
         <= 6
-    assert oi._balance([1, 2, 3], 10) == [1, 1, 1]
-    assert sum(oi._balance([0] * 7, 3)) == 7 and len(oi._balance([0] * 7, 3)) == 3
+    assert oi.balance([1, 2, 3], 10) == [1, 1, 1]
+    assert sum(oi.balance([0] * 7, 3)) == 7 and len(oi.balance([0] * 7, 3)) == 3
 
 
 def test_stage_names_from_exporter_paths():
@@ -255,13 +255,13 @@ def test_stage_names_from_exporter_paths():
     used = set()
     block = [node("/layer1/layer1.0/conv1/Conv"), node("/layer1/layer1.0/relu/Relu", "Relu"),
              node("/layer1/layer1.0/Add", "Add")]
-    assert oi._stage_name(block, 1, used) == "layer1.0"
+    assert oi.stage_name(block, 1, used) == "layer1.0"
     # a name taken: the weighted nodes' path, then a suffix
-    assert oi._stage_name(block, 2, used) == "layer1.0.conv1"
-    assert oi._stage_name(block, 2, used) == "layer1.0.conv1_2"
-    assert oi._stage_name([node("/features/features.3/Conv")], 3, used) == "features.3"
-    assert oi._stage_name([node(""), node("", "Relu")], 4, used) == "conv"
-    assert oi._stage_name([node("1bad name")], 5, used) == "s1bad_name"
+    assert oi.stage_name(block, 2, used) == "layer1.0.conv1"
+    assert oi.stage_name(block, 2, used) == "layer1.0.conv1_2"
+    assert oi.stage_name([node("/features/features.3/Conv")], 3, used) == "features.3"
+    assert oi.stage_name([node(""), node("", "Relu")], 4, used) == "conv"
+    assert oi.stage_name([node("1bad name")], 5, used) == "s1bad_name"
 
 
 def _groups(w, sizes):
