@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from ..formats._files import write_atomic
+from ..formats.model_file import WRITABLE_OPTIMIZERS
 from ._app import CONTEXT, CommandGroup
 from ._options import TORCH_DTYPES as _DTYPES
 from ._options import TORCH_INPUT_DTYPES as _INPUT_DTYPES
@@ -94,7 +95,7 @@ def _echo_table(columns: tuple[tuple[str, int], ...], rows: list[tuple[str, ...]
               help="Keyword argument for the builder (repeatable), e.g. --arg steps=32.")
 @click.option("--name", default=None, help="Model name in the file (default: the callable's name).")
 @click.option("--description", default=None, help="Description line (default: generated).")
-@click.option("--optimizer", type=click.Choice(("sgd", "momentum", "adam")), default="momentum",
+@click.option("--optimizer", type=click.Choice(WRITABLE_OPTIMIZERS), default="momentum",
               show_default=True,
               help="Optimizer written to the file (sets optimizer-state memory).")
 @click.option("--time", "timing", is_flag=True,
@@ -188,7 +189,7 @@ def _onnx_command_line(path: str, batch: int | None, dims: tuple[str, ...], stag
                    "(an unrolled RNN's (h, c), parallel branches); out is their sum.")
 @click.option("--name", default=None, help="Model name in the file (default: the file's stem).")
 @click.option("--description", default=None, help="Description line (default: generated).")
-@click.option("--optimizer", type=click.Choice(("sgd", "momentum", "adam")), default="momentum",
+@click.option("--optimizer", type=click.Choice(WRITABLE_OPTIMIZERS), default="momentum",
               show_default=True,
               help="Optimizer written to the file (sets optimizer-state memory).")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE",

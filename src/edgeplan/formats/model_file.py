@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -187,11 +188,23 @@ _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
 
 
+# characters YAML does not allow in a stream, even quoted (YAML 1.1 §5.1): escaped as \uXXXX
+_NOT_PRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff"
+                            "\ufffe\uffff]")
+
+
+def quoted(s: str) -> str:
+    """A double-quoted YAML string for any text (a JSON string, with the characters YAML
+    refuses escaped)."""
+    text = json.dumps(s, ensure_ascii=False)
+    return _NOT_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def scalar(s: str) -> str:
-    """A YAML scalar for ``s``: bare when unambiguous, else a JSON (YAML-compatible) string."""
+    """A YAML scalar for ``s``: bare when unambiguous, else a double-quoted string."""
     if _PLAIN.match(s) and s.lower() not in _YAML_WORDS:
         return s
-    return json.dumps(s, ensure_ascii=False)
+    return quoted(s)
 
 
 def iec(n: float) -> str:
@@ -210,17 +223,103 @@ def flops_txt(n: float) -> str:
     return f"{int(n)} FLOP"
 
 
-def model_head(name: str, description: str, derivation: str, batch: int) -> list[str]:
-    """The first keys of every generated model file (after its comment header)."""
-    out = ["format: 1", f"name: {scalar(name)}",
-           f"description: {json.dumps(description, ensure_ascii=False)}", "derivation: |"]
-    out.extend(("  " + ln).rstrip() for ln in derivation.splitlines())
-    out.append(f"batch: {batch}")
-    return out
-
-
 def shape_input(shape: Iterable[int], dtype: str, nbytes: int) -> str:
     """``input: {shape: [...], dtype: ...}`` with the batch's bytes in a comment."""
     dims = ", ".join(str(d) for d in shape)
     return (f"input: {{shape: [{dims}], dtype: {dtype}}}   "
             f"# {nbytes:,} bytes ({iec(nbytes)}) for the batch")
+
+
+def model_head(name: str, description: str, derivation: str, batch: int) -> list[str]:
+    """The first keys of every generated model file (after its comment header)."""
+    out = ["format: 1", f"name: {scalar(name)}"]
+    if description.strip():
+        out.append(f"description: {quoted(description)}")
+    if derivation.strip():
+        lines = derivation.splitlines()
+        first = next(ln for ln in lines if ln.strip())
+        # a literal block; an explicit indentation when the text itself starts indented
+        out.append("derivation: |2" if first[:1].isspace() else "derivation: |")
+        out.extend(("  " + ln).rstrip() for ln in lines)
+    out.append(f"batch: {batch}")
+    return out
+
+
+#: Optimizers a generated file may name (their state bytes: ``device.OPTIMIZER_STATE_FACTOR``).
+WRITABLE_OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportedStage:
+    """One measured or estimated stage, as a model file records it (exact integers)."""
+
+    name: str
+    fwd_flops: int
+    bwd_flops: int
+    out_bytes: int
+    saved_bytes: int
+    fwd_tmp_bytes: int = 0
+    bwd_tmp_bytes: int = 0
+    param_bytes: int = 0
+    param_count: int = 0
+    fwd_time_s: float | None = None      # measured host times, when the importer timed them
+    bwd_time_s: float | None = None
+    tmp_estimated: bool = True           # False: fwd_tmp/bwd_tmp were not estimated (0)
+    comment: str | None = None           # a line above the numbers (e.g. uncosted ops)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportedModel:
+    """What an importer found, ready to be written as model format 1 (``write_model``)."""
+
+    name: str
+    description: str
+    derivation: str                      # how every number was obtained (the file's text)
+    provenance: str                      # the header comment: tool versions, date, totals
+    batch: int
+    input_bytes: int
+    stages: tuple[ImportedStage, ...]
+    input_shape: tuple[int, ...] | None = None   # per sample
+    input_dtype: str | None = None
+    input_comment: str | None = None     # when there is no single input shape
+    precision: str | None = None
+
+
+def write_model(m: ImportedModel, *, command: str | None = None,
+                optimizer: str = "momentum") -> str:
+    """Model format 1 text for ``m``: exact integer bytes and FLOPs, readable values in
+    comments, and ``command`` (the line that reproduces the file) in the header. ``load_model``
+    / ``model_from_text`` read it back to the same numbers (a property test checks it)."""
+    if optimizer not in WRITABLE_OPTIMIZERS:
+        raise InputError(f"expected one of {', '.join(WRITABLE_OPTIMIZERS)}, got "
+                         f"{optimizer!r}", param="optimizer")
+    out: list[str] = []
+    if command:
+        out.append(f"# produced by: {command}")
+    out.append(f"# {m.provenance}")
+    out += model_head(m.name, m.description, m.derivation, m.batch)
+    if m.input_shape is not None:
+        out.append(shape_input(m.input_shape, m.input_dtype or "float32", m.input_bytes))
+    else:
+        out.append(f"input: {m.input_bytes:<18d} # {iec(m.input_bytes)}"
+                   + (f": {m.input_comment}" if m.input_comment else ""))
+    if m.precision:
+        out.append(f"precision: {m.precision}")
+    out.append(f"optimizer: {optimizer}")
+    out.append("stages:")
+    for s in m.stages:
+        out.append(f"  - name: {scalar(s.name)}")
+        if s.comment:
+            out.append(f"    # {s.comment}")
+        out.append(f"    fwd_flops: {s.fwd_flops:<14d} # {flops_txt(s.fwd_flops)}")
+        out.append(f"    bwd_flops: {s.bwd_flops:<14d} # {flops_txt(s.bwd_flops)}")
+        if s.fwd_time_s is not None and s.bwd_time_s is not None:
+            out.append(f"    fwd_time: {s.fwd_time_s * 1e3:.6g} ms")
+            out.append(f"    bwd_time: {s.bwd_time_s * 1e3:.6g} ms")
+        out.append(f"    out: {s.out_bytes:<20d} # {iec(s.out_bytes)}")
+        out.append(f"    saved: {s.saved_bytes:<18d} # {iec(s.saved_bytes)}")
+        for key, v in (("fwd_tmp", s.fwd_tmp_bytes), ("bwd_tmp", s.bwd_tmp_bytes)):
+            note = iec(v) if s.tmp_estimated else "not estimated"
+            out.append(f"    {key}: {v:<{16}d} # {note}")
+        out.append(f"    params: {s.param_bytes:<17d} # {s.param_count:,} parameters")
+    return "\n".join(out) + "\n"

@@ -54,9 +54,9 @@ from pathlib import Path
 from ...errors import InputError
 from ._nodes import FILE_DTYPES, PRECISION, is_float, onnx_module, op_name, type_name
 from .costs import HEAVY_OPS, NodeCost, cost_node
-from .derivation import derivation_text, summary_rows, to_yaml, uncosted_summary
+from .derivation import derivation_text, imported_model, summary_rows, to_yaml, uncosted_summary
 from .graph import analyse, find_cuts
-from .results import AUTO_MAX_STAGES, OPTIMIZERS, OnnxImportResult, OnnxStage, Uncosted
+from .results import AUTO_MAX_STAGES, OnnxImportResult, OnnxStage, Uncosted
 from .shapes import infer_with_assumptions, load, set_dims
 from .stages import NAME_OK, balance, parse_dims, parse_stages, stage_name
 
@@ -258,4 +258,4 @@ def import_onnx(path: str | Path, *, batch: int | None = None, dims: dict[str, i
 
 __all__ = ["OnnxStage", "OnnxImportResult", "Uncosted", "NodeCost", "import_onnx", "load",
            "cost_node", "parse_stages", "parse_dims", "to_yaml", "derivation_text",
-           "summary_rows", "uncosted_summary", "OPTIMIZERS", "AUTO_MAX_STAGES"]
+           "summary_rows", "uncosted_summary", "imported_model", "AUTO_MAX_STAGES"]

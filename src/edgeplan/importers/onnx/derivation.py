@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from ...errors import InputError
-from ...formats.model_file import flops_txt, iec, model_head, scalar, shape_input
-from .results import MAX_LISTED, OPTIMIZERS, OnnxImportResult
+from ...formats.model_file import ImportedModel, ImportedStage, flops_txt, iec, write_model
+from .results import MAX_LISTED, OnnxImportResult
 
 
 def uncosted_summary(r: OnnxImportResult) -> str:
@@ -110,45 +109,39 @@ def derivation_text(r: OnnxImportResult, width: int = 92) -> str:
     return "\n".join(out)
 
 
+def imported_model(r: OnnxImportResult) -> ImportedModel:
+    """The import as ``formats.model_file`` writes it."""
+    stages = []
+    for st in r.stages:
+        comment = None
+        if st.uncosted:
+            ops = ", ".join(f"{u.op} {u.node!r}" if u.node else u.op
+                            for u in st.uncosted[:MAX_LISTED])
+            if len(st.uncosted) > MAX_LISTED:
+                ops += f", ... ({len(st.uncosted)} in all)"
+            comment = f"NOT COSTED (FLOPs below exclude them): {ops}"
+        stages.append(ImportedStage(
+            name=st.name, fwd_flops=st.fwd_flops, bwd_flops=st.bwd_flops, out_bytes=st.out_bytes,
+            saved_bytes=st.saved_bytes, fwd_tmp_bytes=st.fwd_tmp_bytes,
+            bwd_tmp_bytes=st.bwd_tmp_bytes, param_bytes=st.param_bytes,
+            param_count=st.param_count, tmp_estimated=False, comment=comment))
+    provenance = (f"onnx {r.onnx_version}, opset {r.opset}, {r.date}; {r.param_count:,} "
+                  f"parameters ({iec(r.param_bytes)}); {len(r.stages)} stages; sum of saved "
+                  f"{iec(r.total_saved_bytes)}"
+                  + (f"; NOT COSTED: {uncosted_summary(r)}" if r.uncosted else ""))
+    shape = r.input_shape
+    return ImportedModel(
+        name=r.name, description=r.description, derivation=derivation_text(r),
+        provenance=provenance, batch=r.batch, input_bytes=r.input_bytes, stages=tuple(stages),
+        input_shape=shape, input_dtype=r.input_dtype if shape is not None else None,
+        input_comment=None if shape is not None else ", ".join(t for t, _, _ in r.inputs),
+        precision=r.precision)
+
+
 def to_yaml(r: OnnxImportResult, *, command: str | None = None,
             optimizer: str = "momentum") -> str:
     """Model format 1 text with exact integer bytes and FLOPs (readable values in comments)."""
-    if optimizer not in OPTIMIZERS:
-        raise InputError(f"expected one of {', '.join(OPTIMIZERS)}, got {optimizer!r}",
-                         param="optimizer")
-    out: list[str] = []
-    if command:
-        out.append(f"# produced by: {command}")
-    out.append(f"# onnx {r.onnx_version}, opset {r.opset}, {r.date}; {r.param_count:,} "
-               f"parameters ({iec(r.param_bytes)}); {len(r.stages)} stages; sum of saved "
-               f"{iec(r.total_saved_bytes)}"
-               + (f"; NOT COSTED: {uncosted_summary(r)}" if r.uncosted else ""))
-    out += model_head(r.name, r.description, derivation_text(r), r.batch)
-    if r.input_shape is not None:
-        out.append(shape_input(r.input_shape, r.input_dtype, r.input_bytes))
-    else:
-        names = ", ".join(t for t, _, _ in r.inputs)
-        out.append(f"input: {r.input_bytes:<18d} # {iec(r.input_bytes)}: {names}")
-    if r.precision:
-        out.append(f"precision: {r.precision}")
-    out.append(f"optimizer: {optimizer}")
-    out.append("stages:")
-    for s in r.stages:
-        out.append(f"  - name: {scalar(s.name)}")
-        if s.uncosted:
-            ops = ", ".join(f"{u.op} {u.node!r}" if u.node else u.op
-                            for u in s.uncosted[:MAX_LISTED])
-            if len(s.uncosted) > MAX_LISTED:
-                ops += f", ... ({len(s.uncosted)} in all)"
-            out.append(f"    # NOT COSTED (FLOPs below exclude them): {ops}")
-        out.append(f"    fwd_flops: {s.fwd_flops:<14d} # {flops_txt(s.fwd_flops)}")
-        out.append(f"    bwd_flops: {s.bwd_flops:<14d} # {flops_txt(s.bwd_flops)}")
-        out.append(f"    out: {s.out_bytes:<20d} # {iec(s.out_bytes)}")
-        out.append(f"    saved: {s.saved_bytes:<18d} # {iec(s.saved_bytes)}")
-        out.append(f"    fwd_tmp: {s.fwd_tmp_bytes:<16d} # not estimated")
-        out.append(f"    bwd_tmp: {s.bwd_tmp_bytes:<16d} # not estimated")
-        out.append(f"    params: {s.param_bytes:<17d} # {s.param_count:,} parameters")
-    return "\n".join(out) + "\n"
+    return write_model(imported_model(r), command=command, optimizer=optimizer)
 
 
 def summary_rows(r: OnnxImportResult) -> list[tuple[str, ...]]:

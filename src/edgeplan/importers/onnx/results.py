@@ -7,9 +7,6 @@ from dataclasses import dataclass, field
 
 from ._nodes import FILE_DTYPES
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
-
-
 AUTO_MAX_STAGES = 100
 
 
