@@ -176,16 +176,17 @@ def test_zoo_parameter_counts(torch):
 
 def test_builder_errors(torch, ti):
     from edgeplan.errors import InputError
+    from edgeplan.torchrun import user_model as um
     with pytest.raises(InputError):
-        ti.resolve("no_colon_here")
+        um.resolve("no_colon_here")
     with pytest.raises(InputError):
-        ti.resolve("edgeplan.importers.zoo:does_not_exist")
+        um.resolve("edgeplan.importers.zoo:does_not_exist")
     with pytest.raises(InputError):
-        ti.build_stages(lambda: 42)
+        um.build_stages(lambda: 42)
     with pytest.raises(InputError):
-        ti.parse_shape("3xfoo")
-    assert ti.parse_shape("3x224x224") == (3, 224, 224)
-    assert ti.parse_kwargs(["steps=4", "name=x"]) == {"steps": 4, "name": "x"}
+        um.parse_shape("3xfoo")
+    assert um.parse_shape("3x224x224") == (3, 224, 224)
+    assert um.parse_kwargs(["steps=4", "name=x"]) == {"steps": 4, "name": "x"}
 
 
 def _write_builder(tmp_path: Path) -> Path:

@@ -141,7 +141,7 @@ def test_gradients_equal_plain_autograd(which, request):
     g_ref = _grads(ref)
     bufs_ref = [b.clone() for b in ref.buffers()]
     rng_ref = torch.get_rng_state()
-    chain = measure_chain(model, x, timing=False, use_importer=False).chain
+    chain = measure_chain(model, x, timing=False).chain
     scheds = _schedules(chain)
     recomputed = 0
     for name, sched in scheds.items():
@@ -202,7 +202,7 @@ def test_tuple_outputs_and_shared_weights():
     x = torch.randn(3, 4, 8, dtype=torch.float64)
     ref = copy.deepcopy(model)
     _plain_step(ref, x, seed=1)
-    chain = measure_chain(model, x, timing=False, use_importer=False).chain
+    chain = measure_chain(model, x, timing=False).chain
     for sched in _schedules(chain).values():
         m = copy.deepcopy(model)
         res = ChainExecutor(m).step(x, sched)
@@ -278,7 +278,7 @@ def test_measured_peak_matches_prediction(idx):
 
 def test_strict_false_frees_saved_tensors_during_backward(cnn64):
     model, x = cnn64
-    chain = measure_chain(model, x, timing=False, use_importer=False).chain
+    chain = measure_chain(model, x, timing=False).chain
     s = store_all_schedule(chain)
     strict = ChainExecutor(copy.deepcopy(model)).step(x, s)
     loose = ChainExecutor(copy.deepcopy(model), strict=False).step(x, s)
@@ -289,7 +289,7 @@ def test_strict_false_frees_saved_tensors_during_backward(cnn64):
 
 def test_verify_reports_time_and_over_budget(mlp64):
     model, x = mlp64
-    chain = measure_chain(model, x, timing=False, use_importer=False).chain
+    chain = measure_chain(model, x, timing=False).chain
     s = store_all_schedule(chain)
     v = verify_plan(model, s, x=x, budget_bytes=simulate(chain, s).peak_bytes - 1, repeats=1,
                     time_reps=1)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import InputError
 from ..formats._files import write_atomic
 from ..formats.model_file import WRITABLE_OPTIMIZERS
 from ._app import CONTEXT, CommandGroup
@@ -123,10 +124,16 @@ def torch_cmd(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: 
       edgeplan import torch edgeplan.importers.zoo:resnet18 \\
           --input-shape 3x224x224 --batch 8 -o resnet18.yaml
     """
-    from ..importers import torch as ti
+    import importlib.util
 
-    shape = ti.parse_shape(input_shape)
-    kwargs = ti.parse_kwargs(args)
+    if importlib.util.find_spec("torch") is None:
+        raise InputError("PyTorch is not installed; the torch importer needs it",
+                         hint="pip install 'edgeplan[torch]'")
+    from ..importers import torch as ti
+    from ..torchrun.user_model import parse_kwargs, parse_shape
+
+    shape = parse_shape(input_shape)
+    kwargs = parse_kwargs(args)
     progress = None
     if not quiet and sys.stderr.isatty():  # progress on a terminal only
         def progress(i: int, n: int, stage: str) -> None:

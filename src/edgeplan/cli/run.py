@@ -88,8 +88,8 @@ def run_cmd(out: Output, spec: str, plan_path: str, input_shape: str | None, bat
     except ImportError:  # pragma: no cover - depends on the environment
         raise InputError("PyTorch is not installed; `edgeplan run` needs it",
                          hint="pip install 'edgeplan[torch]'") from None
-    from ..importers.torch import parse_kwargs, parse_shape
     from ..torchrun import build_model, stage_list, verify_plan
+    from ..torchrun.user_model import parse_kwargs, parse_shape
 
     chain, file_input = plan_model(plan, plan_path)
     if input_shape is not None:

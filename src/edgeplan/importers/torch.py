@@ -22,7 +22,7 @@ model prices it. Per stage ``i`` (``a_{i-1}`` -> ``a_i``):
     weight-gradient FLOPs. The counter knows matmul, convolution and attention kernels only;
     elementwise ops, normalisation, pooling and softmax count 0. Where this torch's counter
     over-counts the weight gradient of grouped convolutions (``groups`` times; torch <= 2.13),
-    that one term is divided by ``groups`` (``_grouped_conv_backward_fix``).
+    that one term is divided by ``groups`` (``torchrun.meter``).
 ``fwd_tmp`` / ``bwd_tmp`` (``f_i``, ``b_i``)
     Allocation events of PyTorch's CPU allocator (``torch.profiler``, ``profile_memory=True``).
     ``fwd_tmp = max(peak of the recording forward - saved, peak of a no-grad forward - out, 0)``
@@ -47,60 +47,29 @@ input gradient, as in real training; every later stage's floating-point inputs g
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
-import importlib.util
-import os
-import re
-import statistics
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..errors import InputError
 from ..formats.model_file import ImportedModel, ImportedStage, flops_txt, iec, write_model
+from ..torchrun._tensors import first_embedding_size, make_input
+from ..torchrun.meter import (
+    StageMeasure,
+    alloc_events_supported,
+    grouped_conv_fix_active,
+    measure_stages,
+)
+from ..torchrun.user_model import build_stages, resolve
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 INPUT_DTYPES = DTYPES + ("int64", "int32", "uint8", "bool")
 PRECISION_KEY = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
 
-def _torch():
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # silence the profiler's start/stop lines
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise InputError("PyTorch is not installed; the torch importer needs it",
-                         hint="pip install 'edgeplan[torch]'") from None
-    return torch
-
-
 # --- results ------------------------------------------------------------------------------------
-
-@dataclass
-class StageMeasure:
-    """What was measured for one stage (bytes, FLOP, seconds)."""
-
-    name: str
-    out_bytes: int
-    saved_bytes: int
-    fwd_flops: int
-    bwd_flops: int
-    fwd_tmp_bytes: int = 0
-    bwd_tmp_bytes: int = 0
-    param_bytes: int = 0
-    param_count: int = 0
-    fwd_time_s: float | None = None
-    bwd_time_s: float | None = None
-    # diagnostics (not written to the model file)
-    saved_hook_bytes: int = 0          # packed storages, before the output is added
-    alloc_net_fwd: int | None = None   # allocator: bytes still held after the recording forward
-    alloc_peak_fwd: int | None = None  # allocator: peak during the recording forward
-    alloc_peak_nograd: int | None = None
-    alloc_peak_bwd: int | None = None  # allocator: peak during backward, parameter grads left out
-    input_grad_bytes: int = 0
 
 
 @dataclass
@@ -128,543 +97,6 @@ class ImportResult:
         return sum(s.saved_bytes for s in self.stages)
 
 
-# --- loading the model ----------------------------------------------------------------------------
-
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"3x224x224"`` -> ``(3, 224, 224)``; ``"128"`` -> ``(128,)``."""
-    parts = re.split(r"\s*[x,×*]\s*", str(text).strip())
-    try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        raise InputError(f"expected a shape like 3x224x224, got {text!r}",
-                         param="input_shape") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise InputError(f"expected positive dimensions like 3x224x224, got {text!r}",
-                         param="input_shape")
-    return dims
-
-
-def resolve(spec: str) -> tuple[Any, str]:
-    """``"package.module:attr"`` or ``"path/file.py:attr"`` -> (object, attr name)."""
-    if ":" not in spec:
-        raise InputError(f"expected MODULE:CALLABLE like edgeplan.importers.zoo:resnet18, got "
-                         f"{spec!r}", source="MODULE:CALLABLE")
-    mod_name, _, attr = spec.rpartition(":")
-    if not mod_name or not attr:
-        raise InputError(f"expected MODULE:CALLABLE, got {spec!r}", source="MODULE:CALLABLE")
-    try:
-        if mod_name.endswith(".py") or "/" in mod_name or os.sep in mod_name:
-            path = Path(mod_name)
-            if not path.is_file():
-                raise InputError("no such file", source=mod_name)
-            sp = importlib.util.spec_from_file_location(path.stem, path)
-            assert sp is not None and sp.loader is not None
-            module = importlib.util.module_from_spec(sp)
-            sp.loader.exec_module(module)
-        else:
-            if os.getcwd() not in sys.path and "" not in sys.path:
-                sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(mod_name)
-    except InputError:
-        raise
-    except ImportError as e:
-        raise InputError(f"cannot import {mod_name!r}: {e}", source="MODULE:CALLABLE") from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise InputError(f"{mod_name!r} has no attribute {attr!r}", source="MODULE:CALLABLE")
-        obj = getattr(obj, part)
-    return obj, attr.split(".")[-1]
-
-
-def build_stages(obj: Any, kwargs: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
-    """Call ``obj`` (unless it already is a module/list) and return ``[(name, module), ...]``."""
-    torch = _torch()
-    nn = torch.nn
-    kwargs = kwargs or {}
-    if isinstance(obj, (nn.Module, list, tuple)):
-        if kwargs:
-            raise InputError("--arg was given but the object is not callable",
-                             source="MODULE:CALLABLE")
-        model = obj
-    elif callable(obj):
-        try:
-            model = obj(**kwargs)
-        except TypeError as e:
-            raise InputError(f"calling the model builder failed: {e}",
-                             source="MODULE:CALLABLE") from None
-    else:
-        raise InputError(f"expected a callable returning nn.Sequential or a list of modules, got "
-                         f"{type(obj).__name__}", source="MODULE:CALLABLE")
-    if isinstance(model, nn.Sequential):
-        named = list(model.named_children())
-    elif isinstance(model, (list, tuple, nn.ModuleList)):
-        named = []
-        for k, m in enumerate(model):
-            if not isinstance(m, nn.Module):
-                raise InputError(f"item {k} of the list is a {type(m).__name__}, not an nn.Module",
-                                 source="MODULE:CALLABLE")
-            named.append((type(m).__name__.lower(), m))
-    else:
-        raise InputError(f"the builder returned a {type(model).__name__}; expected nn.Sequential "
-                         "(stages = top-level children) or a list of modules",
-                         source="MODULE:CALLABLE")
-    if not named:
-        raise InputError("the model has no stages", source="MODULE:CALLABLE")
-    # unique, YAML-friendly names
-    out: list[tuple[str, Any]] = []
-    seen: dict[str, int] = {}
-    for k, (name, m) in enumerate(named):
-        base = re.sub(r"[^A-Za-z0-9_.\-]", "_", str(name)) or f"stage{k + 1}"
-        if base.isdigit():
-            base = f"{type(m).__name__.lower()}{base}"
-        n = seen.get(base, 0)
-        seen[base] = n + 1
-        out.append((base if n == 0 else f"{base}_{n + 1}", m))
-    names = [n for n, _ in out]
-    if len(set(names)) != len(names):  # a generated suffix collided with a real name
-        out = [(f"{n}_{k + 1}", m) for k, (n, m) in enumerate(out)]
-    return out
-
-
-def parse_kwargs(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["steps=64", "name=x"]`` -> ``{"steps": 64, "name": "x"}`` (values: YAML scalars)."""
-    import yaml
-    out: dict[str, Any] = {}
-    for it in items:
-        if "=" not in it:
-            raise InputError(f"expected KEY=VALUE, got {it!r}", param="arg")
-        k, _, v = it.partition("=")
-        if not k.isidentifier():
-            raise InputError(f"{k!r} is not a Python identifier", param="arg")
-        try:
-            out[k] = yaml.safe_load(v)
-        except yaml.YAMLError:
-            out[k] = v
-    return out
-
-
-# --- measurement helpers ----------------------------------------------------------------------
-
-def _leaves(obj: Any) -> list[Any]:
-    from torch.utils._pytree import tree_flatten
-    torch = _torch()
-    return [t for t in tree_flatten(obj)[0] if isinstance(t, torch.Tensor)]
-
-
-def _storage_key(t: Any) -> tuple[int, int]:
-    """(storage pointer, storage bytes); falls back to the tensor's own size."""
-    try:
-        s = t.untyped_storage()
-        ptr, n = int(s.data_ptr()), int(s.nbytes())
-        if ptr == 0:
-            return (-id(t), n)
-        return (ptr, n)
-    except (RuntimeError, NotImplementedError):  # e.g. opaque or sparse tensors
-        return (-id(t), int(t.numel() * t.element_size()))
-
-
-def _storage_map(tensors: list[Any]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for t in tensors:
-        k, n = _storage_key(t)
-        out[k] = max(out.get(k, 0), n)
-    return out
-
-
-class _quiet_stderr:
-    """Silence file descriptor 2 (Kineto prints a line at every profiler start and stop)."""
-
-    def __enter__(self) -> None:
-        self.saved = None
-        try:
-            sys.stderr.flush()
-            self.saved = os.dup(2)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
-        except OSError:  # pragma: no cover - no fd 2 (embedded interpreters)
-            self.saved = None
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.saved is not None:
-            os.dup2(self.saved, 2)
-            os.close(self.saved)
-
-
-class _AllocTrace:
-    """CPU-allocator events (pointer, +/- bytes) in time order, via torch.profiler."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.events: list[tuple[int, int]] = []
-        self._prof = None
-
-    def __enter__(self) -> _AllocTrace:
-        if self.enabled:
-            from torch.profiler import ProfilerActivity, profile
-            self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-            with _quiet_stderr():
-                self._prof.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._prof is None:
-            return
-        with _quiet_stderr():
-            self._prof.__exit__(*exc)
-        if exc[0] is not None:
-            return
-        from torch._C._profiler import _EventType
-        found: list[tuple[int, int, int, int]] = []
-        stack = list(self._prof.profiler.kineto_results.experimental_event_tree())
-        order = 0
-        while stack:
-            e = stack.pop()
-            if e.tag == _EventType.Allocation:
-                f = e.extra_fields
-                if str(f.device).startswith("cpu"):
-                    found.append((int(e.start_time_ns), order, int(f.ptr), int(f.alloc_size)))
-                    order += 1
-            stack.extend(e.children)
-        found.sort(key=lambda r: (r[0], r[1]))
-        self.events = [(p, n) for _, _, p, n in found]
-
-    def peak(self, exclude_final: set[int] | None = None) -> tuple[int, int]:
-        """(peak, net) of the running allocation total, relative to the start.
-
-        ``exclude_final``: pointers whose *last, never freed* allocation is left out (the
-        parameter gradients, which are fixed memory).
-        """
-        skip: set[int] = set()
-        if exclude_final:
-            last: dict[int, int] = {}
-            for k, (p, _n) in enumerate(self.events):
-                if p in exclude_final:
-                    last[p] = k
-            for k in last.values():
-                if self.events[k][1] > 0:
-                    skip.add(k)
-        run = peak = 0
-        for k, (_, n) in enumerate(self.events):
-            if k in skip:
-                continue
-            run += n
-            peak = max(peak, run)
-        return peak, run
-
-
-_PROBE: dict[str, bool] = {}
-_PROBE_MAP: dict[str, Any] = {}
-
-
-def alloc_events_supported() -> bool:
-    """Whether this torch reports CPU-allocator events with pointers (probed once)."""
-    if "ok" not in _PROBE:
-        torch = _torch()
-        try:
-            with _AllocTrace(True) as tr:
-                t = torch.empty(4096, dtype=torch.uint8)
-                ptr = t.untyped_storage().data_ptr()
-                del t
-            _PROBE["ok"] = any(p == ptr and n == 4096 for p, n in tr.events)
-        except Exception:  # noqa: BLE001 - any failure means "not available"
-            _PROBE["ok"] = False
-    return _PROBE["ok"]
-
-
-def _grouped_conv_backward_fix() -> dict[Any, Any]:
-    """A FlopCounterMode ``custom_mapping`` that corrects grouped-convolution backward counts.
-
-    Through at least torch 2.13, ``torch.utils.flop_counter``'s ``convolution_backward`` formula
-    counts the weight-gradient term of a grouped convolution ``groups`` times too high (the
-    transposed shapes lose the group division; pytorch/pytorch PR #183405 divides by groups).
-    Depthwise convolutions (MobileNet) then show a backward ~20x their forward. The fix keeps
-    torch's own formula and only divides that one term by ``groups``; it is installed only when
-    a probe shows this torch overcounts, so a fixed torch is used as is.
-    """
-    if "conv_fix" in _PROBE_MAP:
-        return _PROBE_MAP["conv_fix"]
-    torch = _torch()
-    from torch.utils import flop_counter as fcm
-    aten = torch.ops.aten
-    mapping: dict[Any, Any] = {}
-    try:
-        with torch.random.fork_rng(devices=[]):  # leave the caller's random stream alone
-            conv = torch.nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False)
-            x = torch.randn(1, 4, 5, 5, requires_grad=True)
-            with fcm.FlopCounterMode(display=False) as fc:
-                conv(x).sum().backward()
-        # forward 1800, grad input 1800, grad weight 1800 (buggy: 4 x 1800)
-        overcounts = fc.get_total_flops() != 3 * 1800
-        upstream = fcm.flop_registry.get(aten.convolution_backward)
-        if overcounts and upstream is not None:
-            def t(shape: Any) -> list[int]:
-                return [shape[1], shape[0]] + list(shape[2:])
-
-            def fixed(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
-                flops = upstream(*args, out_val=out_val, **kwargs)
-                groups = int(args[9]) if len(args) > 9 else int(kwargs.get("groups", 1))
-                mask = args[10] if len(args) > 10 else kwargs.get("output_mask")
-                if groups > 1 and mask is not None and mask[1] and out_val is not None:
-                    g_out, inp = args[0].shape, args[1].shape
-                    gw = out_val[1].shape
-                    transposed = bool(args[7])
-                    if transposed:
-                        term = fcm.conv_flop_count(t(g_out), t(inp), t(gw), transposed=False)
-                    else:
-                        term = fcm.conv_flop_count(t(inp), t(g_out), t(gw), transposed=False)
-                    flops -= term - term // groups
-                return flops
-            fixed._get_raw = True  # type: ignore[attr-defined]
-            mapping[aten.convolution_backward] = fixed
-    except Exception:  # noqa: BLE001 - keep torch's own counts if the probe cannot run
-        mapping = {}
-    _PROBE_MAP["conv_fix"] = mapping
-    return mapping
-
-
-def _has_grouped_conv(stages: list[tuple[str, Any]]) -> bool:
-    torch = _torch()
-    conv = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
-    return any(isinstance(m, conv) and m.groups > 1 for _, st in stages for m in st.modules())
-
-
-def _flop_counter():
-    from torch.utils.flop_counter import FlopCounterMode
-    return FlopCounterMode(display=False, custom_mapping=_grouped_conv_backward_fix())
-
-
-def _make_input(shape: tuple[int, ...], batch: int, dtype: str, high: int | None):
-    torch = _torch()
-    td = getattr(torch, dtype)
-    full = (batch, *shape)
-    if td.is_floating_point:
-        return torch.randn(full, dtype=td)
-    if td == torch.bool:
-        return torch.rand(full) < 0.5
-    return torch.randint(0, max(1, int(high or 2)), full, dtype=td)
-
-
-def _first_embedding_size(stages: list[tuple[str, Any]]) -> int | None:
-    torch = _torch()
-    for _, m in stages:
-        for sub in m.modules():
-            if isinstance(sub, torch.nn.Embedding):
-                return int(sub.num_embeddings)
-        break  # only the first stage consumes the input batch
-    return None
-
-
-def _prepare(prev: Any, a0_keys: set[int], clone: bool = False) -> tuple[Any, list[Any]]:
-    """The stage input: the previous output detached (sharing storage); floating tensors that do
-    not alias ``a_0`` require grad. Returns (input, gradient leaves).
-
-    ``clone=True`` (for stages that modify their input in place, which autograd refuses on a
-    leaf) hands the stage a copy of each gradient leaf instead; the copy counts as the input.
-    """
-    from torch.utils._pytree import tree_map
-    torch = _torch()
-    grad_leaves: list[Any] = []
-
-    def f(t: Any) -> Any:
-        if not isinstance(t, torch.Tensor):
-            return t
-        d = t.detach()
-        if d.is_floating_point() and _storage_key(d)[0] not in a0_keys:
-            d.requires_grad_(True)
-            grad_leaves.append(d)
-            if clone:
-                return d.clone()
-        return d
-    return tree_map(f, prev), grad_leaves
-
-
-def _inplace_on_leaf(err: BaseException) -> bool:
-    cause = err.__cause__
-    return isinstance(cause, RuntimeError) and "leaf Variable" in str(cause) and \
-        "in-place" in str(cause)
-
-
-def _run_stage(name: str, module: Any, inp: Any) -> Any:
-    try:
-        return module(inp)
-    except Exception as e:
-        raise InputError(f"running the stage failed: {type(e).__name__}: {e}", where=name) from e
-
-
-# --- the importer --------------------------------------------------------------------------------
-
-def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool = True,
-                   timing: bool = False,
-                   progress: Callable[[int, int, str], None] | None = None) -> list[StageMeasure]:
-    """Measure each stage on the output of the previous one (see the module docstring)."""
-    torch = _torch()
-    from torch.autograd.graph import saved_tensors_hooks
-    _grouped_conv_backward_fix()  # probe now, not inside a measured pass
-    if measure_tmp and not alloc_events_supported():
-        measure_tmp = False
-
-    fixed_keys: set[int] = set()  # parameters and buffers: fixed memory, never "saved"
-    for _, m in stages:
-        for p in m.parameters():
-            fixed_keys.add(_storage_key(p)[0])
-        for b in m.buffers():
-            fixed_keys.add(_storage_key(b)[0])
-    a0_keys = set(_storage_map(_leaves(x0)))
-    counted_params: set[int] = set()
-    results: list[StageMeasure] = []
-    prev = x0
-    for idx, (name, module) in enumerate(stages):
-        if progress:
-            progress(idx + 1, len(stages), name)
-        # parameters: each shared parameter once, in the first stage that has it
-        pbytes = pcount = 0
-        stage_params = list(module.parameters())
-        for p in stage_params:
-            if id(p) not in counted_params:
-                counted_params.add(id(p))
-                pbytes += p.numel() * p.element_size()
-                pcount += p.numel()
-
-        # 1. recording forward: saved tensors, FLOPs, allocator peak
-        packed: dict[int, int] = {}
-
-        def pack(t: Any, packed: dict[int, int] = packed) -> Any:
-            k, n = _storage_key(t)
-            packed[k] = max(packed.get(k, 0), n)
-            return t
-
-        def unpack(t: Any) -> Any:
-            return t
-
-        clone = False
-        while True:
-            inp, in_leaves = _prepare(prev, a0_keys, clone)
-            in_keys = set(_storage_map(_leaves(inp) + in_leaves))
-            excluded = fixed_keys | in_keys | a0_keys
-            packed.clear()
-            try:
-                with _AllocTrace(measure_tmp) as tr_fwd, saved_tensors_hooks(pack, unpack), \
-                        torch.enable_grad(), _flop_counter() as fc:
-                    out = _run_stage(name, module, inp)
-                break
-            except InputError as e:
-                if clone or not _inplace_on_leaf(e):
-                    raise
-                clone = True  # the stage modifies its input in place: give it a copy
-        fwd_flops = int(fc.get_total_flops())
-        out_leaves = _leaves(out)
-        if not out_leaves:
-            raise InputError("the stage returned no tensor", where=name)
-        out_map = {k: n for k, n in _storage_map(out_leaves).items() if k not in a0_keys}
-        out_bytes = sum(out_map.values())
-        saved_map = {k: n for k, n in packed.items() if k not in excluded}
-        saved_hook = sum(saved_map.values())
-        for k, n in out_map.items():
-            saved_map[k] = max(saved_map.get(k, 0), n)
-        saved_bytes = max(sum(saved_map.values()), out_bytes)
-        peak_fwd, net_fwd = tr_fwd.peak() if measure_tmp else (None, None)
-
-        # 2. backward seeded with ones: FLOPs, allocator peak, input-gradient size
-        grad_outs = [t for t in out_leaves if t.requires_grad]
-        bwd_flops = 0
-        peak_bwd = None
-        in_grad_bytes = 0
-        if grad_outs:
-            seeds = [torch.ones_like(t) for t in grad_outs]
-            for p in stage_params:
-                p.grad = None
-            with _AllocTrace(measure_tmp) as tr_bwd, _flop_counter() as fcb:
-                try:
-                    torch.autograd.backward(grad_outs, seeds)
-                except Exception as e:
-                    raise InputError(f"backward of the stage failed: {type(e).__name__}: {e}",
-                                     where=name) from e
-            bwd_flops = int(fcb.get_total_flops())
-            in_grads = [t.grad for t in in_leaves if t.grad is not None]
-            in_grad_bytes = sum(_storage_map(in_grads).values())
-            if measure_tmp:
-                pgrad_ptrs = {_storage_key(p.grad)[0] for p in stage_params if p.grad is not None}
-                peak_bwd, _ = tr_bwd.peak(exclude_final=pgrad_ptrs)
-            for p in stage_params:
-                p.grad = None
-            for t in in_leaves:
-                t.grad = None
-            del seeds
-        del grad_outs
-
-        # 3. no-grad forward: allocator peak for Fn (done last: it cannot disturb the others)
-        peak_ng = None
-        if measure_tmp:
-            inp_ng = _prepare(prev, a0_keys, clone)[0]
-            with _AllocTrace(True) as tr_ng, torch.no_grad():
-                out_ng = _run_stage(name, module, inp_ng)
-            peak_ng, _ = tr_ng.peak()
-            del out_ng, inp_ng
-
-        fwd_tmp = bwd_tmp = 0
-        if measure_tmp:
-            fwd_tmp = max(0, peak_fwd - saved_bytes, peak_ng - out_bytes)
-            if peak_bwd is not None:
-                bwd_tmp = max(0, peak_bwd - in_grad_bytes)
-
-        # 4. optional host timing
-        fwd_t = bwd_t = None
-        if timing:
-            fwd_t, bwd_t = _time_stage(name, module, prev, a0_keys, clone)
-
-        results.append(StageMeasure(
-            name=name, out_bytes=int(out_bytes), saved_bytes=int(saved_bytes),
-            fwd_flops=fwd_flops, bwd_flops=bwd_flops, fwd_tmp_bytes=int(fwd_tmp),
-            bwd_tmp_bytes=int(bwd_tmp), param_bytes=int(pbytes), param_count=int(pcount),
-            fwd_time_s=fwd_t, bwd_time_s=bwd_t, saved_hook_bytes=int(saved_hook),
-            alloc_net_fwd=net_fwd, alloc_peak_fwd=peak_fwd, alloc_peak_nograd=peak_ng,
-            alloc_peak_bwd=peak_bwd, input_grad_bytes=int(in_grad_bytes)))
-        # the next stage starts from this output, detached (its graph is gone)
-        prev = _detach_all(out)
-        del out, out_leaves, inp, in_leaves
-    return results
-
-
-def _detach_all(obj: Any) -> Any:
-    from torch.utils._pytree import tree_map
-    torch = _torch()
-    return tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, obj)
-
-
-def _time_stage(name: str, module: Any, prev: Any, a0_keys: set[int], clone: bool = False,
-                min_reps: int = 3, min_total_s: float = 0.2,
-                max_reps: int = 50) -> tuple[float, float]:
-    torch = _torch()
-    fwd: list[float] = []
-    bwd: list[float] = []
-    total = 0.0
-    k = -1  # the first run is a warm-up
-    while k < max_reps and (k < min_reps or total < min_total_s):
-        inp = _prepare(prev, a0_keys, clone)[0]
-        t0 = time.perf_counter()
-        with torch.enable_grad():
-            out = _run_stage(name, module, inp)
-        t1 = time.perf_counter()
-        gouts = [t for t in _leaves(out) if t.requires_grad]
-        t2 = t3 = time.perf_counter()
-        if gouts:
-            seeds = [torch.ones_like(t) for t in gouts]
-            t2 = time.perf_counter()
-            torch.autograd.backward(gouts, seeds)
-            t3 = time.perf_counter()
-        for p in module.parameters():
-            p.grad = None
-        if k >= 0:
-            fwd.append(t1 - t0)
-            bwd.append(t3 - t2)
-            total += (t1 - t0) + (t3 - t2)
-        k += 1
-        del out, gouts, inp
-    return statistics.median(fwd), statistics.median(bwd)
-
-
 def import_torch(spec: str, *, input_shape: tuple[int, ...], batch: int, dtype: str = "float32",
                  input_dtype: str | None = None, input_high: int | None = None,
                  kwargs: dict[str, Any] | None = None, name: str | None = None,
@@ -672,7 +104,6 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...], batch: int, dtype: 
                  seed: int = 0, progress: Callable[[int, int, str], None] | None = None
                  ) -> ImportResult:
     """Resolve ``MODULE:CALLABLE``, build the stages and measure them."""
-    torch = _torch()
     if dtype not in DTYPES:
         raise InputError(f"expected one of {', '.join(DTYPES)}, got {dtype!r}", param="dtype")
     if input_dtype is None:
@@ -690,13 +121,13 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...], batch: int, dtype: 
         m.to(dtype=td)
         m.train()
     if input_high is None and not getattr(torch, input_dtype).is_floating_point:
-        input_high = _first_embedding_size(stages)
+        input_high = first_embedding_size(stages)
     notes: list[str] = []
     if measure_tmp and not alloc_events_supported():
         measure_tmp = False
         notes.append("this torch build reports no allocator events: fwd_tmp/bwd_tmp written as 0")
     torch.manual_seed(seed)
-    x0 = _make_input(input_shape, batch, input_dtype, input_high)
+    x0 = make_input(input_shape, batch, input_dtype, high=input_high)
     input_bytes = x0.numel() * x0.element_size()
     results = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing, progress=progress)
     pcount = sum(s.param_count for s in results)
@@ -717,7 +148,7 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...], batch: int, dtype: 
         dtype=dtype, stages=results, param_count=int(pcount), param_bytes=int(pbytes),
         torch_version=str(torch.__version__), measured_tmp=measure_tmp, timed=timing,
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), notes=notes, seed=seed,
-        conv_fix=bool(_grouped_conv_backward_fix()) and _has_grouped_conv(stages))
+        conv_fix=grouped_conv_fix_active(stages))
 
 
 # --- writing model format 1 ---------------------------------------------------------------------
@@ -811,6 +242,5 @@ def summary_rows(r: ImportResult) -> list[tuple[str, ...]]:
             for s in r.stages]
 
 
-__all__ = ["StageMeasure", "ImportResult", "import_torch", "measure_stages", "build_stages",
-           "resolve", "parse_shape", "parse_kwargs", "to_yaml", "derivation_text", "summary_rows",
-           "DTYPES", "INPUT_DTYPES"]
+__all__ = ["StageMeasure", "ImportResult", "import_torch", "measure_stages", "to_yaml",
+           "imported_model", "derivation_text", "summary_rows", "DTYPES", "INPUT_DTYPES"]

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
+from ..errors import InputError
+
 
 def leaves(obj: Any) -> list[torch.Tensor]:
     """The tensors of a pytree (a tensor, or tuples/lists/dicts of them), in flatten order."""
@@ -18,6 +20,33 @@ def leaves(obj: Any) -> list[torch.Tensor]:
 
 def detach_all(obj: Any) -> Any:
     return tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, obj)
+
+
+INPUT_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "uint8", "bool")
+
+
+def make_input(shape: tuple[int, ...], batch: int, dtype: str = "float32", *,
+               high: int | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
+    """A random input batch ``(batch, *shape)``: normal floats, or integers in ``[0, high)``."""
+    if dtype not in INPUT_DTYPES:
+        raise InputError(f"expected one of {', '.join(INPUT_DTYPES)}, got {dtype!r}",
+                         param="input_dtype")
+    td = getattr(torch, dtype)
+    full = (batch, *shape)
+    if td.is_floating_point:
+        return torch.randn(full, dtype=td).to(device)
+    if td == torch.bool:
+        return (torch.rand(full) < 0.5).to(device)
+    return torch.randint(0, max(1, int(high or 2)), full, dtype=td).to(device)
+
+
+def first_embedding_size(stages: list[tuple[str, torch.nn.Module]]) -> int | None:
+    """Vocabulary size of the first stage's first ``nn.Embedding`` (the range of token ids),
+    None when the first stage has none."""
+    for sub in stages[0][1].modules():
+        if isinstance(sub, torch.nn.Embedding):
+            return int(sub.num_embeddings)
+    return None
 
 
 def storage_key(t: torch.Tensor) -> tuple[int, int]:

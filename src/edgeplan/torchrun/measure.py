@@ -1,9 +1,9 @@
 """Measure the chain of a PyTorch model (sizes and per-stage times) for the prediction side.
 
-Sizes come from the torch importer (``edgeplan.importers.torch.measure_stages``: each stage
-alone on the previous stage's detached output, ``saved`` from ``saved_tensors_hooks``, storages
-counted once, parameters / buffers / the stage input excluded); when the importer is missing, an
-equivalent measurement here does the same without FLOPs and allocator events. Times are the
+Sizes come from the one stage measurer (``torchrun.meter.measure_stages``, which the importer
+uses too: each stage alone on the previous stage's detached output, ``saved`` from
+``saved_tensors_hooks``, storages counted once, parameters / buffers / the stage input
+excluded). Times are the
 ``Fall i`` / ``B i`` op times of the fastest of several store-all steps run by the executor
 (:class:`StageTimer`), so they include what the executor pays per op.
 
@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.autograd.graph import saved_tensors_hooks
 
 from ..chain import Chain, Stage
 from ..errors import InputError
 from ..schedule import Op, OpKind, Schedule
-from ._tensors import detach_all, fixed_storage_keys, leaves, preserved_state, storage_key
+from ._tensors import detach_all, leaves, preserved_state, storage_key
 from .executor import ChainExecutor, LossStage, stage_list
+from .meter import measure_stages
 
 __all__ = ["MeasuredChain", "StageTimer", "measure_chain", "time_stages", "time_stages_isolated",
            "with_times", "without_tmp"]
@@ -68,49 +68,6 @@ def _sync(x0: Any) -> None:
         if t.device.type == "cuda":
             torch.cuda.synchronize(t.device)
             return
-
-
-def _own_sizes(stages: list[tuple[str, nn.Module]], x0: Any) -> list[tuple[int, int, int]]:
-    """(out, saved, params) per stage, by the importer's rules (no FLOPs, no tmp)."""
-    fixed = fixed_storage_keys(m for _, m in stages)
-    a0_keys = {storage_key(t)[0] for t in leaves(x0)}
-    counted: set[int] = set()
-    res = []
-    prev = x0
-    for name, module in stages:
-        inp = _prepare(prev, a0_keys)
-        in_keys = {storage_key(t)[0] for t in leaves(inp)}
-        packed: dict[int, int] = {}
-
-        def pack(t: torch.Tensor, packed: dict[int, int] = packed) -> torch.Tensor:
-            k, n = storage_key(t)
-            packed[k] = max(packed.get(k, 0), n)
-            return t
-
-        try:
-            with torch.enable_grad(), saved_tensors_hooks(pack, lambda t: t):
-                out = module(inp)
-        except Exception as e:
-            raise InputError(f"running the stage failed: {type(e).__name__}: {e}",
-                             where=name) from e
-        outs = {}
-        for t in leaves(out):
-            k, n = storage_key(t)
-            if k not in a0_keys:
-                outs[k] = max(outs.get(k, 0), n)
-        saved = {k: n for k, n in packed.items() if k not in fixed | in_keys | a0_keys}
-        for k, n in outs.items():
-            saved[k] = max(saved.get(k, 0), n)
-        pbytes = 0
-        for p in module.parameters():
-            if id(p) not in counted:
-                counted.add(id(p))
-                pbytes += p.numel() * p.element_size()
-        out_b = sum(outs.values())
-        res.append((out_b, max(sum(saved.values()), out_b), pbytes))
-        prev = detach_all(out)
-        del out
-    return res
 
 
 def _store_all(length: int) -> Schedule:
@@ -269,37 +226,26 @@ def with_times(chain: Chain, times: list[tuple[float, float]]) -> Chain:
 
 def measure_chain(model: Any, x: Any, *, target: Any = None,
                   loss_fn: Callable[..., torch.Tensor] | None = None, timing: bool = True,
-                  reps: int = 7, measure_tmp: bool = False, name: str = "model",
-                  use_importer: bool = True) -> MeasuredChain:
+                  reps: int = 7, measure_tmp: bool = False,
+                  name: str = "model") -> MeasuredChain:
     """The chain of ``model`` on the input batch ``x`` (stages as :func:`stage_list` makes them).
 
-    Sizes from the torch importer when available (``use_importer``), else measured here by the
-    same rules; ``fwd_tmp``/``bwd_tmp`` only with ``measure_tmp`` (importer only, via allocator
-    events). Times from :func:`time_stages` with ``timing``, else 0. The model's state (running
-    statistics, gradients, RNG) is unchanged afterwards.
+    Sizes from the one stage measurer (``torchrun.meter.measure_stages``, the importer's);
+    ``fwd_tmp``/``bwd_tmp`` only with ``measure_tmp`` (allocator events). Times from
+    :func:`time_stages` with ``timing``, else 0. The model's state (running statistics,
+    gradients, RNG) is unchanged afterwards.
     """
     stages = stage_list(model, loss_fn)
     last = stages[-1][1]
     if isinstance(last, LossStage):
         last.target = target
     x0 = detach_all(x)
-    source = "torchrun"
-    sizes: list[tuple[int, int, int, int, int]] = []
+    source = "importer"  # the importer's stage measurer
     try:
         with preserved_state(m for _, m in stages):
-            measures = None
-            if use_importer:
-                try:
-                    from ..importers.torch import measure_stages
-                except ImportError:
-                    measures = None
-                else:
-                    measures = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=False)
-                    source = "importer"
-                    sizes = [(int(s.out_bytes), int(s.saved_bytes), int(s.fwd_tmp_bytes),
-                              int(s.bwd_tmp_bytes), int(s.param_bytes)) for s in measures]
-            if measures is None:
-                sizes = [(o, s, 0, 0, p) for o, s, p in _own_sizes(stages, x0)]
+            measures = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=False)
+        sizes = [(int(s.out_bytes), int(s.saved_bytes), int(s.fwd_tmp_bytes),
+                  int(s.bwd_tmp_bytes), int(s.param_bytes)) for s in measures]
         times = (time_stages(stages, x0, reps=reps, target=target) if timing
                  else [(0.0, 0.0)] * len(stages))
     finally:

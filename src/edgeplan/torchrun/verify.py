@@ -41,7 +41,7 @@ from ..chain import Chain
 from ..errors import InputError
 from ..schedule import Schedule
 from ..simulator import Trace, simulate
-from ._tensors import leaves, preserved_state
+from ._tensors import first_embedding_size, leaves, make_input, preserved_state
 from .executor import ChainExecutor, StepResult, check_schedule, stage_list
 from .measure import (
     MeasuredChain,
@@ -58,7 +58,6 @@ __all__ = ["Verification", "verify_plan", "make_input", "build_model", "TIME_RAT
 _DTYPES = ("float32", "float16", "bfloat16", "float64")
 TIME_RATIO_RANGE = (0.5, 2.0)  # measured / predicted step time outside it: a note says so
 NOISY_SPREAD = 1.5             # median / fastest timed step above this: a note says so
-_INPUT_DTYPES = _DTYPES + ("int64", "int32", "uint8", "bool")
 
 
 @dataclass
@@ -191,28 +190,6 @@ class Verification:
         return d
 
 
-def make_input(shape: tuple[int, ...], batch: int, dtype: str = "float32", *,
-               high: int | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
-    """A random input batch ``(batch, *shape)``: normal floats, or integers in ``[0, high)``."""
-    if dtype not in _INPUT_DTYPES:
-        raise InputError(f"expected one of {', '.join(_INPUT_DTYPES)}, got {dtype!r}",
-                         param="input_dtype")
-    td = getattr(torch, dtype)
-    full = (batch, *shape)
-    if td.is_floating_point:
-        return torch.randn(full, dtype=td).to(device)
-    if td == torch.bool:
-        return (torch.rand(full) < 0.5).to(device)
-    return torch.randint(0, max(1, int(high or 2)), full, dtype=td).to(device)
-
-
-def _first_embedding_size(stages: list[tuple[str, nn.Module]]) -> int | None:
-    for sub in stages[0][1].modules():
-        if isinstance(sub, nn.Embedding):
-            return int(sub.num_embeddings)
-    return None
-
-
 def _param_dtype(stages: list[tuple[str, nn.Module]]) -> str | None:
     for _, m in stages:
         for p in m.parameters():
@@ -223,7 +200,7 @@ def _param_dtype(stages: list[tuple[str, nn.Module]]) -> str | None:
 def build_model(spec: str, kwargs: dict | None = None, *, seed: int = 0) -> Any:
     """``"package.module:callable"`` or ``"path/file.py:callable"`` -> the model it returns
     (resolved by the torch importer's rules)."""
-    from ..importers.torch import resolve
+    from .user_model import resolve
     obj, _ = resolve(spec)
     torch.manual_seed(seed)
     if isinstance(obj, (nn.Module, list, tuple)):
@@ -350,7 +327,7 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
             idt = input_dtype or dtype or "float32"
             high = input_high
             if high is None and not getattr(torch, idt).is_floating_point:
-                high = _first_embedding_size(stages)
+                high = first_embedding_size(stages)
             x = make_input(tuple(input_shape), batch, idt, high=high, device=device or "cpu")
         xs = leaves(x)
         real_batch = int(xs[0].shape[0]) if xs and xs[0].dim() > 0 else batch
