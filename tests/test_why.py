@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from edgeplan import why
+from edgeplan import units, why
 from edgeplan.errors import InputError, UnitError
 from edgeplan.formats.device_file import load_device
 from edgeplan.formats.model_file import load_model
@@ -22,38 +22,38 @@ DAY = 86400.0
     ("0 B/day", 0.0),
 ])
 def test_parse_data_rate(text, expected):
-    assert why.parse_data_rate(text) == pytest.approx(expected)
+    assert units.parse_data_rate(text) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("text", ["2 Gb/day", "fast", "3 GB", "3 GB/", "/day", "-1 GB/day",
                                   "1 GB/fortnight", "1 GB/0 s"])
 def test_parse_data_rate_rejects(text):
     with pytest.raises(UnitError):
-        why.parse_data_rate(text)
+        units.parse_data_rate(text)
 
 
 def test_parse_period_energy_uplink():
-    assert why.parse_period("1 day") == DAY
-    assert why.parse_period("day") == DAY
-    assert why.parse_period("12 h") == 43200.0
-    assert why.parse_period("2 weeks") == 14 * DAY
-    assert why.parse_period("30 min") == 1800.0
-    assert why.parse_period("1.5 s") == 1.5
+    assert units.parse_period("1 day") == DAY
+    assert units.parse_period("day") == DAY
+    assert units.parse_period("12 h") == 43200.0
+    assert units.parse_period("2 weeks") == 14 * DAY
+    assert units.parse_period("30 min") == 1800.0
+    assert units.parse_period("1.5 s") == 1.5
     with pytest.raises(UnitError):
-        why.parse_period("1 fortnight")
-    assert why.parse_energy_per_byte("5 uJ/B") == pytest.approx(5e-6)
-    assert why.parse_energy_per_byte("1 uJ/bit") == pytest.approx(8e-6)
-    assert why.parse_energy_per_byte("40 nJ/bit") == pytest.approx(3.2e-7)
-    assert why.parse_energy_per_byte("2e-6") == pytest.approx(2e-6)
-    assert why.parse_energy_per_byte(0.5) == 0.5
+        units.parse_period("1 fortnight")
+    assert units.parse_energy_per_byte("5 uJ/B") == pytest.approx(5e-6)
+    assert units.parse_energy_per_byte("1 uJ/bit") == pytest.approx(8e-6)
+    assert units.parse_energy_per_byte("40 nJ/bit") == pytest.approx(3.2e-7)
+    assert units.parse_energy_per_byte("2e-6") == pytest.approx(2e-6)
+    assert units.parse_energy_per_byte(0.5) == 0.5
     for bad in ("5 W", "5 uJ", "-1 uJ/B", "lots"):
         with pytest.raises(UnitError):
-            why.parse_energy_per_byte(bad)
-    assert why.parse_uplink("1 MB/s") == 1e6
-    assert why.parse_uplink("8 Mbit/s") == 1e6
-    assert why.parse_uplink("250 kbps") == 31250.0
+            units.parse_energy_per_byte(bad)
+    assert units.parse_uplink("1 MB/s") == 1e6
+    assert units.parse_uplink("8 Mbit/s") == 1e6
+    assert units.parse_uplink("250 kbps") == 31250.0
     with pytest.raises(UnitError):
-        why.parse_uplink("fast")
+        units.parse_uplink("fast")
 
 
 def test_radio_presets_are_sourced_and_tagged():

@@ -235,6 +235,104 @@ def parse_percent(value: object) -> float:
     return v / 100.0
 
 
+DAY_S = 86400.0
+
+# --- rates, periods and energies of `edgeplan why` -----------------------------------------
+
+_PERIOD_WORDS = {
+    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
+    "min": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0,
+    "d": DAY_S, "day": DAY_S, "days": DAY_S,
+    "w": 7 * DAY_S, "wk": 7 * DAY_S, "week": 7 * DAY_S, "weeks": 7 * DAY_S,
+    "month": 30 * DAY_S, "months": 30 * DAY_S,       # 30 days
+    "y": 365 * DAY_S, "yr": 365 * DAY_S, "year": 365 * DAY_S, "years": 365 * DAY_S,
+}
+
+
+def parse_period(value: object, *, what: str = "a period") -> float:
+    """Seconds from ``"1 day"``, ``"12 h"``, ``"2 weeks"``, ``"day"`` (= 1 day), ``"30 min"``.
+
+    Everything :func:`edgeplan.parse_time` reads, plus day/week/month (30 d)/year (365 d).
+    """
+    example = "1 day"
+    text = str(value).strip()
+    if text and not (text[0].isdigit() or text[0] in ".+-"):
+        text = "1 " + text  # "day" -> "1 day"
+    try:
+        return parse_time(text)
+    except UnitError:
+        pass
+    v, unit = _split(text, what, example)  # the number rules of edgeplan.units
+    factor = _PERIOD_WORDS.get(unit) or _PERIOD_WORDS.get(unit.lower())
+    if factor is None:
+        raise UnitError(f'expected {what} like "{example}" (s, min, h, day, week, month, '
+                        f'year), got {value!r}')
+    return v * factor
+
+
+def parse_data_rate(value: object) -> float:
+    """Bytes per second from ``"2 GB/day"``, ``"30 KB/s"``, ``"500 MiB/h"``, ``"1 GB/week"``.
+
+    The size is read by :func:`edgeplan.parse_size` (so bits are rejected with a hint),
+    the period by :func:`parse_period`.
+    """
+    text = str(value).strip()
+    size_text, sep, per = text.rpartition("/")
+    if not sep or not size_text.strip() or not per.strip():
+        raise UnitError(f'expected a data rate like "2 GB/day" or "30 KB/s", got {value!r}')
+    size = parse_size(size_text.strip())
+    period = parse_period(per.strip(), what="a period")
+    if period <= 0:
+        raise UnitError(f"the period of {value!r} must be positive")
+    return size / period
+
+
+_ENERGY = {"J": 1.0, "mJ": 1e-3, "uJ": 1e-6, "µJ": 1e-6, "nJ": 1e-9, "pJ": 1e-12}
+
+
+def parse_energy_per_byte(value: object) -> float:
+    """Joules per byte from ``"5 uJ/B"``, ``"0.7 uJ/bit"``, ``"40 nJ/bit"``, ``"2e-6"`` (J/B)."""
+    example = "5 uJ/B"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        v = _number(value, "an energy per byte", example)
+        assert v is not None
+        return v
+    text = str(value).strip()
+    v, unit = _split(text, "an energy per byte", example)
+    if unit == "":
+        return v
+    num, sep, den = unit.partition("/")
+    if not sep or num not in _ENERGY or den not in ("B", "byte", "bit", "b"):
+        raise UnitError(f'expected an energy per byte like "{example}" or "0.7 uJ/bit", '
+                        f"got {value!r}")
+    per_bit = den in ("bit", "b")
+    return v * _ENERGY[num] * (8.0 if per_bit else 1.0)
+
+
+_BITRATE = {"bit/s": 1.0, "bps": 1.0, "kbit/s": 1e3, "kbps": 1e3, "Kbit/s": 1e3, "Kbps": 1e3,
+            "Mbit/s": 1e6, "Mbps": 1e6, "Gbit/s": 1e9, "Gbps": 1e9}
+
+
+def parse_uplink(value: object) -> float:
+    """Bytes per second from a bandwidth (``"1 MB/s"``, via :func:`parse_bandwidth`) or, as
+    radios are quoted, a bit rate (``"5 Mbit/s"``, ``"250 kbps"``)."""
+    try:
+        return parse_bandwidth(value)
+    except UnitError:
+        text = str(value).strip()
+        try:
+            v, unit = _split(text, "a bandwidth", "1 MB/s")
+        except UnitError:
+            raise UnitError(f'expected a bandwidth like "1 MB/s" or "5 Mbit/s", got {value!r}') \
+                from None
+        if unit in _BITRATE:
+            return v * _BITRATE[unit] / 8.0
+        raise UnitError(f'expected a bandwidth like "1 MB/s" or "5 Mbit/s", got {value!r}') \
+            from None
+
+
+
 # --- formatting (for people; JSON carries raw numbers) ---------------------------------------
 
 def format_size(n: int | float | None, *, precision: int = 1) -> str:

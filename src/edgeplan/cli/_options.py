@@ -7,6 +7,7 @@ declared once here, so ``solve``, ``compare`` and ``check`` cannot drift apart.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -35,6 +36,11 @@ def unit_callback(parse: Callable[[Any], Any], *,
             raise click.BadParameter(f"expected a positive value, got {value!r}")
         return v
     return cb
+
+
+def login_shell() -> str:
+    """The name of the user's shell from ``$SHELL`` (empty when unset)."""
+    return os.path.basename(os.environ.get("SHELL", "")).strip()
 
 
 def comma_list(text: str | None) -> list[str]:

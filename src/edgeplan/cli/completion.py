@@ -6,11 +6,10 @@ answers it, so commands, options, choices and file names complete.
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from ._app import command
+from ._options import login_shell
 
 PROG_NAME = "edgeplan"
 COMPLETE_VAR = "_EDGEPLAN_COMPLETE"
@@ -43,7 +42,7 @@ def completion_cmd(ctx: click.Context, shell: str | None) -> int:
     Example: edgeplan completion bash > ~/.edgeplan-complete.bash
     """
     if shell is None:
-        guess = os.path.basename(os.environ.get("SHELL", "")).strip()
+        guess = login_shell()
         if guess not in SHELLS:
             raise click.UsageError("give the shell: edgeplan completion bash|zsh|fish "
                                    f"($SHELL is {guess or 'not set'!r})")

@@ -94,17 +94,17 @@ def why_cmd(out: Output, data_rate: str, model_path: str | None, model_size: str
         except InputError as e:
             raise InputError(e.message, source=option, hint=e.hint) from None
 
-    rate = parse(why.parse_data_rate, data_rate, "--data-rate")
-    period = parse(why.parse_period, update_period, "--update-period")
+    rate = parse(units.parse_data_rate, data_rate, "--data-rate")
+    period = parse(units.parse_period, update_period, "--update-period")
     ratio = parse(units.parse_percent, delta_ratio, "--delta-ratio")
     n_passes = parse(_float, passes, "--passes")
     spd = None if samples_per_day is None else parse(_float, samples_per_day,
                                                      "--samples-per-day")
     sbytes = None if sample_size is None else parse(units.parse_size, sample_size, "--sample-size")
     mem = None if memory is None else parse(units.parse_size, memory, "--memory")
-    e_byte = None if radio_energy is None else parse(why.parse_energy_per_byte, radio_energy,
+    e_byte = None if radio_energy is None else parse(units.parse_energy_per_byte, radio_energy,
                                                      "--radio-energy")
-    up = None if uplink is None else parse(why.parse_uplink, uplink, "--uplink")
+    up = None if uplink is None else parse(units.parse_uplink, uplink, "--uplink")
     preset = why.find_radio(radio)
     if (model_path is None) == (model_size is None):
         raise click.UsageError("give --model MODEL.yaml or --model-size SIZE (one of them)")
