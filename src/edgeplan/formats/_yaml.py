@@ -20,7 +20,35 @@ from ..errors import InputError, UnitError, UnknownNameError
 from ._files import read_bytes
 
 # libyaml when available (much faster), the pure-Python safe loader otherwise.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SAFE = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: object, mark: Any, first: Any):
+        self.key, self.mark, self.first = key, mark, first
+
+
+class _Loader(_SAFE):  # type: ignore[valid-type, misc]
+    """The safe loader, but a key repeated in one mapping is an error: YAML 1.2 requires keys
+    to be unique, and PyYAML otherwise keeps the last value silently (``out: 1 MiB, out:
+    900 MiB`` would plan with 900 MiB)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the constructor reports it
+                    continue
+                if first is not None:
+                    raise _DuplicateKey(key, key_node.start_mark, first)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+_LOADER = _Loader
 # A model has at most 10,000 stages (model_file.MAX_STAGES); refuse far larger files before
 # building Python objects, which is the slow part of loading YAML.
 MAX_MAPPINGS = 25_000
@@ -60,6 +88,11 @@ def parse_yaml_text(raw: bytes | str, src: str) -> Any:
     try:
         _prescan(text, src)
         return yaml.load(text, Loader=_LOADER)
+    except _DuplicateKey as e:
+        raise InputError(f"line {e.mark.line + 1}, column {e.mark.column + 1}: duplicate key "
+                         f"{e.key!r} (first at line {e.first.line + 1}, column "
+                         f"{e.first.column + 1}); each key may appear once in a mapping",
+                         source=src) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         loc = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ..chain import Chain, Stage
 from ..errors import InputError
@@ -14,15 +15,34 @@ from ._files import read_text
 from .model_file import load_model, read_model_input
 
 
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: a key repeated in one object is an error (JSON parsers disagree on
+    which value wins)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKeyError(k)
+        out[k] = v
+    return out
+
+
 def load_plan(path: str) -> dict:
     """Read a plan written by ``edgeplan solve ... -o plan.json`` and return the parts ``run``
     needs: ``schedule``, ``budget_bytes``, ``batch``, ``stages``, ``peak_bytes``, ``cost_s``,
     ``model_path``, ``precision``, ``model`` (name)."""
     text = read_text(path, "a JSON plan")
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
         raise InputError(f"not JSON: {e.msg} at line {e.lineno}", source=path) from None
+    except _DuplicateKeyError as e:
+        line = _line_of_second(text, str(e))
+        raise InputError(f"{f'line {line}: ' if line else ''}duplicate key {str(e)!r}; each key "
+                         "may appear once in an object", source=path) from None
     if not isinstance(doc, dict) or "edgeplan_json" not in doc:
         raise InputError("not an edgeplan JSON document (write one with `edgeplan solve MODEL "
                          "... -o plan.json`)", source=path)
@@ -79,3 +99,10 @@ def plan_model(plan: dict, plan_path: str) -> tuple[Chain | None, dict | None]:
               bwd_tmp_bytes=s.bwd_tmp_bytes, param_bytes=s.param_bytes)
         for s in spec.stages))
     return chain, read_model_input(path)
+
+
+def _line_of_second(text: str, key: str) -> int | None:
+    """The line of the second ``"key":`` in ``text`` (for the error message), if found."""
+    import re
+    hits = [m.start() for m in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
+    return text.count("\n", 0, hits[1]) + 1 if len(hits) > 1 else None
