@@ -1,16 +1,15 @@
-"""Train a small CNN with an edgeplan checkpointing schedule (CPU, synthetic data, seconds).
+"""Your model, a plan, your training loop: train a residual CNN with an edgeplan schedule.
 
     python examples/train_with_edgeplan.py [--steps 30] [--fraction 0.3]
 
-1. Build the model as a chain of stages: an ``nn.Sequential`` whose top-level children are the
-   stages. The loss is part of the last stage: here ``loss_fn`` + ``target`` (per batch) are
-   attached to the last stage by the executor.
-2. Measure the chain on one batch (``measure_chain``: sizes via the torch importer, host times).
-3. Pick an activation budget and solve for the optimal schedule (``solve_optimal``); the
-   simulator's peak is the prediction.
-4. Train: every step is ``optimizer.zero_grad()``, ``executor.step(x, schedule, target=y)``
-   (forwards, recomputations and backwards in the schedule's order; parameter gradients end up
-   in ``.grad`` exactly as after ``loss.backward()``), ``optimizer.step()``.
+1. ``ResidualNet`` is a plain ``nn.Module`` with residual connections that returns logits.
+2. ``edgeplan.torch.fit(model, batch, memory=...)`` captures it with torch.fx, cuts it into
+   stages, measures them on one batch, plans the optimal checkpointing schedule for the
+   memory and returns a wrapper with the model's parameters.
+3. The training loop is the usual one: ``loss = F.cross_entropy(wrapped(x), y)``,
+   ``loss.backward()``, ``opt.step()``; the wrapper's backward runs the schedule (recomputing
+   what it dropped) and the gradients are plain autograd's. Under ``torch.no_grad()`` or in
+   ``eval()`` it is the plain model.
 
 ``small_cnn_with_loss`` is the same network with a fixed-target loss head, for the command line:
 
@@ -28,9 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeplan.solvers.base import store_all_peak_bytes
-from edgeplan.solvers.optimal import solve_optimal
-from edgeplan.torchrun import ChainExecutor, measure_chain, without_tmp
+import edgeplan.torch as ept
 from edgeplan.units import format_size
 
 CLASSES = 10
@@ -87,48 +84,69 @@ def synthetic_data(n: int, batch: int, seed: int = 0):
         yield x, y
 
 
+class ResidualNet(nn.Module):
+    """A plain nn.Module with residual blocks: what people write (no nn.Sequential of stages)."""
+
+    def __init__(self, classes: int = CLASSES):
+        super().__init__()
+        self.stem = _block(3, 16)
+        self.b1, self.b2 = _block(16, 16), _block(16, 16)
+        self.down = _block(16, 32, 2)
+        self.b3, self.b4 = _block(32, 32), _block(32, 32)
+        self.head = Classifier(32, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.b2(self.b1(x))          # residual
+        x = self.down(x)
+        x = x + self.b4(self.b3(x))          # residual
+        return self.head(x)                  # logits: the loss stays in the training loop
+
+
 def main(steps: int = 30, batch: int = 16, fraction: float = 0.3, quiet: bool = False
          ) -> list[float]:
-    """Train for ``steps`` steps with a schedule for ``fraction`` of the way from the least
-    activation memory to store-all; return the losses."""
+    """Train ``ResidualNet`` for ``steps`` steps with a schedule for ``fraction`` of the way from
+    the least activation memory to store-all, in a normal PyTorch loop; return the losses."""
     say = (lambda *a: None) if quiet else print
     torch.manual_seed(0)
-    model = small_cnn()
+    model = ResidualNet()
     data = list(synthetic_data(steps, batch))
+    x0, _ = data[0]
 
-    # 2. the chain, measured on one batch (the model's state is left as it was)
-    x0, y0 = data[0]
-    chain = without_tmp(measure_chain(model, x0, target=y0, loss_fn=F.cross_entropy,
-                                      timing=False).chain)
-
-    # 3. a budget between the least memory and store-all, and the optimal schedule for it
-    hi = store_all_peak_bytes(chain)
-    lo = solve_optimal(chain, hi).min_budget_bytes
+    # plan: capture the model, measure it on one batch, find the least memory and store-all
+    probe = ept.fit(model, x0, memory="1 GiB", optimizer="momentum")
+    lo, hi = probe.plan.min_activation_bytes, probe.plan.store_all_peak_bytes
     budget = int(lo + fraction * (hi - lo))
-    plan = solve_optimal(chain, budget)
-    assert plan.feasible
-    say(f"activations: store-all {format_size(hi)}, least {format_size(lo)}, budget "
-        f"{format_size(budget)} -> predicted peak {format_size(plan.peak_bytes)}, "
-        f"{plan.trace.forward_ops - chain.length} recomputed forwards per step")
+    # wrap for that budget (memory for training = parameters, gradients, momentum + activations)
+    wrapped = ept.fit(model, x0, memory=probe.plan.memory.fixed_bytes + budget,
+                      optimizer="momentum", measure=True)
+    r = wrapped.plan.result
+    say(f"{len(wrapped.stage_names)} stages; activations: store-all {format_size(hi)}, least "
+        f"{format_size(lo)}, budget {format_size(budget)} -> predicted peak "
+        f"{format_size(r.peak_bytes)}, {r.trace.forward_ops - wrapped.plan.chain.length} "
+        "recomputed forwards per step")
 
-    # 4. the training loop
-    executor = ChainExecutor(model, loss_fn=F.cross_entropy)
-    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
-    model.train()
+    # train: the usual loop, unchanged
+    opt = torch.optim.SGD(wrapped.parameters(), lr=0.02, momentum=0.9)
+    wrapped.train()
     losses: list[float] = []
     for step, (x, y) in enumerate(data):
+        loss = F.cross_entropy(wrapped(x), y)
         opt.zero_grad(set_to_none=True)
-        measure = step == 0 or step == steps - 1   # storage accounting costs a little time
-        res = executor.step(x, plan.schedule, target=y, measure=measure)
+        loss.backward()
         opt.step()
-        losses.append(res.loss_value)
-        if measure:
-            say(f"step {step:3d}  loss {res.loss_value:.4f}  measured peak "
-                f"{format_size(res.peak_bytes)} (predicted {format_size(plan.peak_bytes)}, "
-                f"budget {format_size(budget)})  {res.wall_time_s * 1e3:.1f} ms")
-            assert res.peak_bytes <= budget
-        elif step % 10 == 0:
-            say(f"step {step:3d}  loss {res.loss_value:.4f}  {res.wall_time_s * 1e3:.1f} ms")
+        losses.append(loss.item())
+        if step in (0, steps - 1) or step % 10 == 0:
+            peak = wrapped.measured_peak_bytes()
+            say(f"step {step:3d}  loss {losses[-1]:.4f}  measured activation peak "
+                f"{format_size(peak)} (predicted {format_size(r.peak_bytes)}, budget "
+                f"{format_size(budget)})")
+            assert peak is not None and peak <= budget
+    # evaluation: the plain model, no schedule
+    with torch.no_grad():
+        wrapped.eval()
+        acc = sum(int((wrapped(x).argmax(1) == y).sum()) for x, y in data[-3:]) / (3 * batch)
+        say(f"accuracy on the last batches: {acc:.0%}")
     return losses
 
 

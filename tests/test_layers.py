@@ -21,7 +21,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "edgeplan"
 PARTS = ("cli", "report", "formats", "solvers", "importers", "torchrun")
-NEEDS_TORCH = ("edgeplan.importers.torch", "edgeplan.importers.zoo", "edgeplan.torchrun")
+NEEDS_TORCH = ("edgeplan.importers.torch", "edgeplan.importers.zoo", "edgeplan.importers.nets",
+               "edgeplan.torchrun", "edgeplan.torch")
 NEEDS_ONNX = ("edgeplan.importers.onnx",)
 
 

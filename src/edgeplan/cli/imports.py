@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -32,13 +33,27 @@ def import_group() -> None:
     """
 
 
-def _command_line(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: str | None,
-                  input_high: int | None, args: tuple[str, ...], name: str | None,
-                  description: str | None, optimizer: str, timing: bool, tmp: bool, seed: int,
-                  output: str) -> str:
+def _command_line(spec: str, input_shape: str | None, batch: int, dtype: str,
+                  input_dtype: str | None, input_high: int | None, args: tuple[str, ...],
+                  name: str | None, description: str | None, optimizer: str, timing: bool,
+                  tmp: bool, seed: int, output: str, graph: dict) -> str:
     """The canonical command that reproduces the file (recorded in its header)."""
-    parts = ["edgeplan", "import", "torch", spec, "--input-shape", input_shape,
-             "--batch", str(batch)]
+    parts = ["edgeplan", "import", "torch", spec]
+    if input_shape is not None:
+        parts += ["--input-shape", input_shape]
+    for i in graph["inputs"]:
+        parts += ["--input", i]
+    parts += ["--batch", str(batch)]
+    if graph["loss"]:
+        parts += ["--loss", graph["loss"]]
+    if graph["granularity"] != "auto":
+        parts += ["--granularity", graph["granularity"]]
+    if graph["carry"] != "small":
+        parts += ["--carry", graph["carry"]]
+    for leaf in graph["leaves"]:
+        parts += ["--leaf", leaf]
+    if graph["capture"]:
+        parts.append("--capture")
     if dtype != "float32":
         parts += ["--dtype", dtype]
     if input_dtype:
@@ -82,8 +97,12 @@ def _echo_table(columns: tuple[tuple[str, int], ...], rows: list[tuple[str, ...]
 
 @import_group.command("torch")
 @click.argument("spec", metavar="MODULE:CALLABLE")
-@click.option("--input-shape", required=True, metavar="DIMS",
+@click.option("--input-shape", default=None, metavar="DIMS",
               help="Per-sample input shape, e.g. 3x224x224 (images) or 128 (token ids).")
+@click.option("--input", "inputs", multiple=True, metavar="NAME=DIMS[:DTYPE]",
+              help="A named forward argument instead of --input-shape (repeatable), e.g. "
+                   "--input input_ids=128:int64 --input attention_mask=128:int64 (masks are "
+                   "all ones).")
 @click.option("--batch", type=click.IntRange(min=1), required=True, help="Batch size.")
 @click.option("--dtype", type=click.Choice(_DTYPES), default="float32", show_default=True,
               help="Parameter and activation dtype.")
@@ -105,15 +124,38 @@ def _echo_table(columns: tuple[tuple[str, int], ...], rows: list[tuple[str, ...]
 @click.option("--tmp/--no-tmp", "tmp", default=True, show_default=True,
               help="Measure fwd_tmp/bwd_tmp from allocator events (else write 0).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--loss", default=None, metavar="cross-entropy|mse|sum|MODULE:CALLABLE",
+              help="The model returns logits (a tensor, a dict with 'logits', or a tuple): add "
+                   "this loss as the chain's last stage (a callable takes the output).")
+@click.option("--capture", "capture_graph", is_flag=True,
+              help="Capture the graph (torch.fx) even for an nn.Sequential (default: only for "
+                   "other modules).")
+@click.option("--granularity", default="auto", show_default=True, metavar="auto|finest|N",
+              help="Captured graphs: a stage per weighted op's segment, every candidate cut, "
+                   "or about N stages of balanced FLOPs.")
+@click.option("--carry", type=click.Choice(("none", "small", "all")), default="small",
+              show_default=True,
+              help="Captured graphs: which other live tensors a cut may carry (small: together "
+                   "at most a quarter of the main one, e.g. an attention mask; all: also long "
+                   "skips, counted in every stage they cross).")
+@click.option("--leaf", "leaves", multiple=True, metavar="NAME",
+              help="Keep this submodule as one node (repeatable): the way around control "
+                   "flow that torch.fx cannot trace.")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
               help="Model file to write ('-' = stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
-def torch_cmd(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: str | None,
-              input_high: int | None, args: tuple[str, ...], name: str | None,
-              description: str | None, optimizer: str, timing: bool, tmp: bool, seed: int,
+def torch_cmd(spec: str, input_shape: str | None, inputs: tuple[str, ...], batch: int,
+              dtype: str, input_dtype: str | None, input_high: int | None,
+              args: tuple[str, ...], name: str | None, description: str | None,
+              optimizer: str, timing: bool, tmp: bool, seed: int, loss: str | None,
+              capture_graph: bool, granularity: str, carry: str, leaves: tuple[str, ...],
               output: str, quiet: bool) -> None:
-    """Measure MODULE:CALLABLE (an nn.Sequential, whose top-level children are the stages, or a
-    list of modules) stage by stage on a random batch and write a model file.
+    """Measure MODULE:CALLABLE stage by stage on a random batch and write a model file.
+
+    Any nn.Module: its forward is captured with torch.fx and cut where one activation is live
+    (residual blocks stay whole; skip values are carried or the cut is not taken); an
+    nn.Sequential's top-level children are the stages as they are. Give --loss for a model
+    that returns logits.
 
     Per stage: out and saved bytes (autograd saved-tensor hooks), forward and backward FLOPs
     (torch.utils.flop_counter), transient bytes (allocator events), parameter bytes. See
@@ -130,20 +172,30 @@ def torch_cmd(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: 
         raise InputError("PyTorch is not installed; the torch importer needs it",
                          hint="pip install 'edgeplan[torch]'")
     from ..importers import torch as ti
-    from ..torchrun.user_model import parse_kwargs, parse_shape
+    from ..torchrun.user_model import parse_inputs, parse_kwargs, parse_shape
 
-    shape = parse_shape(input_shape)
+    if (input_shape is None) == (not inputs):
+        raise click.UsageError("give --input-shape DIMS, or --input NAME=DIMS[:DTYPE] for each "
+                               "forward argument")
+    shape = parse_shape(input_shape) if input_shape is not None else None
+    named = parse_inputs(inputs) if inputs else None
     kwargs = parse_kwargs(args)
     progress = None
     if not quiet and sys.stderr.isatty():  # progress on a terminal only
         def progress(i: int, n: int, stage: str) -> None:
             click.echo(f"\r  measuring stage {i}/{n} {stage:<24}", err=True, nl=False)
+    gran: str | int = int(granularity) if granularity.isdigit() else granularity
     result = ti.import_torch(spec, input_shape=shape, batch=batch, dtype=dtype,
                              input_dtype=input_dtype, input_high=input_high, kwargs=kwargs,
                              name=name, description=description, measure_tmp=tmp, timing=timing,
-                             seed=seed, progress=progress)
-    cmd = _command_line(spec, "x".join(str(d) for d in shape), batch, dtype, input_dtype,
-                        input_high, args, name, description, optimizer, timing, tmp, seed, output)
+                             seed=seed, progress=progress, inputs=named, loss=loss,
+                             granularity=gran, carry=carry, leaves=leaves,
+                             capture_graph=capture_graph or None)
+    graph = {"inputs": inputs, "loss": loss, "granularity": granularity, "carry": carry,
+             "leaves": leaves, "capture": capture_graph}
+    cmd = _command_line(spec, None if shape is None else "x".join(str(d) for d in shape), batch,
+                        dtype, input_dtype, input_high, args, name, description, optimizer,
+                        timing, tmp, seed, output, graph)
     text = ti.to_yaml(result, command=cmd, optimizer=optimizer)
     _emit(output, text)
     if not quiet:
@@ -151,10 +203,25 @@ def torch_cmd(spec: str, input_shape: str, batch: int, dtype: str, input_dtype: 
         _echo_table((("out", 11), ("saved", 11), ("fwd_tmp", 11), ("bwd_tmp", 11),
                      ("fwd FLOP", 14), ("params", 12)), ti.summary_rows(result))
         dest = "stdout" if output == "-" else output
+        if result.capture is not None:
+            for line in _capture_lines(result):
+                click.echo(line, err=True)
         click.echo(f"{result.name}: {len(result.stages)} stages, {result.param_count:,} "
                    f"parameters, input {result.input_bytes:,} B, sum of saved "
                    f"{result.total_saved_bytes:,} B -> {dest}", err=True)
     sys.stdout.flush()
+
+
+def _capture_lines(result: Any) -> list[str]:
+    """What graph capture found: candidate cuts, the cuts used, what crosses each."""
+    c = result.capture
+    out = [f"captured with torch.fx: {c['candidates']} candidate cuts, {len(c['cuts'])} used "
+           f"(granularity {c['granularity']}, carry {c['carry']})"]
+    names = [s.name for s in result.stages]
+    for k, cut in enumerate(c["cuts"]):
+        extra = f" + carried {', '.join(cut.carried)}" if cut.carried else ""
+        out.append(f"  {names[k]} | {names[k + 1]}: {cut.main}{extra}")
+    return out
 
 
 def _onnx_command_line(path: str, batch: int | None, dims: tuple[str, ...], stages: str,

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import InputError
 from ..formats.model_file import ImportedModel, ImportedStage, flops_txt, iec, write_model
@@ -62,7 +63,7 @@ from ..torchrun.meter import (
     grouped_conv_fix_active,
     measure_stages,
 )
-from ..torchrun.user_model import build_stages, resolve
+from ..torchrun.user_model import resolve
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 INPUT_DTYPES = DTYPES + ("int64", "int32", "uint8", "bool")
@@ -77,7 +78,7 @@ class ImportResult:
     name: str
     description: str
     batch: int
-    input_shape: tuple[int, ...]        # per sample
+    input_shape: tuple[int, ...] | None  # per sample (None: several named inputs)
     input_dtype: str
     input_bytes: int
     dtype: str
@@ -91,19 +92,35 @@ class ImportResult:
     notes: list[str] = field(default_factory=list)
     conv_fix: bool = False  # the grouped-convolution backward FLOP correction was active
     seed: int = 0
+    capture: dict | None = None      # graph capture: candidates, cuts, carry, granularity, loss
+    input_names: str | None = None   # several named inputs: "name DIMS dtype, ..."
 
     @property
     def total_saved_bytes(self) -> int:
         return sum(s.saved_bytes for s in self.stages)
 
 
-def import_torch(spec: str, *, input_shape: tuple[int, ...], batch: int, dtype: str = "float32",
-                 input_dtype: str | None = None, input_high: int | None = None,
-                 kwargs: dict[str, Any] | None = None, name: str | None = None,
-                 description: str | None = None, measure_tmp: bool = True, timing: bool = False,
-                 seed: int = 0, progress: Callable[[int, int, str], None] | None = None
-                 ) -> ImportResult:
-    """Resolve ``MODULE:CALLABLE``, build the stages and measure them."""
+def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch: int,
+                 dtype: str = "float32", input_dtype: str | None = None,
+                 input_high: int | None = None, kwargs: dict[str, Any] | None = None,
+                 name: str | None = None, description: str | None = None,
+                 measure_tmp: bool = True, timing: bool = False, seed: int = 0,
+                 progress: Callable[[int, int, str], None] | None = None,
+                 inputs: dict[str, tuple[tuple[int, ...], str]] | None = None,
+                 loss: str | None = None, granularity: str | int = "auto",
+                 carry: str = "small", leaves: tuple[str, ...] = (),
+                 capture_graph: bool | None = None) -> ImportResult:
+    """Resolve ``MODULE:CALLABLE``, build the model, make its chain and measure it.
+
+    An ``nn.Sequential`` (or a list of modules) is a chain already: its top-level children are
+    the stages, and the loss is inside the last one. Any other ``nn.Module`` (or any model with
+    ``capture_graph=True``) is captured with torch.fx and cut into stages
+    (``torchrun.capture``: ``granularity``, ``carry``, ``leaves``); ``loss`` (cross-entropy,
+    mse, sum, or ``MODULE:CALLABLE`` taking the output) then adds the loss stage. ``inputs``
+    names the forward arguments (per-sample shape, dtype) of a model that takes several.
+    """
+    from ..torchrun.user_model import instantiate, sequential_stages
+
     if dtype not in DTYPES:
         raise InputError(f"expected one of {', '.join(DTYPES)}, got {dtype!r}", param="dtype")
     if input_dtype is None:
@@ -113,42 +130,96 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...], batch: int, dtype: 
                          param="input_dtype")
     if batch < 1:
         raise InputError(f"expected a batch >= 1, got {batch}", param="batch")
+    if (input_shape is None) == (not inputs):
+        raise InputError("give the input shape, or named inputs (one of them)",
+                         param="input_shape")
+    for n, (_, dt) in (inputs or {}).items():
+        if dt not in INPUT_DTYPES:
+            raise InputError(f"{n}: expected one of {', '.join(INPUT_DTYPES)}, got {dt!r}",
+                             param="input")
     obj, attr = resolve(spec)
     torch.manual_seed(seed)
-    stages = build_stages(obj, kwargs)
+    model = instantiate(obj, kwargs)
     td = getattr(torch, dtype)
-    for _, m in stages:
-        m.to(dtype=td)
-        m.train()
-    if input_high is None and not getattr(torch, input_dtype).is_floating_point:
-        input_high = first_embedding_size(stages)
+    if isinstance(model, nn.Module):
+        model.to(dtype=td)
+        model.train()
+    seq = None if capture_graph or loss is not None or inputs else sequential_stages(model)
+    torch.manual_seed(seed)
+    if inputs:
+        high = input_high or first_embedding_size([("model", model)])
+        x_named = {n: make_input(shape, batch, dt, high=2 if "mask" in n.lower() else high)
+                   for n, (shape, dt) in inputs.items()}
+        for n in x_named:
+            if "mask" in n.lower():
+                x_named[n] = torch.ones_like(x_named[n])
+        example: Any = x_named
+        x0: Any = tuple(x_named.values())
+    else:
+        assert input_shape is not None
+        if input_high is None and not getattr(torch, input_dtype).is_floating_point:
+            input_high = first_embedding_size(seq or [("model", model)])
+        x0 = make_input(input_shape, batch, input_dtype, high=input_high)
+        example = x0
     notes: list[str] = []
+    capture_info = None
+    if seq is not None:
+        stages = seq
+    else:
+        from ..torchrun.capture import capture
+        from ..torchrun.dropin import LossHead, example_target
+
+        if not isinstance(model, nn.Module):
+            raise InputError("graph capture needs an nn.Module", source="MODULE:CALLABLE")
+        cap = capture(model, example, granularity=granularity, carry=carry, leaves=leaves)
+        stages = list(cap.stages)
+        x0 = tuple(x_named.values()) if inputs else (x0,)
+        if loss is not None:
+            loss_fn: Any = loss
+            if loss not in ("cross-entropy", "mse", "sum"):
+                loss_fn = resolve(loss)[0]
+            with torch.no_grad():
+                out: Any = x0
+                for _, st in stages:
+                    out = st(out)
+            stages.append(("loss", LossHead(loss_fn, example_target(out, loss_fn))))
+        else:
+            notes.append("no --loss: the last stage's output is treated as the loss (give "
+                         "--loss for a model that returns logits)")
+        capture_info = {"candidates": cap.candidates, "carry": carry,
+                        "granularity": str(granularity), "leaves": list(leaves),
+                        "cuts": cap.cuts, "loss": loss, "inputs": cap.input_names}
+        notes += cap.notes
     if measure_tmp and not alloc_events_supported():
         measure_tmp = False
         notes.append("this torch build reports no allocator events: fwd_tmp/bwd_tmp written as 0")
-    torch.manual_seed(seed)
-    x0 = make_input(input_shape, batch, input_dtype, high=input_high)
-    input_bytes = x0.numel() * x0.element_size()
+    input_bytes = sum(t.numel() * t.element_size() for t in
+                      (x0 if isinstance(x0, tuple) else (x0,)))
     results = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing, progress=progress)
     pcount = sum(s.param_count for s in results)
     pbytes = sum(s.param_bytes for s in results)
+    shape_txt = ("x".join(str(d) for d in input_shape) if input_shape is not None else
+                 ", ".join(f"{n} {'x'.join(map(str, sh))} {dt}"
+                           for n, (sh, dt) in (inputs or {}).items()))
     if description is None:
         doc = (getattr(obj, "__doc__", None) or "").strip().splitlines()
         head = doc[0].strip().rstrip(".") if doc and callable(obj) and not isinstance(
             obj, torch.nn.Module) else (name or attr)
-        shape_txt = "x".join(str(d) for d in input_shape)
-        in_txt = shape_txt if input_dtype == dtype else f"{shape_txt} {input_dtype}"
+        in_txt = shape_txt if input_dtype == dtype or inputs else f"{shape_txt} {input_dtype}"
         if kwargs:
             head += " (" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
         count = f"{pcount / 1e6:.2f} M" if pcount >= 100_000 else f"{pcount:,}"
         description = (f"{head}; {count} parameters; batch {batch}, input {in_txt}; {dtype}")
+    first = next(iter((inputs or {}).values()), None)
     return ImportResult(
         name=name or attr, description=description, batch=batch,
-        input_shape=tuple(input_shape), input_dtype=input_dtype, input_bytes=int(input_bytes),
+        input_shape=tuple(input_shape) if input_shape is not None else None,
+        input_dtype=input_dtype if first is None else first[1], input_bytes=int(input_bytes),
         dtype=dtype, stages=results, param_count=int(pcount), param_bytes=int(pbytes),
         torch_version=str(torch.__version__), measured_tmp=measure_tmp, timed=timing,
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), notes=notes, seed=seed,
-        conv_fix=grouped_conv_fix_active(stages))
+        conv_fix=grouped_conv_fix_active(stages), capture=capture_info,
+        input_names=None if not inputs else shape_txt)
 
 
 # --- writing model format 1 ---------------------------------------------------------------------
@@ -170,6 +241,25 @@ def derivation_text(r: ImportResult, width: int = 92) -> str:
         f"active), one random input batch (seed {r.seed}). The stages ran in order, each alone "
         "on the previous stage's output, detached; floating-point stage inputs required grad "
         "except the input batch a_0 (data: no input gradient is computed, as in real training).")
+    if r.capture is not None:
+        c = r.capture
+        cuts = c["cuts"]
+        carried = sorted({v for cut in cuts for v in cut.carried})
+        out += para(
+            f"Stages: the model's forward was captured with torch.fx (symbolic_trace; inputs "
+            f"{', '.join(c['inputs'])}) and cut where one activation tensor is live "
+            f"(carry={c['carry']}: "
+            + {"none": "no other tensor may cross a cut",
+               "small": "other live tensors may cross a cut when together at most a quarter "
+                        "of the main one, and are then part of the stage output",
+               "all": "any live tensors may cross a cut, and are then part of every stage "
+                      "output they pass"}[c["carry"]]
+            + f"); {c['candidates']} candidate cuts, {len(cuts)} used "
+            f"(granularity {c['granularity']})"
+            + (f"; kept whole: {', '.join(c['leaves'])}" if c["leaves"] else "")
+            + (f"; carried across cuts: {', '.join(carried)}" if carried else "")
+            + (f". The last stage is the loss ({c['loss']}) on the model's output." if c["loss"]
+               else "."))
     out += para(
         "out: bytes of the distinct storages of the stage's output tensors (storages that alias "
         "a_0 are not counted: a_0 is resident for the whole iteration).", True)
@@ -221,7 +311,8 @@ def imported_model(r: ImportResult) -> ImportedModel:
                     f"({iec(r.param_bytes)}); {len(r.stages)} stages; sum of saved "
                     f"{iec(r.total_saved_bytes)}"),
         batch=r.batch, input_bytes=r.input_bytes, input_shape=r.input_shape,
-        input_dtype=r.input_dtype, precision=PRECISION_KEY.get(r.dtype),
+        input_dtype=r.input_dtype if r.input_shape is not None else None,
+        input_comment=r.input_names, precision=PRECISION_KEY.get(r.dtype),
         stages=tuple(ImportedStage(
             name=s.name, fwd_flops=s.fwd_flops, bwd_flops=s.bwd_flops,
             fwd_time_s=s.fwd_time_s, bwd_time_s=s.bwd_time_s, out_bytes=s.out_bytes,

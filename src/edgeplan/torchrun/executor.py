@@ -365,7 +365,7 @@ class _Run:
                                  "a checkpoint needed again", where=name,
                                  hint="use inplace=False or merge the module into the previous "
                                       "stage")
-        if i == self.ex.length:
+        if i == self.ex.length and not self.ex.loss_outside:
             outs = leaves(out)
             if len(outs) != 1 or outs[0].numel() != 1:
                 raise InputError("the last stage must return the scalar loss (or give loss_fn)",
@@ -394,13 +394,17 @@ class ChainExecutor:
     model's lifetimes; default) instead of letting autograd free them during the backward.
     ``check_inplace``: fail when a stage modifies its input in place. ``synchronize``: on CUDA,
     synchronise after each op so op times are device times (default: when the input is on CUDA).
+    ``loss_outside``: the last stage returns the model's output, not the loss; its backward is
+    seeded with the output's gradient (``_Run.d``), as the drop-in wrapper (``torchrun.dropin``)
+    does with the gradient the user's own loss produces.
     """
 
     def __init__(self, model: Any, *, loss_fn: Callable[..., torch.Tensor] | None = None,
                  strict: bool = True, check_inplace: bool = True,
-                 synchronize: bool | None = None):
+                 synchronize: bool | None = None, loss_outside: bool = False):
         self.stages = stage_list(model, loss_fn)
         self.loss_fn = loss_fn
+        self.loss_outside = loss_outside
         self.strict = strict
         self.check_inplace = check_inplace
         self.synchronize = synchronize
@@ -508,7 +512,7 @@ class ChainExecutor:
     def _backward(self, run: _Run, i: int) -> int:
         rec = run.A[i]
         name = self.stages[i - 1][0]
-        if i == self.length:
+        if i == self.length and not self.loss_outside:
             tensors = [t for t in rec.out_leaves if t.requires_grad]
             grads: list[torch.Tensor | None] = [None] * len(tensors)
         else:

@@ -15,20 +15,21 @@ from torch import nn
 
 from ..errors import InputError
 
-__all__ = ["build_stages", "parse_kwargs", "parse_shape", "resolve"]
+__all__ = ["build_stages", "instantiate", "parse_inputs", "parse_kwargs", "parse_shape", "resolve",
+           "sequential_stages"]
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
+def parse_shape(text: str, *, param: str = "input_shape") -> tuple[int, ...]:
     """``"3x224x224"`` -> ``(3, 224, 224)``; ``"128"`` -> ``(128,)``."""
     parts = re.split(r"\s*[x,×*]\s*", str(text).strip())
     try:
         dims = tuple(int(p) for p in parts)
     except ValueError:
         raise InputError(f"expected a shape like 3x224x224, got {text!r}",
-                         param="input_shape") from None
+                         param=param) from None
     if not dims or any(d <= 0 for d in dims):
         raise InputError(f"expected positive dimensions like 3x224x224, got {text!r}",
-                         param="input_shape")
+                         param=param)
     return dims
 
 
@@ -65,23 +66,27 @@ def resolve(spec: str) -> tuple[Any, str]:
     return obj, attr.split(".")[-1]
 
 
-def build_stages(obj: Any, kwargs: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
-    """Call ``obj`` (unless it already is a module/list) and return ``[(name, module), ...]``."""
+def instantiate(obj: Any, kwargs: dict[str, Any] | None = None) -> Any:
+    """Call ``obj`` with ``kwargs`` unless it already is a module (or a list of modules)."""
     kwargs = kwargs or {}
     if isinstance(obj, (nn.Module, list, tuple)):
         if kwargs:
             raise InputError("--arg was given but the object is not callable",
                              source="MODULE:CALLABLE")
-        model = obj
-    elif callable(obj):
+        return obj
+    if callable(obj):
         try:
-            model = obj(**kwargs)
+            return obj(**kwargs)
         except TypeError as e:
             raise InputError(f"calling the model builder failed: {e}",
                              source="MODULE:CALLABLE") from None
-    else:
-        raise InputError(f"expected a callable returning nn.Sequential or a list of modules, got "
-                         f"{type(obj).__name__}", source="MODULE:CALLABLE")
+    raise InputError(f"expected an nn.Module or a callable returning one, got "
+                     f"{type(obj).__name__}", source="MODULE:CALLABLE")
+
+
+def sequential_stages(model: Any) -> list[tuple[str, Any]] | None:
+    """``[(name, module), ...]`` for an ``nn.Sequential`` (its top-level children) or a list of
+    modules; None for any other ``nn.Module`` (the graph-capture path)."""
     if isinstance(model, nn.Sequential):
         named = list(model.named_children())
     elif isinstance(model, (list, tuple, nn.ModuleList)):
@@ -91,10 +96,11 @@ def build_stages(obj: Any, kwargs: dict[str, Any] | None = None) -> list[tuple[s
                 raise InputError(f"item {k} of the list is a {type(m).__name__}, not an nn.Module",
                                  source="MODULE:CALLABLE")
             named.append((type(m).__name__.lower(), m))
+    elif isinstance(model, nn.Module):
+        return None
     else:
-        raise InputError(f"the builder returned a {type(model).__name__}; expected nn.Sequential "
-                         "(stages = top-level children) or a list of modules",
-                         source="MODULE:CALLABLE")
+        raise InputError(f"the builder returned a {type(model).__name__}; expected an nn.Module "
+                         "(or a list of modules)", source="MODULE:CALLABLE")
     if not named:
         raise InputError("the model has no stages", source="MODULE:CALLABLE")
     # unique, YAML-friendly names
@@ -110,6 +116,30 @@ def build_stages(obj: Any, kwargs: dict[str, Any] | None = None) -> list[tuple[s
     names = [n for n, _ in out]
     if len(set(names)) != len(names):  # a generated suffix collided with a real name
         out = [(f"{n}_{k + 1}", m) for k, (n, m) in enumerate(out)]
+    return out
+
+
+def build_stages(obj: Any, kwargs: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
+    """``[(name, module), ...]`` of a Sequential (or list) model built from ``obj``."""
+    stages = sequential_stages(instantiate(obj, kwargs))
+    if stages is None:
+        raise InputError("the builder returned an nn.Module that is not nn.Sequential; "
+                         "capture it as a graph instead (edgeplan import torch does so)",
+                         source="MODULE:CALLABLE")
+    return stages
+
+
+def parse_inputs(items: list[str] | tuple[str, ...]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``["input_ids=128:int64", "attention_mask=128:int64"]`` -> ``{name: (shape, dtype)}``
+    (per-sample shapes; the dtype defaults to float32)."""
+    out: dict[str, tuple[tuple[int, ...], str]] = {}
+    for it in items:
+        name, sep, rest = it.partition("=")
+        if not sep or not name.isidentifier():
+            raise InputError(f"expected NAME=DIMS[:DTYPE] like input_ids=128:int64, got {it!r}",
+                             param="input")
+        dims, _, dtype = rest.partition(":")
+        out[name] = (parse_shape(dims, param="input"), dtype or "float32")
     return out
 
 
