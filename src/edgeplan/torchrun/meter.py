@@ -63,7 +63,7 @@ import torch
 from ..errors import InputError
 from ._tensors import detach_all, leaves, storage_key
 
-__all__ = ["StageMeasure", "alloc_events_supported", "grouped_conv_fix_active",
+__all__ = ["AllocTrace", "StageMeasure", "alloc_events_supported", "grouped_conv_fix_active",
            "measure_stages"]
 
 
@@ -119,7 +119,7 @@ class _quiet_stderr:
             os.close(self.saved)
 
 
-class _AllocTrace:
+class AllocTrace:
     """CPU-allocator events (pointer, +/- bytes) in time order, via torch.profiler."""
 
     def __init__(self, enabled: bool):
@@ -127,7 +127,7 @@ class _AllocTrace:
         self.events: list[tuple[int, int]] = []
         self._prof = None
 
-    def __enter__(self) -> _AllocTrace:
+    def __enter__(self) -> AllocTrace:
         if self.enabled:
             from torch.profiler import ProfilerActivity, profile
             self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
@@ -189,7 +189,7 @@ def alloc_events_supported() -> bool:
     """Whether this torch reports CPU-allocator events with pointers (probed once)."""
     if "ok" not in _PROBE:
         try:
-            with _AllocTrace(True) as tr:
+            with AllocTrace(True) as tr:
                 t = torch.empty(4096, dtype=torch.uint8)
                 ptr = t.untyped_storage().data_ptr()
                 del t
@@ -349,7 +349,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
             excluded = fixed_keys | in_keys | a0_keys
             packed.clear()
             try:
-                with _AllocTrace(measure_tmp) as tr_fwd, saved_tensors_hooks(pack, unpack), \
+                with AllocTrace(measure_tmp) as tr_fwd, saved_tensors_hooks(pack, unpack), \
                         torch.enable_grad(), _flop_counter() as fc:
                     out = _run_stage(name, module, inp)
                 break
@@ -379,7 +379,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
             seeds = [torch.ones_like(t) for t in grad_outs]
             for p in stage_params:
                 p.grad = None
-            with _AllocTrace(measure_tmp) as tr_bwd, _flop_counter() as fcb:
+            with AllocTrace(measure_tmp) as tr_bwd, _flop_counter() as fcb:
                 try:
                     torch.autograd.backward(grad_outs, seeds)
                 except Exception as e:
@@ -402,7 +402,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
         peak_ng = None
         if measure_tmp:
             inp_ng = _prepare(prev, a0_keys, clone)[0]
-            with _AllocTrace(True) as tr_ng, torch.no_grad():
+            with AllocTrace(True) as tr_ng, torch.no_grad():
                 out_ng = _run_stage(name, module, inp_ng)
             peak_ng, _ = tr_ng.peak()
             del out_ng, inp_ng
