@@ -13,11 +13,19 @@ computes for the frontier) or 40 % of it (``--range budget40``: a tight budget).
 in a fresh subprocess so that its peak RSS (``getrusage`` ``ru_maxrss``) is its own; the numba
 kernel is loaded (and, on the very first run, compiled) by a tiny warm-up fill that is not timed.
 Cases with at most ``--check-max`` stages (default 100) are compared cell by cell (cost and
-choice) against ``dp_reference``, the straightforward dense kernel, which is timed too.
+choice) against ``solvers/reference/dp.py``, the straightforward dense kernel, which is timed
+too.
 
     python benchmarks/solve_bench.py                 # 50..1000 stages, both chain kinds
     python benchmarks/solve_bench.py --quick         # 50 and 100 stages only
     python benchmarks/solve_bench.py --json out.json --backend numpy --sizes 50,100,200
+    python benchmarks/solve_bench.py --e2e           # `edgeplan solve` end to end, shared chains
+
+``--e2e`` times what a user waits for: the whole ``edgeplan solve MODEL --memory B --slots 500``
+command (interpreter start-up, imports, the fill, the frontier, rendering) in a fresh process,
+best of ``--repeats``, on the chains shared with the Rotor comparison (``../shared/bench/``,
+``cnn200.yaml`` at 210 KiB and ``cnn500.yaml`` at 266 KiB), and on a 1000-stage ``cnn`` chain
+of this benchmark written to a temporary model file (budget: 40 % of its store-all peak).
 
 Progress and ETA of long fills go to stderr.
 """
@@ -119,7 +127,7 @@ def _eta_printer(label: str):
 
 def run_case(kind: str, L: int, slots: int, range_kind: str, backend: str, check: bool) -> dict:
     from edgeplan.solvers import dp_kernel as K
-    from edgeplan.solvers import dp_reference as R
+    from edgeplan.solvers.reference import dp as R
 
     sc, M = slot_problem(kind, L, slots, range_kind)
     res = {"chain": kind, "stages": L, "slots": M + 1, "range": range_kind}
@@ -204,6 +212,56 @@ def fmt_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _model_file(kind: str, L: int, path: str) -> int:
+    """Write the benchmark chain ``kind``/``L`` as a model file (times and bytes as given);
+    return its store-all activation peak."""
+    from edgeplan.solvers.base import store_all_peak_bytes
+
+    chain = cnn_chain(L) if kind == "cnn" else homo_chain(L)
+    lines = ["format: 1", f"name: {kind}{L}", f"input: {chain.input_bytes}", "stages:"]
+    for s in chain.stages:
+        lines.append(f"  - {{name: {s.name}, fwd_time: {s.fwd_time_s!r} s, bwd_time: "
+                     f"{s.bwd_time_s!r} s, out: {s.out_bytes}, saved: {s.saved_bytes}, "
+                     f"fwd_tmp: {s.fwd_tmp_bytes}, bwd_tmp: {s.bwd_tmp_bytes}}}")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return store_all_peak_bytes(chain)
+
+
+def end_to_end(repeats: int, slots: int) -> int:
+    import tempfile
+
+    shared = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
+                          "bench")
+    cases = [(os.path.join(shared, "cnn200.yaml"), "210 KiB"),
+             (os.path.join(shared, "cnn500.yaml"), "266 KiB")]
+    tmp = tempfile.mkdtemp()
+    big = os.path.join(tmp, "cnn1000.yaml")
+    top = _model_file("cnn", 1000, big)
+    cases.append((big, f"{int(0.4 * top)} B"))
+    sys.stderr.write(f"machine: {machine()}\n")
+    print(f"| model | budget | slots | end to end (best of {repeats}) | peak RSS |")
+    print("|---|---|---|---|---|")
+    for path, budget in cases:
+        if not os.path.exists(path):
+            sys.stderr.write(f"skipped {path}: not found\n")
+            continue
+        best, rss = float("inf"), 0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            p = subprocess.run([sys.executable, "-m", "edgeplan", "solve", path, "--memory",
+                                budget, "--slots", str(slots)], capture_output=True, text=True)
+            dt = time.perf_counter() - t0
+            if p.returncode not in (0, 1):
+                sys.stderr.write(p.stderr)
+                return 1
+            best = min(best, dt)
+            rss = max(rss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+        print(f"| {os.path.basename(path)} | {budget} | {slots} | {best:.2f} s | {rss} MB |")
+        sys.stdout.flush()
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes only (50, 100)")
@@ -214,10 +272,15 @@ def main(argv=None) -> int:
                     choices=("store-all", "budget40"))
     ap.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba"))
     ap.add_argument("--check-max", type=int, default=100,
-                    help="compare with dp_reference up to this many stages (default 100)")
+                    help="compare with the reference kernel up to this many stages (default 100)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON ('-': stdout)")
+    ap.add_argument("--e2e", action="store_true",
+                    help="time `edgeplan solve` end to end on the shared chains")
+    ap.add_argument("--repeats", type=int, default=3, help="--e2e: best of N runs")
     ap.add_argument("--case", help=argparse.SUPPRESS)   # child mode: kind,L
     args = ap.parse_args(argv)
+    if args.e2e:
+        return end_to_end(args.repeats, args.slots)
 
     if args.case:
         kind, L = args.case.split(",")

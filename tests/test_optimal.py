@@ -162,3 +162,29 @@ def test_long_chain_rebuild_is_iterative():
     res = solve_optimal(chain, 400, slots=60, with_frontier=False)
     assert res.feasible and res.trace.peak_bytes <= 400
     assert choose(1000, 10).unit_bytes == 100
+
+
+def test_step_replay_equals_the_simulator():
+    """The frontier's peaks and costs from the memoised choice tree equal rebuilding every
+    step's schedule and replaying it in the simulator (random chains, coarse and fine slots)."""
+
+    from edgeplan.solvers.optimal import _solve_range, frontier_from_table
+
+    rng = random.Random(11)
+    for _ in range(120):
+        L = rng.randint(1, 14)
+        out = [rng.randint(1, 9) for _ in range(L)]
+        chain = make_chain("r", fwd=[rng.randint(1, 5) for _ in range(L)],
+                           bwd=[rng.randint(1, 8) for _ in range(L)], out=out,
+                           saved=[o + rng.randint(0, 6) for o in out],
+                           input_bytes=rng.randint(0, 6),
+                           fwd_tmp=[rng.randint(0, 3) for _ in range(L)],
+                           bwd_tmp=[rng.randint(0, 3) for _ in range(L)])
+        top = store_all_peak_bytes(chain)
+        disc, table = _solve_range(chain, top, rng.choice([7, 20, 500]), cover_store_all=True)
+        fast = frontier_from_table(chain, disc, table)
+        slow = frontier_from_table(chain, disc, table, replay="simulate")
+        assert [p.peak_bytes for p in fast] == [p.peak_bytes for p in slow]
+        assert [p.budget_bytes for p in fast] == [p.budget_bytes for p in slow]
+        for a, b in zip(fast, slow):
+            assert abs(a.cost_s - b.cost_s) <= 1e-9 * max(1.0, b.cost_s)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..chain import Chain, make_chain
 from ..discretize import DEFAULT_SLOTS, Discretization, choose, slot_chain
-from ..errors import LimitError
+from ..errors import InfeasibleError, LimitError
 from ..progress import Progress
 from .base import FrontierPoint, SolveResult, store_all_peak_bytes, store_all_schedule, verified
 from .dp_kernel import INF, MAX_TABLE_CELLS, DPTable, fill_table, rebuild, table_cells
@@ -59,20 +59,103 @@ def _solve_range(chain: Chain, range_bytes: int, slots: int, progress: Progress 
     return disc, fill_table(sc, max_slots, progress)
 
 
-def frontier_from_table(chain: Chain, disc: Discretization, table: DPTable) -> tuple[FrontierPoint,
-                                                                                     ...]:
-    """Every step of ``C(1, L, m)`` over ``m``: simulated peak and cost of each step's schedule."""
+class StepReplay:
+    """Exact-byte peak and cost of the schedule ``rebuild(table, m)`` would give, without building
+    it: the schedule is the tree of the table's choices, and docs/chain-model.md §3 charges each
+    sub-chain's ops relative to what is live around it, so a sub-chain's peak above its base and
+    its cost are properties of the cell ``(s, t, m)`` alone and are computed once for all steps
+    of the curve (memoised). Sizes are the chain's exact bytes; only the choices come from the
+    slot table. ``tests/test_optimal.py`` checks it against ``simulate(rebuild(...))``.
+
+    Per cell, relative to the base (the bytes live around the sub-chain, ``d_t`` included):
+
+    * leaf ``Fall s; B s``: ``max(s_s + f_s, s_s + d_{s-1} + b_s)``;
+    * record ``s``: ``max(s_s + f_s, s_s + P(s+1, t), s_s - d_t + d_s + d_{s-1} + b_s)``;
+    * checkpoint ``a_{k-1}``: the sweep ``Fn s .. Fn k-1`` (``x_s + f_s``, then
+      ``x_{j-1} + x_j + f_j``), ``x_{k-1} + P(k, t)``, and ``d_{k-1} - d_t + P(s, k-1)``.
+    """
+
+    def __init__(self, chain: Chain, table: DPTable):
+        self.table = table
+        cl = chain.lists()
+        self.x, self.sv, self.f, self.b = cl.x, cl.s, cl.f, cl.b
+        self.tf, self.tb = cl.tf, cl.tb
+        self.d = [cl.dsize(i) if i >= 1 else 0 for i in range(chain.length + 1)]
+        self.x0 = chain.input_bytes
+        sc = table.sc
+        self.slot_s = [int(v) for v in sc.s]
+        self.slot_x = [int(v) for v in sc.x]
+        self.memo: dict[tuple[int, int, int], tuple[int, float]] = {}
+
+    def _children(self, s: int, t: int, mm: int, c: int) -> list[tuple[int, int, int]]:
+        if s == t:
+            return []
+        if c == 0:
+            return [(s + 1, t, mm - self.slot_s[s])]
+        return [(c, t, mm - self.slot_x[c - 1]), (s, c - 1, mm)]
+
+    def _cell(self, s: int, t: int, c: int, kids: list[tuple[int, float]]) -> tuple[int, float]:
+        x, sv, f, b, d = self.x, self.sv, self.f, self.b, self.d
+        if s == t:
+            return max(sv[s] + f[s], sv[s] + d[s - 1] + b[s]), self.tf[s] + self.tb[s]
+        if c == 0:
+            (pc, tc), = kids
+            peak = max(sv[s] + f[s], sv[s] + pc, sv[s] - d[t] + d[s] + d[s - 1] + b[s])
+            return peak, self.tf[s] + tc + self.tb[s]
+        k = c
+        (pr, tr), (pl, tl) = kids
+        sweep = x[s] + f[s]
+        for j in range(s + 1, k):
+            sweep = max(sweep, x[j - 1] + x[j] + f[j])
+        peak = max(sweep, x[k - 1] + pr, d[k - 1] - d[t] + pl)
+        return peak, sum(self.tf[s:k]) + tr + tl
+
+    def peak_cost(self, m: int) -> tuple[int, float]:
+        """``(peak bytes, cost s)`` of the schedule of ``C(1, L, m)``."""
+        table, memo = self.table, self.memo
+        L = table.sc.length
+        root = (1, L, min(m, table.max_slots))
+        stack = [root]
+        while stack:
+            s, t, mm = key = stack[-1]
+            if key in memo:
+                stack.pop()
+                continue
+            c = table.choice_at(s, t, mm)
+            if c < 0:
+                raise InfeasibleError("no schedule in this memory")
+            kids = [(a, b_, min(m_, table.max_slots)) for a, b_, m_ in self._children(s, t, mm,
+                                                                                     c)]
+            todo = [k_ for k_ in kids if k_ not in memo]
+            if todo:
+                stack.extend(todo)
+                continue
+            stack.pop()
+            memo[key] = self._cell(s, t, c, [memo[k_] for k_ in kids])
+        peak, cost = memo[root]
+        return self.x0 + max(peak, 0), cost
+
+
+def frontier_from_table(chain: Chain, disc: Discretization, table: DPTable, *,
+                        replay: str = "fast") -> tuple[FrontierPoint, ...]:
+    """Every step of ``C(1, L, m)`` over ``m``: the exact-byte peak and the cost of each step's
+    schedule (``replay="fast"``: :class:`StepReplay`; ``"simulate"``: rebuild every schedule and
+    replay it in the simulator, the reference)."""
     col = table.column()
     x0s = int(table.sc.x[0])
     points = []
     prev = INF
+    fast = StepReplay(chain, table) if replay == "fast" else None
     for m in range(len(col)):
         v = col[m]
         if np.isfinite(v) and v < prev - 1e-12 * max(1.0, abs(v)):
-            sched = rebuild(table, m)
-            tr = verified(chain, sched)
+            if fast is not None:
+                peak, cost = fast.peak_cost(m)
+            else:
+                tr = verified(chain, rebuild(table, m))
+                peak, cost = tr.peak_bytes, tr.cost_s
             points.append(FrontierPoint(budget_bytes=(m + x0s) * disc.unit_bytes,
-                                        peak_bytes=tr.peak_bytes, cost_s=tr.cost_s))
+                                        peak_bytes=peak, cost_s=cost))
             prev = v
     # Keep the Pareto front in exact bytes: a step whose replayed peak is not below a cheaper
     # step's peak is dominated (slot rounding can make that happen).

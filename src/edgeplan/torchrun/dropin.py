@@ -24,6 +24,7 @@ batch are not computed (it is data: ``a_0`` of the chain model).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -311,13 +312,17 @@ def _apply(step: _Step, dummy: torch.Tensor, x0: tuple[Any, ...]) -> Any:
 def checkpoint(model: nn.Module, schedule: Schedule | Any, example: Any, *,
                granularity: str | int = "auto", carry: str = "small", leaves: Iterable[str] = (),
                chain: Chain | None = None, measure: bool = False) -> CheckpointedModule:
-    """Wrap ``model`` to train with ``schedule`` (or a ``Plan``'s recommended schedule).
+    """Wrap ``model`` to train with ``schedule``: a ``Schedule``, a ``Plan`` (its recommended
+    schedule) or the path of a plan file written by ``edgeplan solve MODEL -o plan.json``.
 
     The model is captured on ``example`` with ``granularity``, ``carry`` and ``leaves``, which
     must be those the schedule was planned for (``edgeplan import torch`` records them); the
     schedule has one stage more than the captured chain, the loss.
     """
     plan = None
+    if isinstance(schedule, (str, os.PathLike)):  # a plan file from `edgeplan solve -o`
+        from ..formats.plan_file import load_plan
+        schedule = load_plan(str(schedule))["schedule"]
     if hasattr(schedule, "result") and hasattr(schedule, "chain"):
         plan = schedule
         if not plan.feasible:
