@@ -225,9 +225,19 @@ def test_cli_import_captures_and_solves(tmp_path):
     assert "captured with torch.fx:" in r.stderr and "carried" in r.stderr
     text = out.read_text()
     assert "--input input_ids=12:int64" in text and "name: loss" in text
-    r = subprocess.run([sys.executable, "-m", "edgeplan", "solve", str(out), "-d", "rpi-4-4gb"],
+    plan_file = tmp_path / "plan.json"
+    r = subprocess.run([sys.executable, "-m", "edgeplan", "solve", str(out), "-d", "rpi-4-4gb",
+                        "--memory", "48 MiB", "-o", str(plan_file)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    # the plan file drives the drop-in wrapper of the same model in Python
+    torch.manual_seed(0)
+    m = nets.bert_encoder(vocab=50, dim=16, layers=2, heads=2)
+    x = {"input_ids": torch.randint(0, 50, (2, 12)),
+         "attention_mask": torch.ones(2, 12, dtype=torch.long)}
+    w = checkpoint(m, str(plan_file), x)
+    F.cross_entropy(w(**x)["logits"], torch.tensor([0, 1])).backward()
+    assert all(p.grad is not None for n, p in m.named_parameters() if not n.startswith("pos"))
     r = subprocess.run(
         [sys.executable, "-m", "edgeplan", "import", "torch", "edgeplan.importers.nets:unet",
          "--input-shape", "3x32x32", "--batch", "2", "--loss", "cross-entropy", "--leaf", "ups",
