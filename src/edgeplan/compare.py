@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .device import DeviceProfile, MemoryBudget
+from .device import DeviceProfile
 from .discretize import DEFAULT_SLOTS
 from .errors import LimitError
 from .model import ModelSpec
-from .problem import Problem, prepare, solve_problem
+from .problem import Problem, ProblemView, prepare, solve_problem
 from .progress import Progress
 from .solvers.base import FrontierPoint, SolveResult
 from .solvers.registry import STRATEGIES, get_strategy
@@ -36,32 +36,12 @@ class Cell:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Pairing:
+class Pairing(ProblemView):
     """All strategies for one model on one device."""
 
     problem: Problem
     cells: tuple[Cell, ...]
     frontier: tuple[FrontierPoint, ...] = ()   # the optimal DP's trade-off curve
-
-    @property
-    def model(self) -> ModelSpec:
-        return self.problem.model
-
-    @property
-    def device(self) -> DeviceProfile | None:
-        return self.problem.device
-
-    @property
-    def memory(self) -> MemoryBudget:
-        return self.problem.memory
-
-    @property
-    def compute_time_s(self) -> float:
-        return self.problem.compute_time_s
-
-    @property
-    def store_all_peak_bytes(self) -> int:
-        return self.problem.store_all_peak_bytes
 
     @property
     def budget_bytes(self) -> int:

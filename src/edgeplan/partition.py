@@ -1,8 +1,9 @@
-"""Contiguous partitions: the stage balancer both importers use (ONNX, PyTorch graph capture)."""
+"""Contiguous partitions: how both importers (ONNX, PyTorch graph capture) group segments into
+stages."""
 
 from __future__ import annotations
 
-__all__ = ["balance"]
+__all__ = ["balance", "one_heavy_per_group"]
 
 
 def balance(weights: list[int], n: int) -> list[int]:
@@ -50,4 +51,32 @@ def balance(weights: list[int], n: int) -> list[int]:
             if 2 * acc >= bw:
                 break
         sizes[best:best + 1] = [cut, sizes[best] - cut]
+    return sizes
+
+
+def one_heavy_per_group(heavy: list[bool], weights: list[int] | None = None,
+                        max_groups: int | None = None) -> list[int]:
+    """Group sizes such that each group holds one heavy segment (a weighted op) and the light
+    segments after it; with ``max_groups``, groups are then merged by ``balance`` on
+    ``weights`` (default: one per segment) down to that many."""
+    sizes: list[int] = []
+    cur, cur_heavy = 0, False
+    for h in heavy:
+        if h and cur_heavy:
+            sizes.append(cur)
+            cur, cur_heavy = 0, False
+        cur += 1
+        cur_heavy = cur_heavy or h
+    sizes.append(cur)
+    if max_groups is not None and len(sizes) > max_groups:
+        w, pos = [], 0
+        for sz in sizes:
+            w.append(sum(weights[pos:pos + sz]) if weights else sz)
+            pos += sz
+        groups = balance(w if any(w) else [1] * len(w), max_groups)
+        merged, pos = [], 0
+        for gsz in groups:
+            merged.append(sum(sizes[pos:pos + gsz]))
+            pos += gsz
+        sizes = merged
     return sizes

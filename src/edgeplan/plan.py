@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .chain import Chain
-from .device import DeviceProfile, MemoryBudget, StorageTier
+from .device import DeviceProfile, StorageTier
 from .discretize import DEFAULT_SLOTS
 from .endurance import EnduranceEstimate, endurance_estimate
 from .errors import InputError
 from .model import ModelSpec
-from .problem import Problem, overhead_of, prepare, solve_problem
+from .problem import Problem, ProblemView, overhead_of, prepare, solve_problem
 from .progress import Progress, time_limited
 from .solvers.base import SolveResult
 
@@ -41,35 +40,10 @@ class OffloadPlan:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Plan:
+class Plan(ProblemView):
     problem: Problem
     result: SolveResult
     offload: OffloadPlan | None = None
-
-    # the problem's parts, by name (what the renderers read)
-    @property
-    def model(self) -> ModelSpec:
-        return self.problem.model
-
-    @property
-    def device(self) -> DeviceProfile | None:
-        return self.problem.device
-
-    @property
-    def chain(self) -> Chain:
-        return self.problem.chain
-
-    @property
-    def memory(self) -> MemoryBudget:
-        return self.problem.memory
-
-    @property
-    def precision(self) -> str | None:
-        return self.problem.precision
-
-    @property
-    def store_all_peak_bytes(self) -> int:
-        return self.problem.store_all_peak_bytes
 
     @property
     def feasible(self) -> bool:
@@ -94,10 +68,6 @@ class Plan:
         """Least total device memory (reserve included) at which a schedule exists."""
         m = self.min_memory_bytes
         return None if m is None else m + self.memory.reserved_bytes
-
-    @property
-    def compute_time_s(self) -> float:
-        return self.problem.compute_time_s
 
     @property
     def time_s(self) -> float | None:

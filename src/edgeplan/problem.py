@@ -71,6 +71,41 @@ class Problem:
         return time_s * self.device.training_power_w
 
 
+class ProblemView:
+    """The problem's parts by name, for results that hold a ``problem`` (``Plan``,
+    ``Pairing``): what the renderers read."""
+
+    problem: Problem
+
+    @property
+    def model(self) -> ModelSpec:
+        return self.problem.model
+
+    @property
+    def device(self) -> DeviceProfile | None:
+        return self.problem.device
+
+    @property
+    def chain(self) -> Chain:
+        return self.problem.chain
+
+    @property
+    def memory(self) -> MemoryBudget:
+        return self.problem.memory
+
+    @property
+    def precision(self) -> str | None:
+        return self.problem.precision
+
+    @property
+    def store_all_peak_bytes(self) -> int:
+        return self.problem.store_all_peak_bytes
+
+    @property
+    def compute_time_s(self) -> float:
+        return self.problem.compute_time_s
+
+
 def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int | None = None,
             batch: int | None = None, precision: str | None = None) -> Problem:
     """Set up the planning problem.

@@ -1,47 +1,11 @@
 """Measure a PyTorch model as an edgeplan chain (docs/chain-model.md §1, model format 1).
 
-The model is an ``nn.Sequential`` (its top-level children are the stages) or a list of modules.
-The stages run one after the other on a real input batch (CPU by default, ``float32`` by default),
-each on the previous stage's output, **detached**: every stage is measured alone, the way the chain
-model prices it. Per stage ``i`` (``a_{i-1}`` -> ``a_i``):
-
-``out`` (``x_i``)
-    Bytes of the distinct storages of the output tensors. Storages that alias the input batch
-    ``a_0`` are not counted (``a_0`` is resident for the whole iteration, docs/chain-model.md
-    §2); this matters only for stages that pass the input through (the unrolled LSTM).
-``saved`` (``s_i``)
-    A recording forward of the stage alone runs under
-    ``torch.autograd.graph.saved_tensors_hooks``; every tensor autograd packs is recorded by its
-    storage (``untyped_storage().data_ptr()``, ``nbytes()``), each storage once. Storages of
-    parameters and buffers (fixed memory), of the stage input (``a_{i-1}``, held by the previous
-    stage) and of ``a_0`` are excluded. The output's storages are then added where not already
-    counted, so ``saved`` includes ``a_i``: ``saved = max(saved_measured + out_not_counted, out)``.
-``fwd_flops`` / ``bwd_flops``
-    ``torch.utils.flop_counter.FlopCounterMode`` around the recording forward, and around
-    ``torch.autograd.backward`` of the outputs seeded with ones. The backward count includes the
-    weight-gradient FLOPs. The counter knows matmul, convolution and attention kernels only;
-    elementwise ops, normalisation, pooling and softmax count 0. Where this torch's counter
-    over-counts the weight gradient of grouped convolutions (``groups`` times; torch <= 2.13),
-    that one term is divided by ``groups`` (``torchrun.meter``).
-``fwd_tmp`` / ``bwd_tmp`` (``f_i``, ``b_i``)
-    Allocation events of PyTorch's CPU allocator (``torch.profiler``, ``profile_memory=True``).
-    ``fwd_tmp = max(peak of the recording forward - saved, peak of a no-grad forward - out, 0)``
-    (docs/chain-model.md §3 charges ``s_i + f_i`` to ``Fall`` and ``x_i + f_i`` to ``Fn``);
-    ``bwd_tmp = max(peak of the backward - bytes of the input gradient, 0)`` with the allocations
-    that end up as parameter gradients left out (they are fixed memory). Peaks are relative to
-    the memory live when the pass starts. Memory allocated outside PyTorch's allocator (e.g.
-    oneDNN scratch) is not seen. With ``measure_tmp=False`` both are 0.
-``params``
-    ``sum(p.numel() * p.element_size())`` over the stage's parameters; a parameter shared by
-    several stages (tied embeddings, an unrolled recurrent cell) is counted once, in the first
-    stage that has it.
-``fwd_time`` / ``bwd_time`` (optional, ``timing=True``)
-    Host wall-clock medians of repeated recording forwards and backwards (at least 3 repeats and
-    0.2 s per stage after one warm-up).
-
-The input batch ``a_0`` never needs a gradient (it is data), so stage 1's backward computes no
-input gradient, as in real training; every later stage's floating-point inputs get
-``requires_grad=True``.
+An ``nn.Sequential`` (or a list of modules) is a chain already: its top-level children are the
+stages and the last one returns the loss. Any other ``nn.Module`` is captured with torch.fx and
+cut where one activation is live (``torchrun.capture``), and ``loss=`` adds the loss stage.
+Every stage is then measured alone by the one stage measurer, ``torchrun.meter.measure_stages``,
+whose docstring says how each number (``out``, ``saved``, FLOPs, transients, parameters, times)
+is obtained; ``derivation_text`` writes the same into the model file.
 """
 
 from __future__ import annotations

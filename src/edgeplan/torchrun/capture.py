@@ -41,7 +41,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from ..errors import InputError
-from ..partition import balance
+from ..partition import balance, one_heavy_per_group
 
 __all__ = ["CapturedChain", "Cut", "capture", "CARRY_MODES", "SMALL_CARRY"]
 
@@ -95,7 +95,8 @@ class _Tracer(fx.Tracer):
         return qualname in self.leaves or super().is_leaf_module(m, qualname)
 
 
-def _bind(model: nn.Module, example: Any) -> tuple[list[str], tuple[Any, ...], dict[str, Any]]:
+def bind_inputs(model: nn.Module,
+                example: Any) -> tuple[list[str], tuple[Any, ...], dict[str, Any]]:
     """(graph input names, their values, concrete args) for ``model.forward`` called with
     ``example`` (a tensor, a tuple of positional arguments or a dict of keyword arguments)."""
     import inspect
@@ -309,7 +310,7 @@ def capture(model: nn.Module, example: Any, *, granularity: str | int = "auto",
     if carry not in CARRY_MODES:
         raise InputError(f"expected one of {', '.join(CARRY_MODES)}, got {carry!r}",
                          param="carry")
-    names, args, concrete = _bind(model, example)
+    names, args, concrete = bind_inputs(model, example)
     if not names:
         raise InputError("the example input gives forward no argument", param="example_input")
     graph = _trace(model, concrete, leaves)
@@ -338,22 +339,7 @@ def capture(model: nn.Module, example: Any, *, granularity: str | int = "auto",
     if granularity == "finest":
         groups = [1] * len(seg_starts)
     elif granularity == "auto":
-        groups = []
-        cnt, seen_heavy = 0, False
-        for h in heavy:
-            if cnt and seen_heavy and h:
-                groups.append(cnt)
-                cnt, seen_heavy = 0, False
-            cnt += 1
-            seen_heavy = seen_heavy or h
-        groups.append(cnt)
-        if len(groups) > AUTO_MAX_STAGES:
-            merged = balance(list(groups), AUTO_MAX_STAGES)
-            out, pos = [], 0
-            for m in merged:
-                out.append(sum(groups[pos:pos + m]))
-                pos += m
-            groups = out
+        groups = one_heavy_per_group(heavy, max_groups=AUTO_MAX_STAGES)
     else:
         try:
             n_stages = int(granularity)

@@ -37,7 +37,7 @@ from ..chain import Chain
 from ..errors import InfeasibleError, InputError
 from ..schedule import OpKind, Schedule
 from ..simulator import simulate
-from .capture import CapturedChain, capture
+from .capture import CapturedChain, bind_inputs, capture
 from .executor import ChainExecutor, _Run
 
 __all__ = ["LOSSES", "CheckpointedModule", "LossHead", "checkpoint", "fit", "measure_captured",
@@ -141,21 +141,12 @@ def captured_spec(captured: CapturedChain, example: Any, *,
 
 def _graph_inputs(captured: CapturedChain, example: Any) -> tuple[Any, ...]:
     """``a_0``: the batch in the order of the captured graph's inputs."""
-    import inspect
-
-    sig = inspect.signature(captured.model.forward)
-    if isinstance(example, dict):
-        bound = sig.bind_partial(**example)
-    elif isinstance(example, tuple):
-        bound = sig.bind_partial(*example)
-    else:
-        bound = sig.bind_partial(example)
-    given = [n for n in sig.parameters if n in bound.arguments]
+    given, values, _ = bind_inputs(captured.model, example)
     if given != captured.input_names:
         raise InputError(f"the model was captured with the arguments {captured.input_names} "
                          f"and is called with {given}; call it the same way (or capture again)",
                          param="example_input")
-    return tuple(bound.arguments[n] for n in given)
+    return values
 
 
 def _split(schedule: Schedule, length: int) -> tuple[Schedule, Schedule]:

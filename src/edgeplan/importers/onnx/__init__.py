@@ -52,6 +52,7 @@ import datetime as _dt
 from pathlib import Path
 
 from ...errors import InputError
+from ...partition import one_heavy_per_group
 from ._nodes import FILE_DTYPES, PRECISION, is_float, onnx_module, op_name, type_name
 from .costs import HEAVY_OPS, NodeCost, cost_node
 from .derivation import derivation_text, imported_model, summary_rows, to_yaml, uncosted_summary
@@ -126,26 +127,7 @@ def import_onnx(path: str | Path, *, batch: int | None = None, dims: dict[str, i
     if stages == "nodes":
         sizes = [1] * len(bounds)
     elif stages == "auto":
-        sizes = []
-        cur, cur_heavy = 0, False
-        for h in heavy:
-            if h and cur_heavy:
-                sizes.append(cur)
-                cur, cur_heavy = 0, False
-            cur += 1
-            cur_heavy = cur_heavy or h
-        sizes.append(cur)
-        if len(sizes) > AUTO_MAX_STAGES:
-            w, pos = [], 0
-            for sz in sizes:
-                w.append(sum(seg_flops[pos:pos + sz]))
-                pos += sz
-            groups = balance(w if any(w) else [1] * len(w), AUTO_MAX_STAGES)
-            merged, pos = [], 0
-            for gsz in groups:
-                merged.append(sum(sizes[pos:pos + gsz]))
-                pos += gsz
-            sizes = merged
+        sizes = one_heavy_per_group(heavy, seg_flops, AUTO_MAX_STAGES)
     else:
         if stages > len(bounds):
             notes.append(f"--stages {stages}: the graph has only {len(bounds)} articulation "
