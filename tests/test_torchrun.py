@@ -297,6 +297,24 @@ def test_verify_reports_time_and_over_budget(mlp64):
     assert v.predicted_time_s > 0 and v.measured_time_s > 0 and v.time_ratio > 0
     d = v.to_dict()
     assert d["memory"]["within_budget"] is False and len(d["ops"]) == len(s)
+    assert d["memory"]["allocator_ratio"] == v.allocator_ratio
+
+
+def test_allocator_agrees_on_an_activation_heavy_model(cnn64):
+    """Independently of the executor: PyTorch's allocator sees the step's peak near the one
+    predicted with the measured transients (the plan's chain). On this small float64 CNN it
+    sees up to a third more: the known gap of docs/run.md ("not explained yet"), bounded here
+    so that it cannot grow unnoticed."""
+    model, x = cnn64
+    with_tmp = measure_chain(model, x, timing=False, measure_tmp=True).chain
+    bare = without_tmp(with_tmp)
+    hi = store_all_peak_bytes(bare)
+    lo = solve_optimal(bare, hi).min_budget_bytes
+    for budget, top in ((hi, 1.5), (lo, 1.5)):
+        s = solve_optimal(bare, budget).schedule
+        v = verify_plan(model, s, with_tmp, x=x, repeats=0, timing=False)
+        assert v.allocator_peak_bytes is not None and 0.85 <= v.allocator_ratio <= top, (
+            budget, v.allocator_peak_bytes, v.allocator_predicted_bytes)
     # the caller's model is untouched (verify_plan works on a copy)
     assert all(p.grad is None for p in model.parameters())
 

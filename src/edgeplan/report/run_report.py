@@ -37,6 +37,12 @@ def run_renderable(v: Any, plan: dict, show_ops: bool) -> Group:
     t.add_column("measured / predicted", justify="right")
     t.add_row("activation peak", _fmt_bytes(v.predicted_peak_bytes),
               _fmt_bytes(v.measured_peak_bytes), f"{v.peak_ratio:.4f}")
+    if getattr(v, "allocator_peak_bytes", None) is not None:
+        r = v.allocator_ratio
+        t.add_row("  by PyTorch's allocator", _fmt_bytes(v.allocator_predicted_bytes),
+                  _fmt_bytes(v.allocator_peak_bytes), "-" if r is None else f"{r:.4f}")
+    if getattr(v, "rss_growth_bytes", None) is not None:
+        t.add_row("  process RSS growth", "-", _fmt_bytes(v.rss_growth_bytes), "-")
     tr = v.time_ratio
     t.add_row(f"step time (host, {v.threads} thr)",
               _fmt_s(v.predicted_time_s), _fmt_s(v.measured_time_s),

@@ -86,6 +86,18 @@ class Verification:
     threads: int = 1                  # torch.get_num_threads() during the timing
     time_spread: float | None = None  # median / fastest timed step (noise indicator)
     time_method: str | None = None    # stage times: "executor", "isolated", "given" (measured=)
+    # independent of the executor's accounting: one more step of the schedule, measured by
+    # PyTorch's allocator (torch.profiler on the CPU, max_memory_allocated on CUDA) and by the
+    # process (peak RSS growth); gradients fresh, their final allocations left out (fixed memory)
+    allocator_peak_bytes: int | None = None
+    allocator_predicted_bytes: int | None = None   # simulator, transients included when known
+    rss_growth_bytes: int | None = None
+
+    @property
+    def allocator_ratio(self) -> float | None:
+        if self.allocator_peak_bytes is None or not self.allocator_predicted_bytes:
+            return None
+        return self.allocator_peak_bytes / self.allocator_predicted_bytes
 
     @property
     def peak_ratio(self) -> float:
@@ -161,6 +173,10 @@ class Verification:
                 "strict": self.step.strict,
                 "cuda_start_bytes": self.step.cuda_start_bytes,
                 "cuda_peak_bytes": self.step.cuda_peak_bytes,
+                "allocator_peak_bytes": self.allocator_peak_bytes,
+                "allocator_predicted_bytes": self.allocator_predicted_bytes,
+                "allocator_ratio": self.allocator_ratio,
+                "rss_growth_bytes": self.rss_growth_bytes,
             },
             "time": {
                 "predicted_s": self.predicted_time_s,
@@ -188,6 +204,65 @@ class Verification:
         if ops:
             d["ops"] = self.op_rows()
         return d
+
+
+def _rss_mark() -> int | None:
+    """Reset the process's peak RSS to its current RSS (Linux ``/proc/self/clear_refs``) and
+    return that RSS in bytes; None where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _proc_status("VmRSS")
+    except OSError:
+        return None
+
+
+def _proc_status(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _independent_peaks(ex: ChainExecutor, stages: list[tuple[str, nn.Module]], x: Any,
+                       schedule: Schedule, target: Any) -> tuple[int | None, int | None]:
+    """(activation peak by PyTorch's allocator, peak RSS growth) of one more step of the
+    schedule, with fresh gradients whose final allocations are left out (fixed memory); the
+    allocator figure includes the input batch, as the chain model does. The model's state is
+    restored afterwards."""
+    from ._tensors import storage_bytes
+    from .meter import AllocTrace
+
+    params = list({id(p): p for _, m in stages for p in m.parameters()}.values())
+    x0_bytes = storage_bytes(leaves(x))
+    cuda = next((t.device for t in leaves(x) if t.device.type == "cuda"), None)
+    with preserved_state(m for _, m in stages):
+        for p in params:
+            p.grad = None
+        rss0 = _rss_mark()
+        if cuda is not None:
+            torch.cuda.synchronize(cuda)
+            torch.cuda.reset_peak_memory_stats(cuda)
+            start = torch.cuda.memory_allocated(cuda)
+            ex.step(x, schedule, target=target, measure=False)
+            torch.cuda.synchronize(cuda)
+            grads = sum(p.grad.numel() * p.grad.element_size() for p in params
+                        if p.grad is not None)
+            peak: int | None = int(torch.cuda.max_memory_allocated(cuda) - start - grads)
+        else:
+            with AllocTrace(True) as tr:
+                ex.step(x, schedule, target=target, measure=False)
+            ptrs = {p.grad.data_ptr() for p in params if p.grad is not None}
+            peak = tr.peak(exclude_final=ptrs)[0] if tr.events else None
+        hwm = _proc_status("VmHWM")
+        for p in params:
+            p.grad = None
+    rss = None if rss0 is None or hwm is None else max(0, hwm - rss0)
+    return (None if peak is None else peak + x0_bytes), rss
 
 
 def _param_dtype(stages: list[tuple[str, nn.Module]]) -> str | None:
@@ -266,7 +341,8 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                 tolerance: float = 0.10, repeats: int = 5, timing: bool = True,
                 time_reps: int = 5, strict: bool = True, measure_tmp: bool = False,
                 copy_model: bool = True, seed: int = 0, name: str | None = None,
-                measured: MeasuredChain | None = None) -> Verification:
+                measured: MeasuredChain | None = None, independent: bool = True
+                ) -> Verification:
     """Execute ``schedule`` on ``model`` and compare with the simulator's prediction.
 
     ``model``: an ``nn.Sequential`` / list of stage modules (the last returns the loss, or give
@@ -282,6 +358,8 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
     RNG state is restored too).
     ``measured``: a :func:`measure_chain` result for this model and input, to skip measuring
     again (e.g. when verifying several schedules); its stage times are used when it has them.
+    ``independent``: also run the schedule once under PyTorch's allocator and the process's
+    peak RSS (:func:`_independent_peaks`), a check that does not rely on edgeplan's accounting.
     """
     if not 0 <= tolerance < 10:
         raise InputError(f"expected a tolerance between 0 and 10, got {tolerance}",
@@ -402,6 +480,8 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
         if diff:
             notes.append(f"{len(diff)} of {L} stages differ in out/saved bytes from the plan's "
                          f"model file (first: {diff[0]}); check batch, dtype and input shape")
+    indep = _independent_peaks(ex, stages, x, schedule, target) if independent else None
+    pred_tmp = (plan_trace.peak_bytes if plan_trace is not None else trace.peak_bytes)
     v = Verification(model=label, stages=L, schedule=schedule, chain=mc.chain,
                      chain_source=mc.source, trace=trace, step=step,
                      predicted_peak_bytes=trace.peak_bytes, measured_peak_bytes=step.peak_bytes,
@@ -410,7 +490,13 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                      timed_steps=len(times), device=str(xs[0].device) if xs else "cpu",
                      dtype=dtype or _param_dtype(stages),
                      batch=real_batch, notes=notes, threads=torch.get_num_threads(),
-                     time_spread=_spread(times, stage_walls), time_method=time_method)
+                     time_spread=_spread(times, stage_walls), time_method=time_method,
+                     allocator_peak_bytes=None if indep is None else indep[0],
+                     allocator_predicted_bytes=None if indep is None else pred_tmp,
+                     rss_growth_bytes=None if indep is None else indep[1])
+    if indep is not None and plan_trace is None:
+        v.notes.append("the allocator is compared with the measured chain's peak without "
+                       "transients (give the plan's model file for fwd_tmp/bwd_tmp)")
     if isolated:
         v.notes.append("stage times taken with each stage alone (the store-all step does not fit "
                        "in memory): they miss the executor's per-op costs, expect the predicted "
