@@ -11,6 +11,7 @@ import click
 
 from .. import __version__
 from ._app import CONTEXT, EXIT_CODES, EdgeplanGroup, exit_code_for
+from .calibrate import calibrate_cmd
 from .check import check_cmd
 from .compare import compare
 from .completion import completion_cmd
@@ -31,7 +32,8 @@ def main(debug: bool) -> None:
     (recomputation) trade-offs, schedules, time and energy per iteration."""
 
 
-for _cmd in (solve, compare, devices, check_cmd, import_group, run_cmd, why_cmd, completion_cmd):
+for _cmd in (solve, compare, devices, check_cmd, import_group, run_cmd, why_cmd, calibrate_cmd,
+             completion_cmd):
     main.add_command(_cmd)
 
 __all__ = ["EXIT_CODES", "EdgeplanGroup", "exit_code_for", "main"]

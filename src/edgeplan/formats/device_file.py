@@ -123,3 +123,38 @@ def _rates(node: Node | None) -> dict[str, float]:
                 raise node.error(p, "must be finite")
             out[p] = v
     return out
+
+
+def device_yaml(*, name: str, title: str, kind: str, total_bytes: int, reserved_bytes: int,
+                bandwidth_bytes_per_s: float | None, precision: str,
+                sustained_flops: dict[str, float], training_power_w: float,
+                storage: list[dict] | None = None, sources: dict[str, str] | None = None,
+                notes: str = "", header: str = "") -> str:
+    """Device format 1 text (``find_device`` reads it back): sizes in exact bytes, rates with
+    four significant digits, every ``sources`` entry quoted."""
+    from .model_file import quoted
+
+    out = [f"# {ln}".rstrip() for ln in header.splitlines()]
+    out += ["format: 1", f"name: {quoted(name)}", f"title: {quoted(title)}", f"kind: {kind}",
+            "memory:", f"  total: {int(total_bytes)}", f"  reserved: {int(reserved_bytes)}"]
+    if bandwidth_bytes_per_s:
+        out.append(f"  bandwidth: {bandwidth_bytes_per_s / 1e9:.4g} GB/s")
+    out += ["compute:", f"  precision: {precision}", "  sustained:"]
+    out += [f"    {p}: {r / 1e9:.4g} GFLOP/s" for p, r in sustained_flops.items()]
+    out += ["power:", f"  training: {training_power_w:g} W"]
+    if storage:
+        out.append("storage:")
+        for t in storage:
+            out.append(f"  - name: {quoted(t['name'])}")
+            out.append(f"    read: {t['read'] / 1e6:.4g} MB/s")
+            out.append(f"    write: {t['write'] / 1e6:.4g} MB/s")
+            for key in ("read_latency", "write_latency"):
+                if t.get(key) is not None:
+                    out.append(f"    {key}: {t[key] * 1e6:.4g} us")
+    if sources:
+        out.append("sources:")
+        out += [f"  {k}: {quoted(v)}" for k, v in sources.items()]
+    if notes.strip():
+        out.append("notes: |")
+        out += [f"  {ln}".rstrip() for ln in notes.strip().splitlines()]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,38 @@
+"""``edgeplan calibrate``: a profile measured on this machine, readable by every command."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+from edgeplan.formats.device_file import load_device
+
+
+def test_calibrate_writes_a_profile_of_measurements(run_cli, tmp_path, tiny_model):
+    out = tmp_path / "me.yaml"
+    r = run_cli("calibrate", "--quick", "--storage", tmp_path, "--name", "me", "-o", out)
+    assert r.exit_code == 0, r
+    d = load_device(out)
+    assert d.name == "me" and d.total_bytes > d.reserved_bytes > 0
+    assert d.sustained_flops["fp32"] > 1e6 and d.bandwidth_bytes_per_s > 1e6
+    assert d.storage and d.storage[0].write_bytes_per_s > 0 and d.storage[0].read_latency_s > 0
+    for key in ("memory.total", "memory.reserved", "memory.bandwidth",
+                "compute.sustained.fp32", "storage[0].read", "storage[0].write_latency"):
+        assert d.sources[key].startswith("[M]"), key
+    # power is not measured, and says so
+    assert d.sources["power.training"].startswith("[A]")
+    assert "edgeplan calibrate" in out.read_text().splitlines()[0]
+    assert not list(tmp_path.glob(".edgeplan-calibrate-*"))  # the scratch file is gone
+    # the profile plans like any other
+    r = run_cli("solve", tiny_model, "-d", out)
+    assert r.exit_code in (0, 1), r
+
+
+def test_calibrate_power_and_bad_storage(run_cli, tmp_path):
+    r = run_cli("calibrate", "--quick", "--power", "7.2 W", "-o", tmp_path / "p.yaml")
+    assert r.exit_code == 0, r
+    d = load_device(tmp_path / "p.yaml")
+    assert d.training_power_w == 7.2 and d.sources["power.training"].startswith("[M]")
+    r = run_cli("calibrate", "--quick", "--storage", tmp_path / "missing")
+    assert r.exit_code == 2 and "not a folder" in r.stderr
