@@ -308,3 +308,16 @@ def test_stage_with_inplace_op_on_its_input(torch, ti):
     assert r[1].out_bytes == B * H * F32 and r[1].saved_bytes == B * H * F32
     assert r[1].input_grad_bytes == B * H * F32
     assert r[2].fwd_flops == 2 * B * H * O
+
+
+def test_shared_parameter_gradient_temporary_in_bwd_tmp(torch, ti):
+    """A parameter used by several stages: every stage's backward but the one that runs first
+    makes a new gradient and adds it to .grad, a transient of the parameter's size."""
+    lin = torch.nn.Linear(64, 64)
+    shared = ti.measure_stages([("a", lin), ("b", lin), ("c", lin)], torch.randn(4, 64))
+    alone = [ti.measure_stages([(n, torch.nn.Linear(64, 64))], torch.randn(4, 64))[0]
+             for n in "abc"]
+    w = sum(p.numel() * p.element_size() for p in lin.parameters())
+    assert shared[0].bwd_tmp_bytes >= w and shared[1].bwd_tmp_bytes >= w
+    assert shared[2].bwd_tmp_bytes < w <= shared[0].bwd_tmp_bytes
+    assert shared[0].bwd_tmp_bytes - alone[0].bwd_tmp_bytes >= w - 4096

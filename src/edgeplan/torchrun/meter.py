@@ -428,7 +428,35 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
         # the next stage starts from this output, detached (its graph is gone)
         prev = detach_all(out)
         del out, out_leaves, inp, in_leaves
+    if measure_tmp:
+        _shared_gradient_temporaries(stages, results)
     return results
+
+
+def _shared_gradient_temporaries(stages: list[tuple[str, Any]],
+                                 results: list[StageMeasure]) -> None:
+    """Add to ``bwd_tmp`` the gradient temporary of every parameter shared by several stages.
+
+    In a training step the backward of the *last* stage that uses a parameter (it runs first)
+    allocates its ``.grad``; the backward of every earlier stage that uses it makes a new
+    gradient of the parameter's size and adds it to ``.grad``, a transient the size of the
+    parameter. Each stage measured alone (with fresh gradients) cannot see it, so it is added
+    here: for each shared parameter, to every stage that uses it except the last one. (The
+    unrolled LSTM's cell: docs/run.md.)"""
+    users: dict[int, list[int]] = {}
+    sizes: dict[int, int] = {}
+    for k, (_, module) in enumerate(stages):
+        for p in module.parameters():
+            if p.requires_grad:
+                users.setdefault(id(p), []).append(k)
+                sizes[id(p)] = p.numel() * p.element_size()
+    extra = [0] * len(stages)
+    for pid, ks in users.items():
+        for k in sorted(set(ks))[:-1]:
+            extra[k] += sizes[pid]
+    for k, add in enumerate(extra):
+        if add:
+            results[k].bwd_tmp_bytes += add
 
 
 def _time_stage(name: str, module: Any, prev: Any, a0_keys: set[int], clone: bool = False,
