@@ -194,3 +194,29 @@ def test_offload_flags_need_offload(run_cli, tiny_model, test_device):
     assert run_cli("solve", tiny_model, "--device", test_device, "--async-io").exit_code == 2
     r = run_cli("solve", tiny_model, "--device", test_device, "--offload")
     assert r.exit_code == 2 and "storage tier" in r.stderr
+
+
+def test_grad_accum_splits_the_batch(run_cli, tiny_model, test_device):
+    import json as _json
+
+    full = _json.loads(run_cli("solve", tiny_model, "-d", test_device, "--memory", "64 MiB",
+                               "--json").stdout)
+    r = run_cli("solve", tiny_model, "-d", test_device, "--memory", "64 MiB", "--json",
+                "--grad-accum", "4")
+    assert r.exit_code == 0, r
+    acc = _json.loads(r.stdout)
+    g = acc["data"]["grad_accum"]
+    assert (g["micro_batches"], g["micro_batch"], g["batch"]) == (4, 2, 8)
+    # activations at the micro-batch (+ each stage's parameter-sized gradient temporary)
+    params = acc["data"]["memory"]["param_bytes"]
+    a_full = full["data"]["chain"]["store_all_peak_bytes"]
+    a_acc = acc["data"]["chain"]["store_all_peak_bytes"]
+    assert a_acc < a_full and a_acc <= a_full / 4 + params + 4096
+    # the fixed part does not shrink; one optimizer step takes the same compute
+    assert acc["data"]["memory"]["fixed_bytes"] == full["data"]["memory"]["fixed_bytes"]
+    assert g["time_per_step_s"] == pytest.approx(full["data"]["result"]["cost_s"])
+    assert g["time_per_sample_s"] == pytest.approx(g["time_per_step_s"] / 8)
+    r = run_cli("solve", tiny_model, "-d", test_device, "--grad-accum", "3")
+    assert r.exit_code == 2 and "3 equal micro-batches" in r.stderr
+    r = run_cli("solve", tiny_model, "-d", test_device, "--grad-accum", "2", "--max-batch", "8")
+    assert r.exit_code == 2

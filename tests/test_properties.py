@@ -38,7 +38,8 @@ def test_every_strategy_valid_within_budget(chain, frac):
     for name in strategy_names():
         res = solve(name, chain, budget, **({"tier": TIER} if name == "offload" else {}))
         if res.feasible:
-            tr = simulate(chain, res.schedule, budget)  # raises if invalid or over budget
+            tr = simulate(chain, res.schedule, budget,  # raises if invalid or over budget
+                          tier=TIER if name == "offload" else None)
             assert tr.peak_bytes == res.peak_bytes, name
             assert abs(tr.cost_s - res.cost_s) < 1e-9, name
 

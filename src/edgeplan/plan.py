@@ -85,14 +85,16 @@ class Plan(ProblemView):
 def make_plan(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int | None = None,
               slots: int = DEFAULT_SLOTS, precision: str | None = None, batch: int | None = None,
               offload: OffloadRequest | None = None, progress: Progress | None = None,
-              time_limit_s: float | None = None) -> Plan:
+              time_limit_s: float | None = None, grad_accum: int = 1) -> Plan:
     """Plan training of ``model`` on ``device``.
 
-    ``memory_bytes``, ``batch`` and ``precision`` are those of ``problem.prepare``. ``slots``:
+    ``memory_bytes``, ``batch``, ``precision`` and ``grad_accum`` are those of
+    ``problem.prepare``. ``slots``:
     memory slots of the DP. ``offload``: also plan offload to a storage tier (needs a device).
     ``time_limit_s`` stops the DP cleanly (``LimitError``) once exceeded.
     """
-    problem = prepare(model, device, memory_bytes=memory_bytes, batch=batch, precision=precision)
+    problem = prepare(model, device, memory_bytes=memory_bytes, batch=batch, precision=precision,
+                      grad_accum=grad_accum)
     progress = time_limited(progress, time_limit_s)
     result = solve_problem(problem, "optimal", slots=slots, frontier=True, progress=progress)
     off = None

@@ -40,11 +40,25 @@ def overhead_of(cost_s: float | None, compute_time_s: float) -> float | None:
 class Problem:
     """A model (at the batch planned for) on a device (or a bare memory size)."""
 
-    model: ModelSpec
+    model: ModelSpec       # at the micro-batch when gradients accumulate
     device: DeviceProfile | None
     chain: Chain
     memory: MemoryBudget
     precision: str | None  # whose FLOP/s turned FLOPs into seconds; None for measured times
+    grad_accum: int = 1    # micro-batches per optimizer step
+
+    @property
+    def batch(self) -> int:
+        """Samples per optimizer step (the micro-batch times ``grad_accum``)."""
+        return self.model.batch * self.grad_accum
+
+    def time_per_step_s(self, cost_s: float | None) -> float | None:
+        """Time of one optimizer step: ``grad_accum`` micro-batch iterations."""
+        return None if cost_s is None else cost_s * self.grad_accum
+
+    def time_per_sample_s(self, cost_s: float | None) -> float | None:
+        t = self.time_per_step_s(cost_s)
+        return None if t is None else t / self.batch
 
     @property
     def budget_bytes(self) -> int:
@@ -107,7 +121,8 @@ class ProblemView:
 
 
 def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int | None = None,
-            batch: int | None = None, precision: str | None = None) -> Problem:
+            batch: int | None = None, precision: str | None = None,
+            grad_accum: int = 1) -> Problem:
     """Set up the planning problem.
 
     Parameters
@@ -123,6 +138,12 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
     precision
         Which sustained FLOP/s of the device turns FLOPs into seconds (default: the model's,
         then the device's).
+    grad_accum
+        Split each batch into this many micro-batches whose gradients accumulate before the
+        optimizer step: the chain is the model at the micro-batch (activations and compute
+        scale down, parameters, gradients and optimizer state do not), and every stage's
+        backward gets a transient of its parameters' size: from the second micro-batch on, each
+        parameter's new gradient is a temporary added to ``.grad`` (measured: docs/run.md).
 
     Raises
     ------
@@ -131,6 +152,14 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
     """
     if batch is not None and batch != model.batch:
         model = model.scaled_to_batch(batch)
+    if grad_accum < 1 or model.batch % grad_accum:
+        raise InputError(f"the batch ({model.batch}) must split into {grad_accum} equal "
+                         "micro-batches", param="grad_accum")
+    if grad_accum > 1:
+        from dataclasses import replace as _replace
+        model = model.scaled_to_batch(model.batch // grad_accum)
+        model = _replace(model, stages=tuple(
+            _replace(s, bwd_tmp_bytes=s.bwd_tmp_bytes + s.param_bytes) for s in model.stages))
     if device is None and model.uses_flops:
         raise InputError("stages are given in FLOPs; a device is needed to turn them into "
                          "seconds", source=model.source, param="device")
@@ -140,7 +169,8 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
     used = None
     if device is not None and model.uses_flops:
         used = precision or model.precision or device.precision
-    return Problem(model=model, device=device, chain=chain, memory=mem, precision=used)
+    return Problem(model=model, device=device, chain=chain, memory=mem, precision=used,
+                   grad_accum=grad_accum)
 
 
 def solve_problem(problem: Problem, strategy: str = "optimal", **opts: Any) -> SolveResult:

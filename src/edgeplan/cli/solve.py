@@ -32,6 +32,9 @@ from ._options import (
 @slots_option()
 @batch_option("Batch size (activations and compute scale linearly from the file's batch).")
 @precision_option("Which sustained FLOP/s of the device turns FLOPs into seconds.")
+@click.option("--grad-accum", type=click.IntRange(1, 10**6), default=1, metavar="K",
+              help="Split the batch into K micro-batches whose gradients accumulate: "
+                   "activations at batch/K, time and energy per optimizer step and per sample.")
 @click.option("--offload", is_flag=True,
               help="Also plan checkpoint offload to the device's storage tier (docs/chain-model.md "
                    "section 6) and show when it beats recomputation.")
@@ -90,7 +93,8 @@ def solve(out: Output, model: str, device_name: str | None, memory: int | None,
     slots = opts["slots"] or DEFAULT_SLOTS
     plan = make_plan(spec, device, memory_bytes=memory, slots=slots,
                      precision=opts["precision"], batch=opts["batch"], offload=offload,
-                     progress=out.progress("solving"), time_limit_s=opts["time_limit"])
+                     progress=out.progress("solving"), time_limit_s=opts["time_limit"],
+                     grad_accum=opts["grad_accum"])
     verification = None
     if opts["verify_spec"] is not None:
         verification = _verify(opts["verify_spec"], model, plan)
@@ -138,6 +142,8 @@ def _check_flags(device_name: str | None, memory: int | None, opts: dict[str, An
         raise click.UsageError("--offload needs --device (its storage tiers)")
     if opts["max_overhead"] is not None and opts["max_batch"] is None:
         raise click.UsageError("--max-overhead goes with --max-batch")
+    if opts["grad_accum"] > 1 and (opts["max_batch"] is not None or opts["verify_spec"]):
+        raise click.UsageError("--grad-accum does not go with --max-batch or --verify yet")
     if opts["plot_path"]:
         from ..report.figures import plot_format
         plot_format(opts["plot_path"])  # a bad suffix is an input error before any work

@@ -154,7 +154,9 @@ def plan_summary(plan: Plan) -> Group:
     lines: list = []
     head = Text()
     head.append(f"{m.name}", style="bold")
-    head.append(f" (batch {m.batch}, {m.length} stages)")
+    k = plan.problem.grad_accum
+    head.append(f" (batch {m.batch}, {m.length} stages)" if k == 1 else
+                f" (batch {m.batch * k} as {k} micro-batches of {m.batch}, {m.length} stages)")
     if d is not None:
         head.append(f" on {d.name}", style="bold")
         head.append(f" ({d.title})")
@@ -164,6 +166,13 @@ def plan_summary(plan: Plan) -> Group:
                           f"{format_flop_rate(d.flop_rate(plan.precision))} "
                           f"sustained; {format_time(plan.compute_time_s)} per iteration without "
                           "recomputation"))
+    if k > 1 and res.feasible:
+        step = plan.problem.time_per_step_s(res.cost_s)
+        per = plan.problem.time_per_sample_s(res.cost_s)
+        lines.append(Text(f"gradient accumulation: {k} x {format_time(res.cost_s)} = "
+                          f"{format_time(step)} per optimizer step, {format_time(per)} per "
+                          "sample (activations at the micro-batch; each stage's backward also "
+                          "holds a temporary of its parameters' size)"))
     lines.append(Text(""))
     lines.append(memory_table(plan))
     budget = plan.memory.activation_bytes
@@ -344,6 +353,10 @@ def plan_doc(plan: Plan, exit_code: int) -> dict:
                           energy_j=None if power is None else p.cost_s * power)
                      for p in res.frontier],
         "result": result_doc(res, ct, power),
+        "grad_accum": {"micro_batches": plan.problem.grad_accum, "micro_batch": m.batch,
+                       "batch": plan.problem.batch,
+                       "time_per_step_s": plan.problem.time_per_step_s(res.cost_s),
+                       "time_per_sample_s": plan.problem.time_per_sample_s(res.cost_s)},
     }
     return envelope("solve", status="ok" if plan.feasible else "infeasible",
                      exit_code=exit_code, inputs=inputs, data=data)
