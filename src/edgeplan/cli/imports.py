@@ -62,12 +62,7 @@ def _command_line(spec: str, input_shape: str | None, batch: int, dtype: str,
         parts += ["--input-high", str(input_high)]
     for a in args:
         parts += ["--arg", a]
-    if name:
-        parts += ["--name", name]
-    if description:
-        parts += ["--description", description]
-    if optimizer != "momentum":
-        parts += ["--optimizer", optimizer]
+    parts += _file_options(name, description, optimizer)
     if timing:
         parts.append("--time")
     if not tmp:
@@ -76,6 +71,18 @@ def _command_line(spec: str, input_shape: str | None, batch: int, dtype: str,
         parts += ["--seed", str(seed)]
     parts += ["-o", output]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def _file_options(name: str | None, description: str | None, optimizer: str) -> list[str]:
+    """The options both importers record about the file they write (non-defaults only)."""
+    parts = []
+    if name:
+        parts += ["--name", name]
+    if description:
+        parts += ["--description", description]
+    if optimizer != "momentum":
+        parts += ["--optimizer", optimizer]
+    return parts
 
 
 def _emit(output: str, text: str) -> None:
@@ -237,12 +244,7 @@ def _onnx_command_line(path: str, batch: int | None, dims: tuple[str, ...], stag
         parts += ["--stages", stages]
     if tuple_cuts:
         parts.append("--tuple-cuts")
-    if name:
-        parts += ["--name", name]
-    if description:
-        parts += ["--description", description]
-    if optimizer != "momentum":
-        parts += ["--optimizer", optimizer]
+    parts += _file_options(name, description, optimizer)
     parts += ["-o", output]
     return " ".join(shlex.quote(p) for p in parts)
 
