@@ -131,23 +131,15 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
         stages = seq
     else:
         from ..torchrun.capture import capture
-        from ..torchrun.dropin import LossHead, example_target
+        from ..torchrun.dropin import LOSSES, with_loss
 
         if not isinstance(model, nn.Module):
             raise InputError("graph capture needs an nn.Module", source="MODULE:CALLABLE")
         cap = capture(model, example, granularity=granularity, carry=carry, leaves=leaves)
-        stages = list(cap.stages)
         x0 = tuple(x_named.values()) if inputs else (x0,)
-        if loss is not None:
-            loss_fn: Any = loss
-            if loss not in ("cross-entropy", "mse", "sum"):
-                loss_fn = resolve(loss)[0]
-            with torch.no_grad():
-                out: Any = x0
-                for _, st in stages:
-                    out = st(out)
-            stages.append(("loss", LossHead(loss_fn, example_target(out, loss_fn))))
-        else:
+        loss_fn: Any = resolve(loss)[0] if loss is not None and loss not in LOSSES else loss
+        stages = with_loss(cap, x0, loss_fn)
+        if loss is None:
             notes.append("no --loss: the last stage's output is treated as the loss (give "
                          "--loss for a model that returns logits)")
         capture_info = {"candidates": cap.candidates, "carry": carry,

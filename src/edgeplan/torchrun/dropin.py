@@ -104,16 +104,26 @@ def measure_captured(captured: CapturedChain, example: Any, *,
     from .meter import measure_stages
 
     x0 = _graph_inputs(captured, example)
-    with torch.no_grad(), preserved_state(m for _, m in captured.stages):
-        out: Any = x0
-        for _, st in captured.stages:
-            out = st(out)
-    head = LossHead(loss, example_target(out, loss))
-    stages = [*captured.stages, ("loss", head)]
+    stages = with_loss(captured, x0, loss)
     with preserved_state(m for _, m in stages):
         measured = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing)
     x0_bytes = sum(n for _, n in {storage_key(t) for t in leaves(x0)})
     return measured, int(x0_bytes)
+
+
+def with_loss(captured: CapturedChain, x0: tuple[Any, ...],
+              loss: str | Callable[..., torch.Tensor] | None) -> list[tuple[str, nn.Module]]:
+    """The captured stages, and the loss stage on their output (its example target made from
+    one no-grad pass on ``x0``) unless ``loss`` is None. The model's state is unchanged."""
+    from ._tensors import preserved_state
+
+    if loss is None:
+        return list(captured.stages)
+    with torch.no_grad(), preserved_state(m for _, m in captured.stages):
+        out: Any = x0
+        for _, st in captured.stages:
+            out = st(out)
+    return [*captured.stages, ("loss", LossHead(loss, example_target(out, loss)))]
 
 
 def captured_spec(captured: CapturedChain, example: Any, *,
