@@ -31,6 +31,7 @@ from edgeplan.importers import nets
 from edgeplan.plan import make_plan
 from edgeplan.simulator import simulate
 from edgeplan.torch import capture, captured_spec, checkpoint
+from edgeplan.torchrun.dropin import nominal_times
 from edgeplan.torchrun.meter import AllocTrace
 
 MODELS = {
@@ -68,9 +69,7 @@ def main() -> None:
         spec_tmp = captured_spec(cap, x, optimizer="sgd", measure_tmp=True)
         spec = replace(spec_tmp, stages=tuple(replace(s, fwd_tmp_bytes=0, bwd_tmp_bytes=0)
                                               for s in spec_tmp.stages))
-        spec = replace(spec, stages=tuple(replace(s, fwd_time_s=(s.fwd_flops or 0) / 1e9,
-                                                  bwd_time_s=(s.bwd_flops or 0) / 1e9)
-                                          for s in spec.stages))
+        spec = nominal_times(spec)
         top = make_plan(spec, None, memory_bytes=2**40)
         fixed, hi, lo = (top.memory.fixed_bytes, top.store_all_peak_bytes,
                          top.min_activation_bytes)

@@ -41,7 +41,7 @@ from .capture import CapturedChain, bind_inputs, capture
 from .executor import ChainExecutor, _Run
 
 __all__ = ["LOSSES", "CheckpointedModule", "LossHead", "checkpoint", "fit", "measure_captured",
-           "captured_spec", "example_target"]
+           "captured_spec", "example_target", "nominal_times", "with_loss"]
 
 LOSSES = ("cross-entropy", "mse", "sum")
 
@@ -149,6 +149,16 @@ def captured_spec(captured: CapturedChain, example: Any, *,
                                param_bytes=int(m.param_bytes)) for m in measured))
 
 
+def nominal_times(spec: Any) -> Any:
+    """``spec`` with stage times from its FLOPs at a nominal 1 GFLOP/s: without a device the
+    seconds mean nothing, but their ratios rank the schedules as the device's would."""
+    from dataclasses import replace
+
+    return replace(spec, stages=tuple(replace(
+        s, fwd_time_s=(s.fwd_flops or 0.0) / 1e9, bwd_time_s=(s.bwd_flops or 0.0) / 1e9)
+        for s in spec.stages))
+
+
 def _graph_inputs(captured: CapturedChain, example: Any) -> tuple[Any, ...]:
     """``a_0``: the batch in the order of the captured graph's inputs."""
     given, values, _ = bind_inputs(captured.model, example)
@@ -254,7 +264,8 @@ class CheckpointedModule(nn.Module):
             if chain.length != length + 1:
                 raise InputError(f"the schedule's chain has {chain.length} stages, the captured "
                                  f"model {length} plus its loss", param="schedule")
-            self.predicted = simulate(chain, schedule)
+            # the simulator judges the schedule before it runs (raises if it is not valid)
+            self.trace = simulate(chain, schedule)
         self.schedule = schedule
         self.plan = plan
         self.measure = measure
@@ -358,11 +369,8 @@ def fit(model: nn.Module, example: Any, *, memory: int | str | None = None,
     dev = find_device(device) if isinstance(device, str) else device
     captured = capture(model, example, granularity=granularity, carry=carry, leaves=leaves)
     spec = captured_spec(captured, example, loss=loss, optimizer=optimizer)
-    if dev is None:  # no device: FLOPs at a nominal 1 GFLOP/s rank the schedules
-        from dataclasses import replace
-        spec = replace(spec, stages=tuple(replace(
-            s, fwd_time_s=(s.fwd_flops or 0.0) / 1e9, bwd_time_s=(s.bwd_flops or 0.0) / 1e9)
-            for s in spec.stages))
+    if dev is None:
+        spec = nominal_times(spec)
     plan = make_plan(spec, dev, memory_bytes=memory_bytes, slots=slots)
     if not plan.feasible:
         need = plan.min_memory_bytes
