@@ -36,7 +36,7 @@ BAD_MODELS = [
                                                                  "duplicate stage name"]),
     ("wrong-type", model("{name: s1}"), ["stages", "expected a list"]),
     ("stage-not-mapping", model("[12]"), ["stages[0]", "expected a mapping"]),
-    ("bad-optimizer", model(extra="optimizer: adamw\n"), ["optimizer", "did you mean 'adam'"]),
+    ("bad-optimizer", model(extra="optimizer: adamm\n"), ["optimizer", "did you mean 'adam'"]),
     ("no-format", "name: m\ninput: 1 MiB\nstages: []\n", ["format", "is required"]),
     ("wrong-format", model().replace("format: 1", "format: 2"), ["format", "unsupported"]),
     ("missing-out", model("[{name: s1, fwd_time: 1 ms}]"), ["stages[0].out", "is required"]),

@@ -12,11 +12,13 @@ symbol     field                   meaning
 ``f_i``    ``fwd_tmp_bytes``       transient extra bytes during the forward
 ``b_i``    ``bwd_tmp_bytes``       transient extra bytes during the backward
 ``x_0``    ``Chain.input_bytes``   the input batch, live for the whole iteration
+``p``      ``Chain.frozen_prefix`` stages 1..p train nothing: forward only, no backward
 =========  ======================  ============================================================
 
 Accounting conventions (the peers disagree; edgeplan follows docs/chain-model.md):
 ``a_0`` counts against the activation budget and is never freed; gradients ``d_i`` count and have
-size ``x_i``, except ``d_L`` (the loss seed) and ``d_0`` (never kept), which have size 0.
+size ``x_i``, except ``d_L`` (the loss seed) and ``d_0 .. d_p`` (never computed: no stage before
+them trains, docs/chain-model.md §8), which have size 0.
 
 Stages are numbered 1..L in the chain model; ``Chain.stages[i - 1]`` is stage ``i``.
 """
@@ -67,12 +69,28 @@ class Chain:
     input_bytes: int
     stages: tuple[Stage, ...]
     notes: tuple[str, ...] = field(default=())
+    # docs/chain-model.md §8: stages 1..p train no parameter and need no input gradient, so
+    # they run forward once and have no backward; the backward ends with B p+1.
+    frozen_prefix: int = 0
 
     def __post_init__(self) -> None:
         if not self.stages:
             raise ModelError("the chain has no stages")
         if self.input_bytes < 0:
             raise ModelError("input_bytes must be non-negative")
+        if not 0 <= self.frozen_prefix < len(self.stages):
+            raise ModelError(f"frozen_prefix must be in 0..{len(self.stages) - 1} (the last "
+                             f"stage holds the loss and is always trained), got "
+                             f"{self.frozen_prefix}")
+
+    def trained_part(self) -> Chain:
+        """Stages p+1..L as a chain of their own whose input is ``a_p``: what a solver plans
+        when stages 1..p are frozen (``solvers.frozen`` lifts its answer back)."""
+        p = self.frozen_prefix
+        if p == 0:
+            return self
+        return Chain(name=self.name, input_bytes=self.stages[p - 1].out_bytes,
+                     stages=self.stages[p:], notes=self.notes)
 
     @property
     def length(self) -> int:
@@ -83,16 +101,21 @@ class Chain:
         return self.input_bytes if i == 0 else self.stages[i - 1].out_bytes
 
     def d(self, i: int) -> int:
-        """Bytes of the gradient ``d_i``: ``x_i``, but 0 for ``d_0`` and ``d_L``."""
-        return 0 if i == 0 or i == self.length else self.stages[i - 1].out_bytes
+        """Bytes of the gradient ``d_i``: ``x_i``, but 0 for ``d_0 .. d_p`` and ``d_L``."""
+        if i <= self.frozen_prefix or i == self.length:
+            return 0
+        return self.stages[i - 1].out_bytes
 
     def stage(self, i: int) -> Stage:
         return self.stages[i - 1]
 
     @property
     def compute_time_s(self) -> float:
-        """Sum of all forward and backward times: the cost of a schedule with no recomputation."""
-        return float(sum(s.fwd_time_s + s.bwd_time_s for s in self.stages))
+        """Every forward once and every backward of a trained stage: the cost of a schedule with
+        no recomputation."""
+        p = self.frozen_prefix
+        return float(sum(s.fwd_time_s for s in self.stages)
+                     + sum(s.bwd_time_s for s in self.stages[p:]))
 
     @property
     def param_bytes(self) -> int:
@@ -116,7 +139,7 @@ class Chain:
                           f=[0] + [s.fwd_tmp_bytes for s in st],
                           b=[0] + [s.bwd_tmp_bytes for s in st],
                           tf=[0.0] + [s.fwd_time_s for s in st],
-                          tb=[0.0] + [s.bwd_time_s for s in st])
+                          tb=[0.0] + [s.bwd_time_s for s in st], frozen=self.frozen_prefix)
 
 
 @dataclass(frozen=True)
@@ -129,10 +152,11 @@ class ChainLists:
     b: list
     tf: list
     tb: list
+    frozen: int = 0  # the chain's frozen prefix p
 
     def dsize(self, i: int) -> int:
-        """Bytes of the gradient ``d_i``: 0 for ``d_0`` and ``d_L``."""
-        return 0 if i == 0 or i == len(self.x) - 1 else self.x[i]
+        """Bytes of the gradient ``d_i``: 0 for ``d_0 .. d_p`` and ``d_L``."""
+        return 0 if i <= self.frozen or i == len(self.x) - 1 else self.x[i]
 
 
 @dataclass(frozen=True)
@@ -157,7 +181,7 @@ class ChainArrays:
         x = np.array([chain.input_bytes] + [s.out_bytes for s in chain.stages], dtype=np.int64)
         s = np.array([0] + [st.saved_bytes for st in chain.stages], dtype=np.int64)
         d = x.copy()
-        d[0] = 0
+        d[:chain.frozen_prefix + 1] = 0
         d[L] = 0
         f = np.array([0] + [st.fwd_tmp_bytes for st in chain.stages], dtype=np.int64)
         b = np.array([0] + [st.bwd_tmp_bytes for st in chain.stages], dtype=np.int64)

@@ -1,17 +1,18 @@
 """Device profiles and the memory accounting of docs/chain-model.md §2.
 
 Total training memory = fixed part + activation part. The fixed part is the device's reserved
-memory (OS, runtime), the parameters, their gradients and the optimizer state (SGD 0x,
-momentum 1x, Adam 2x the parameters). The activation budget is what remains.
+memory (OS, runtime), the parameters, the gradients and optimizer state of the parameters that
+train (``optimizers.OPTIMIZER_STATE``: SGD 0x, momentum 1x, Adam/AdamW 2x, 8-bit Adam about 0.5x).
+The activation budget is what remains.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import InputError, ModelError
+from .errors import InputError
+from .optimizers import optimizer_state_bytes
 
-OPTIMIZER_STATE_FACTOR = {"sgd": 0, "momentum": 1, "adam": 2}
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEVICE_KINDS = ("gpu", "cpu", "mcu")
 
@@ -94,13 +95,15 @@ class MemoryBudget:
 
 
 def memory_budget(*, param_bytes: int, optimizer: str, device: DeviceProfile | None = None,
-                  memory_bytes: int | None = None) -> MemoryBudget:
+                  memory_bytes: int | None = None,
+                  trainable_bytes: int | None = None) -> MemoryBudget:
     """Activation budget for a model with ``param_bytes`` of parameters on ``device``.
 
     ``memory_bytes`` (``--memory``) replaces the device's usable memory (total - reserved).
+    Gradients and optimizer state count for ``trainable_bytes`` (default: every parameter).
     """
-    if optimizer not in OPTIMIZER_STATE_FACTOR:
-        raise ModelError(f"unknown optimizer {optimizer!r}")
+    trainable = param_bytes if trainable_bytes is None else trainable_bytes
+    state = optimizer_state_bytes(optimizer, trainable)
     if memory_bytes is not None:
         usable, reserved = memory_bytes, 0
     elif device is not None:
@@ -108,6 +111,4 @@ def memory_budget(*, param_bytes: int, optimizer: str, device: DeviceProfile | N
     else:
         raise ValueError("memory_budget needs a device or memory_bytes")
     return MemoryBudget(usable_bytes=usable, reserved_bytes=reserved, param_bytes=param_bytes,
-                        grad_bytes=param_bytes,
-                        optimizer_bytes=OPTIMIZER_STATE_FACTOR[optimizer] * param_bytes,
-                        optimizer=optimizer)
+                        grad_bytes=trainable, optimizer_bytes=state, optimizer=optimizer)

@@ -7,11 +7,33 @@ the file wins over FLOPs. Backward defaults to 2x forward when not given.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from .chain import Chain, Stage
 from .device import DeviceProfile
 from .errors import InputError
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModeSpec:
+    """A stage's numbers in one training mode, where they differ from the trained stage's.
+
+    ``None`` keeps the stage's own value; ``trainable_bytes`` are the parameter bytes that train
+    in this mode, ``added_bytes`` the parameters the mode adds (LoRA adapters: they exist and
+    train). ``computed`` marks numbers edgeplan derived instead of measuring.
+    """
+
+    trainable_bytes: int = 0
+    added_bytes: int = 0
+    saved_bytes: int | None = None
+    fwd_tmp_bytes: int | None = None
+    bwd_tmp_bytes: int | None = None
+    fwd_flops: float | None = None
+    fwd_time_s: float | None = None
+    bwd_flops: float | None = None
+    bwd_time_s: float | None = None
+    computed: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,6 +48,10 @@ class StageSpec:
     fwd_tmp_bytes: int = 0
     bwd_tmp_bytes: int = 0
     param_bytes: int = 0
+    # training modes (``training``): numbers per mode from the file; None: every parameter
+    # trains (after ``training.resolve``: the bytes that train in the chosen mode)
+    modes: Mapping[str, ModeSpec] = field(default_factory=dict)
+    trainable_bytes: int | None = None
     where: str = ""
 
     def times(self, rate: float | None) -> tuple[float, float]:
@@ -70,10 +96,19 @@ class ModelSpec:
     source: str = ""
     sha256: str = ""
     notes: tuple[str, ...] = field(default=())
+    train: str | None = None   # the file's default selection (``training.parse_train``)
+    frozen_prefix: int = 0     # set by ``training.resolve`` (docs/chain-model.md §8)
 
     @property
     def length(self) -> int:
         return len(self.stages)
+
+    @property
+    def trainable_bytes(self) -> int:
+        """Parameter bytes that train: all of them unless ``training.resolve`` chose modes."""
+        listed = sum(s.param_bytes for s in self.stages)
+        return int(sum(s.param_bytes if s.trainable_bytes is None else s.trainable_bytes
+                       for s in self.stages) + max(0, self.param_bytes - listed))
 
     @property
     def uses_flops(self) -> bool:
@@ -98,7 +133,8 @@ class ModelSpec:
                                 out_bytes=st.out_bytes, saved_bytes=st.saved_bytes,
                                 fwd_tmp_bytes=st.fwd_tmp_bytes, bwd_tmp_bytes=st.bwd_tmp_bytes,
                                 param_bytes=st.param_bytes))
-        return Chain(name=self.name, input_bytes=self.input_bytes, stages=tuple(stages))
+        return Chain(name=self.name, input_bytes=self.input_bytes, stages=tuple(stages),
+                     frozen_prefix=self.frozen_prefix)
 
     def scaled_to_batch(self, batch: int) -> ModelSpec:
         """Activations, input and compute scale linearly with the batch; parameters do not."""
@@ -112,9 +148,19 @@ class ModelSpec:
         def tm(v: float | None) -> float | None:
             return None if v is None else v * r
 
+        def osz(v: int | None) -> int | None:
+            return None if v is None else sz(v)
+
+        def mode(m: ModeSpec) -> ModeSpec:
+            return replace(m, saved_bytes=osz(m.saved_bytes), fwd_tmp_bytes=osz(m.fwd_tmp_bytes),
+                           bwd_tmp_bytes=osz(m.bwd_tmp_bytes), fwd_time_s=tm(m.fwd_time_s),
+                           bwd_time_s=tm(m.bwd_time_s), fwd_flops=tm(m.fwd_flops),
+                           bwd_flops=tm(m.bwd_flops))
+
         stages = tuple(replace(s, out_bytes=sz(s.out_bytes), saved_bytes=sz(s.saved_bytes),
                                fwd_tmp_bytes=sz(s.fwd_tmp_bytes), bwd_tmp_bytes=sz(s.bwd_tmp_bytes),
                                fwd_time_s=tm(s.fwd_time_s), bwd_time_s=tm(s.bwd_time_s),
-                               fwd_flops=tm(s.fwd_flops), bwd_flops=tm(s.bwd_flops))
+                               fwd_flops=tm(s.fwd_flops), bwd_flops=tm(s.bwd_flops),
+                               modes={k: mode(m) for k, m in s.modes.items()})
                        for s in self.stages)
         return replace(self, stages=stages, input_bytes=sz(self.input_bytes), batch=batch)

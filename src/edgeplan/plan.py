@@ -18,6 +18,7 @@ from .model import ModelSpec
 from .problem import Problem, ProblemView, overhead_of, prepare, solve_problem
 from .progress import Progress, time_limited
 from .solvers.base import SolveResult
+from .training import TrainSpec
 
 __all__ = ["OffloadPlan", "OffloadRequest", "Plan", "make_plan", "overhead_of", "time_limited"]
 
@@ -85,16 +86,17 @@ class Plan(ProblemView):
 def make_plan(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int | None = None,
               slots: int = DEFAULT_SLOTS, precision: str | None = None, batch: int | None = None,
               offload: OffloadRequest | None = None, progress: Progress | None = None,
-              time_limit_s: float | None = None, grad_accum: int = 1) -> Plan:
+              time_limit_s: float | None = None, grad_accum: int = 1,
+              train: TrainSpec | str | None = None, optimizer: str | None = None) -> Plan:
     """Plan training of ``model`` on ``device``.
 
-    ``memory_bytes``, ``batch``, ``precision`` and ``grad_accum`` are those of
-    ``problem.prepare``. ``slots``:
+    ``memory_bytes``, ``batch``, ``precision``, ``grad_accum``, ``train`` and ``optimizer`` are
+    those of ``problem.prepare``. ``slots``:
     memory slots of the DP. ``offload``: also plan offload to a storage tier (needs a device).
     ``time_limit_s`` stops the DP cleanly (``LimitError``) once exceeded.
     """
     problem = prepare(model, device, memory_bytes=memory_bytes, batch=batch, precision=precision,
-                      grad_accum=grad_accum)
+                      grad_accum=grad_accum, train=train, optimizer=optimizer)
     progress = time_limited(progress, time_limit_s)
     result = solve_problem(problem, "optimal", slots=slots, frontier=True, progress=progress)
     off = None

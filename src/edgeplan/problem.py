@@ -17,11 +17,12 @@ from typing import Any
 
 from .chain import Chain
 from .device import DeviceProfile, MemoryBudget, memory_budget
-from .errors import InputError
+from .errors import InputError, UnknownNameError
 from .model import ModelSpec
 from .progress import Progress  # noqa: F401 - re-exported for the use cases
 from .solvers.base import SolveResult, store_all_peak_bytes
 from .solvers.registry import get_strategy
+from .training import OPTIMIZER_STATE, Training, TrainSpec, resolve
 
 NOTHING_FITS = "parameters, gradients and optimizer state alone exceed the memory"
 
@@ -46,6 +47,7 @@ class Problem:
     memory: MemoryBudget
     precision: str | None  # whose FLOP/s turned FLOPs into seconds; None for measured times
     grad_accum: int = 1    # micro-batches per optimizer step
+    training: Training | None = None  # what trains (None: every parameter, ``training.ALL``)
 
     @property
     def batch(self) -> int:
@@ -122,7 +124,8 @@ class ProblemView:
 
 def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int | None = None,
             batch: int | None = None, precision: str | None = None,
-            grad_accum: int = 1) -> Problem:
+            grad_accum: int = 1, train: TrainSpec | str | None = None,
+            optimizer: str | None = None) -> Problem:
     """Set up the planning problem.
 
     Parameters
@@ -144,12 +147,30 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
         scale down, parameters, gradients and optimizer state do not), and every stage's
         backward gets a transient of its parameters' size: from the second micro-batch on, each
         parameter's new gradient is a temporary added to ``.grad`` (measured: docs/run.md).
+    train
+        What trains (``training.parse_train``: ``all``, ``last:3``, ``bias``, ``lora:8,last:1``;
+        default: the file's ``train:``, else all): each stage takes its numbers in its mode,
+        the leading stages that train nothing become the chain's frozen prefix
+        (docs/chain-model.md §8), gradients and optimizer state count only what trains.
+    optimizer
+        Replaces the file's optimizer (``training.OPTIMIZER_STATE``).
 
     Raises
     ------
     InputError
         The stages are given in FLOPs and there is no device to turn them into seconds.
     """
+    try:
+        model, training = resolve(model, train if train is not None else model.train)
+    except InputError as e:
+        if train is not None or e.source:
+            raise
+        raise InputError(e.message, source=model.source, where="train") from None
+    if optimizer is not None:
+        if optimizer not in OPTIMIZER_STATE:
+            raise UnknownNameError.for_name("optimizer", optimizer, OPTIMIZER_STATE,
+                                            param="optimizer")
+        model = replace(model, optimizer=optimizer)
     if batch is not None and batch != model.batch:
         model = model.scaled_to_batch(batch)
     if grad_accum < 1 or model.batch % grad_accum:
@@ -159,18 +180,20 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
         from dataclasses import replace as _replace
         model = model.scaled_to_batch(model.batch // grad_accum)
         model = _replace(model, stages=tuple(
-            _replace(s, bwd_tmp_bytes=s.bwd_tmp_bytes + s.param_bytes) for s in model.stages))
+            _replace(s, bwd_tmp_bytes=s.bwd_tmp_bytes + (
+                s.param_bytes if s.trainable_bytes is None else s.trainable_bytes))
+            for s in model.stages))
     if device is None and model.uses_flops:
         raise InputError("stages are given in FLOPs; a device is needed to turn them into "
                          "seconds", source=model.source, param="device")
     chain = model.to_chain(device, precision)
     mem = memory_budget(param_bytes=model.param_bytes, optimizer=model.optimizer, device=device,
-                        memory_bytes=memory_bytes)
+                        memory_bytes=memory_bytes, trainable_bytes=model.trainable_bytes)
     used = None
     if device is not None and model.uses_flops:
         used = precision or model.precision or device.precision
     return Problem(model=model, device=device, chain=chain, memory=mem, precision=used,
-                   grad_accum=grad_accum)
+                   grad_accum=grad_accum, training=None if training.spec.is_all else training)
 
 
 def solve_problem(problem: Problem, strategy: str = "optimal", **opts: Any) -> SolveResult:

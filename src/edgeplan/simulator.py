@@ -10,7 +10,11 @@ Conventions where section 3 leaves a choice (documented in docs/model-format.md)
 * producing a tensor that is already live (``Fn i`` while ``a_i`` is available, ``Fall i`` while
   ``A_i`` is live) is rejected: it can only waste memory and time;
 * ops on a stage whose backward already ran (``i > k``) are rejected, as are non-free ops after
-  ``B 1``.
+  the last backward.
+
+Frozen prefix (docs/chain-model.md §8): stages ``1..p`` of ``chain.frozen_prefix`` have no
+backward, so ``B i`` and ``Fall i`` (nothing to record) are rejected for ``i <= p``; the backward
+ends with ``B p+1``, which computes no input gradient (as ``B 1`` does when ``p = 0``).
 
 Storage tier (docs/chain-model.md §6, docs/offload.md): with ``tier=`` the ops ``W i`` (copy
 ``a_i`` to storage; ``a_i`` must be available and stays live), ``R i`` (read it back: transient
@@ -105,6 +109,7 @@ def simulate(chain: Chain, schedule: Schedule, budget_bytes: int | None = None, 
     (9, 3.0)
     """
     L = chain.length
+    p = chain.frozen_prefix
     cl = chain.lists()
     x, sv, ft, bt, tf, tb, dsize = cl.x, cl.s, cl.f, cl.b, cl.tf, cl.tb, cl.dsize
 
@@ -148,7 +153,7 @@ def simulate(chain: Chain, schedule: Schedule, budget_bytes: int | None = None, 
         if kind in STORAGE_OPS and tier is None:
             raise ScheduleError(f"{op}: storage ops need a storage tier (simulate(..., tier=...))",
                                 index=n)
-        if k == 0 and kind not in (OpKind.FREE_A, OpKind.FREE_ALL, OpKind.FREE_S):
+        if k == p and kind not in (OpKind.FREE_A, OpKind.FREE_ALL, OpKind.FREE_S):
             raise ScheduleError(f"{op}: the backward pass is already complete", index=n)
         if kind in (OpKind.FN, OpKind.FALL, OpKind.B, OpKind.W, OpKind.R) and i > k:
             raise ScheduleError(f"{op}: the backward of stage {i} already ran", index=n)
@@ -165,6 +170,9 @@ def simulate(chain: Chain, schedule: Schedule, budget_bytes: int | None = None, 
             now += tf[i]
             n_fn += 1
         elif kind is OpKind.FALL:
+            if i <= p:
+                raise ScheduleError(f"{op}: stage {i} is frozen (1..{p}): there is nothing to "
+                                    "record", index=n)
             if not available(i - 1):
                 raise ScheduleError(f"{op}: needs a_{i - 1}, which is not live", index=n)
             if i in live_A:
@@ -177,13 +185,16 @@ def simulate(chain: Chain, schedule: Schedule, budget_bytes: int | None = None, 
             now += tf[i]
             n_fall += 1
         elif kind is OpKind.B:
+            if i <= p:
+                raise ScheduleError(f"{op}: stage {i} is frozen (1..{p}): it has no backward",
+                                    index=n)
             if i != k:
                 raise ScheduleError(f"{op}: the next backward is B {k}", index=n)
             if i not in live_A:
                 raise ScheduleError(f"{op}: needs A_{i} (a recording forward Fall {i})", index=n)
             if not available(i - 1):
                 raise ScheduleError(f"{op}: needs a_{i - 1}, which is not live", index=n)
-            transient = mem + (x[i - 1] if i >= 2 else 0) + bt[i]
+            transient = mem + (x[i - 1] if i >= p + 2 else 0) + bt[i]
             live_A.discard(i)
             mem += -sv[i] - dsize(i) + dsize(i - 1)
             k = i - 1
@@ -268,7 +279,7 @@ def simulate(chain: Chain, schedule: Schedule, budget_bytes: int | None = None, 
             peak, peak_index = transient, n
         transients.append(transient)
         after.append(mem)
-    if k != 0:
+    if k != p:
         raise ScheduleError(f"the schedule ends before the backward is complete (next: B {k})",
                             index=len(schedule.ops))
     return Trace(peak_bytes=peak, cost_s=cost, peak_index=peak_index, forward_ops=n_fn + n_fall,

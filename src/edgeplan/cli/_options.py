@@ -66,6 +66,21 @@ def memory_option(help: str) -> Callable[[F], F]:
                         metavar="SIZE", help=help)
 
 
+def train_option(help: str = "What trains: all (default), last:K (the last K stages with "
+                 "parameters), from:NAME, bias (biases only), lora:R (LoRA adapters of rank "
+                 "R, measured by `import torch --modes`); combine with commas, e.g. "
+                 "lora:8,last:1. Frozen leading stages run forward only "
+                 "(docs/finetune.md).") -> Callable[[F], F]:
+    return click.option("--train", default=None, metavar="WHAT", help=help)
+
+
+def optimizer_option(help: str = "Optimizer, for its state memory: sgd, momentum, adam, adamw, "
+                     "adam8bit [default: the model file's].") -> Callable[[F], F]:
+    from ..training import OPTIMIZER_STATE
+    return click.option("--optimizer", type=click.Choice(tuple(OPTIMIZER_STATE)), default=None,
+                        help=help)
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True,
                         help="One JSON document on stdout.")(f)

@@ -15,9 +15,11 @@ from ._options import (
     batch_option,
     json_option,
     memory_option,
+    optimizer_option,
     plot_option,
     precision_option,
     slots_option,
+    train_option,
     unit_callback,
 )
 
@@ -32,6 +34,8 @@ from ._options import (
 @slots_option()
 @batch_option("Batch size (activations and compute scale linearly from the file's batch).")
 @precision_option("Which sustained FLOP/s of the device turns FLOPs into seconds.")
+@train_option()
+@optimizer_option()
 @click.option("--grad-accum", type=click.IntRange(1, 10**6), default=1, metavar="K",
               help="Split the batch into K micro-batches whose gradients accumulate: "
                    "activations at batch/K, time and energy per optimizer step and per sample.")
@@ -94,7 +98,8 @@ def solve(out: Output, model: str, device_name: str | None, memory: int | None,
     plan = make_plan(spec, device, memory_bytes=memory, slots=slots,
                      precision=opts["precision"], batch=opts["batch"], offload=offload,
                      progress=out.progress("solving"), time_limit_s=opts["time_limit"],
-                     grad_accum=opts["grad_accum"])
+                     grad_accum=opts["grad_accum"], train=opts["train"],
+                     optimizer=opts["optimizer"])
     verification = None
     if opts["verify_spec"] is not None:
         verification = _verify(opts["verify_spec"], model, plan)

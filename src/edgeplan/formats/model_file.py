@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import units
-from ..device import OPTIMIZER_STATE_FACTOR, PRECISIONS
-from ..errors import InputError, ModelError
+from ..device import PRECISIONS
+from ..errors import InputError, ModelError, UnknownNameError
 from ..model import ModelSpec, StageSpec
+from ..training import BIAS, FROZEN, OPTIMIZER_STATE, ModeSpec, is_mode, parse_train
 from ._yaml import Node, check_format, parse_yaml_text, read_yaml
 
 FORMAT_VERSION = 1
@@ -30,9 +31,11 @@ DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, 
                "float64": 8, "fp64": 8, "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8}
 
 MODEL_KEYS = ("format", "name", "description", "derivation", "batch", "input", "parameters",
-              "optimizer", "precision", "stages")
+              "optimizer", "precision", "train", "stages")
 STAGE_KEYS = ("name", "fwd_time", "fwd_flops", "bwd_time", "bwd_flops", "out", "saved",
-              "fwd_tmp", "bwd_tmp", "params")
+              "fwd_tmp", "bwd_tmp", "params", "modes")
+MODE_KEYS = ("trainable", "added", "saved", "fwd_tmp", "bwd_tmp", "fwd_flops", "fwd_time",
+             "bwd_flops", "bwd_time")
 REPEAT_KEYS = ("repeat", "name", "stages")
 
 
@@ -57,7 +60,7 @@ def model_from_data(data: Any, src: str, sha256: str = "") -> ModelSpec:
     check_format(top, FORMAT_VERSION)
     name = top.text("name", required=True)
     batch = top.integer("batch", 1, minimum=1, maximum=10**7)
-    optimizer = top.choice("optimizer", tuple(OPTIMIZER_STATE_FACTOR), "sgd")
+    optimizer = top.choice("optimizer", tuple(OPTIMIZER_STATE), "sgd")
     precision = top.choice("precision", PRECISIONS, None)
     input_bytes = _input_bytes(top, batch)
     stages = _expand_stages(top, src)
@@ -77,10 +80,17 @@ def model_from_data(data: Any, src: str, sha256: str = "") -> ModelSpec:
         params = top.get("parameters", units.parse_size)
     else:
         params = stage_params
+    train = top.text("train", None)
+    if train is not None:
+        try:
+            train = parse_train(train).text
+        except InputError as e:
+            raise top.error("train", e.message) from None
     return ModelSpec(name=name, stages=tuple(stages), input_bytes=input_bytes, param_bytes=params,
                      optimizer=optimizer, batch=batch, precision=precision,
                      description=top.text("description", "") or "",
-                     derivation=top.text("derivation", "") or "", source=src, sha256=sha256)
+                     derivation=top.text("derivation", "") or "", source=src, sha256=sha256,
+                     train=train)
 
 
 def _input_bytes(top: Node, batch: int) -> int:
@@ -154,7 +164,50 @@ def _stage(node: Node, prefix: str, index: int) -> StageSpec:
                      bwd_flops=node.get("bwd_flops", units.parse_flops),
                      fwd_tmp_bytes=node.get("fwd_tmp", units.parse_size, 0),
                      bwd_tmp_bytes=node.get("bwd_tmp", units.parse_size, 0),
-                     param_bytes=node.get("params", units.parse_size, 0), where=node.where)
+                     param_bytes=node.get("params", units.parse_size, 0), modes=_modes(node),
+                     where=node.where)
+
+
+def _modes(node: Node) -> dict[str, ModeSpec]:
+    """``modes: {frozen: {...}, bias: {...}, lora-r8: {...}}`` of one stage (docs/finetune.md)."""
+    raw = node.raw("modes")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise node.error("modes", f"expected a mapping like {{frozen: {{saved: 1 MiB}}}}, got "
+                                  f"{raw!r}")
+    out: dict[str, ModeSpec] = {}
+    params = node.get("params", units.parse_size, 0)
+    for name, body in raw.items():
+        where = f"{node.where}.modes.{name}" if node.where else f"modes.{name}"
+        if not isinstance(name, str) or not is_mode(name):
+            raise UnknownNameError.for_name(
+                "mode", str(name), (FROZEN, BIAS, "lora-r8"), cutoff=0.6, source=node.source,
+                where=where, otherwise="modes are frozen, bias and lora-rR (R a rank)")
+        if not isinstance(body, dict):
+            raise InputError(f"expected a mapping of the mode's numbers, got {body!r}",
+                             source=node.source, where=where)
+        m = Node(body, node.source, where, MODE_KEYS)
+        if name == FROZEN:
+            if m.has("trainable") or m.has("added"):
+                raise m.error("trainable" if m.has("trainable") else "added",
+                              "a frozen stage trains nothing and adds nothing")
+            trainable = 0
+        else:
+            trainable = m.get("trainable", units.parse_size, required=True)
+        added = m.get("added", units.parse_size, 0)
+        if name == BIAS and trainable > params:
+            raise m.error("trainable", f"is {trainable:,} bytes, more than the stage's params "
+                                       f"({params:,} bytes)")
+        out[name] = ModeSpec(trainable_bytes=trainable, added_bytes=added,
+                             saved_bytes=m.get("saved", units.parse_size),
+                             fwd_tmp_bytes=m.get("fwd_tmp", units.parse_size),
+                             bwd_tmp_bytes=m.get("bwd_tmp", units.parse_size),
+                             fwd_flops=m.get("fwd_flops", units.parse_flops),
+                             fwd_time_s=m.get("fwd_time", units.parse_time),
+                             bwd_flops=m.get("bwd_flops", units.parse_flops),
+                             bwd_time_s=m.get("bwd_time", units.parse_time))
+    return out
 
 
 

@@ -22,6 +22,7 @@ from ..units import (
     format_energy,
     format_flop_rate,
     format_overhead,
+    format_percent,
     format_size,
     format_time,
 )
@@ -81,6 +82,28 @@ def human_steps(schedule: Schedule) -> list[str]:
     return out
 
 
+def training_line(plan: Plan) -> str | None:
+    """What trains, when not every parameter does (``--train``)."""
+    t = plan.problem.training
+    if t is None:
+        return None
+    names = [st.name for st in plan.model.stages]
+    trained = t.trained_stages
+    where = (f"stage {names[trained[0] - 1]}" if len(trained) == 1 else
+             f"{len(trained)} of {len(names)} stages ({names[trained[0] - 1]} .. "
+             f"{names[trained[-1] - 1]})")
+    text = (f"training: {t.spec.text}: {format_size(t.trainable_bytes)} of "
+            f"{format_size(t.param_bytes)} parameters train "
+            f"({format_percent(t.trainable_fraction)}), in {where}")
+    if t.frozen_prefix:
+        text += (f"; stages 1-{t.frozen_prefix} are frozen and run forward only "
+                 f"({names[0]} .. {names[t.frozen_prefix - 1]})")
+    if t.computed:
+        text += (f"; frozen numbers of {len(t.computed)} stage(s) computed, not measured "
+                 "(docs/finetune.md)")
+    return text
+
+
 def memory_table(plan: Plan) -> Table:
     mem = plan.memory
     t = Table(title="Memory", box=box.SIMPLE_HEAD, title_justify="left", show_header=False,
@@ -94,7 +117,8 @@ def memory_table(plan: Plan) -> Table:
     else:
         t.add_row("memory for training (--memory)", format_size(mem.usable_bytes))
     t.add_row("parameters", "-" + format_size(mem.param_bytes))
-    t.add_row("gradients", "-" + format_size(mem.grad_bytes))
+    t.add_row("gradients" if plan.problem.training is None else "gradients (what trains)",
+              "-" + format_size(mem.grad_bytes))
     t.add_row(f"optimizer state ({mem.optimizer})", "-" + format_size(mem.optimizer_bytes))
     t.add_row(Text("activation budget", style="bold"),
               Text(format_size(mem.activation_bytes), style="bold"))
@@ -173,6 +197,9 @@ def plan_summary(plan: Plan) -> Group:
                           f"{format_time(step)} per optimizer step, {format_time(per)} per "
                           "sample (activations at the micro-batch; each stage's backward also "
                           "holds a temporary of its parameters' size)"))
+    tr_line = training_line(plan)
+    if tr_line is not None:
+        lines.append(Text(tr_line))
     lines.append(Text(""))
     lines.append(memory_table(plan))
     budget = plan.memory.activation_bytes
@@ -353,6 +380,7 @@ def plan_doc(plan: Plan, exit_code: int) -> dict:
                           energy_j=None if power is None else p.cost_s * power)
                      for p in res.frontier],
         "result": result_doc(res, ct, power),
+        "training": training_doc(plan),
         "grad_accum": {"micro_batches": plan.problem.grad_accum, "micro_batch": m.batch,
                        "batch": plan.problem.batch,
                        "time_per_step_s": plan.problem.time_per_step_s(res.cost_s),
@@ -360,6 +388,18 @@ def plan_doc(plan: Plan, exit_code: int) -> dict:
     }
     return envelope("solve", status="ok" if plan.feasible else "infeasible",
                      exit_code=exit_code, inputs=inputs, data=data)
+
+
+def training_doc(plan: Plan) -> dict:
+    """``data.training``: what trains (every parameter when ``--train`` was not given)."""
+    t = plan.problem.training
+    names = tuple(st.name for st in plan.model.stages)
+    if t is None:
+        m = plan.model
+        return {"train": "all", "trainable_bytes": m.trainable_bytes,
+                "param_bytes": m.param_bytes, "trainable_fraction": 1.0 if m.param_bytes else 0.0,
+                "frozen_prefix": 0, "modes": dict.fromkeys(names, "train"), "computed_modes": []}
+    return t.to_dict(names)
 
 
 def offload_doc(plan: Plan) -> dict:

@@ -91,11 +91,23 @@ def verified(chain: Chain, schedule: Schedule, budget_bytes: int | None = None) 
     return simulate(chain, schedule, budget_bytes)
 
 
+def frozen_prefix_ops(p: int) -> tuple[Op, ...]:
+    """The forward of a frozen prefix (docs/chain-model.md §8): ``Fn 1 .. Fn p``, each input
+    freed once the next activation exists (``a_0`` stays: the input batch is resident)."""
+    ops: list[Op] = []
+    for j in range(1, p + 1):
+        ops.append(Op(OpKind.FN, j))
+        if j >= 2:
+            ops.append(Op(OpKind.FREE_A, j - 1))
+    return tuple(ops)
+
+
 def store_all_schedule(chain: Chain) -> Schedule:
-    """No checkpointing: ``Fall 1..L`` then ``B L..1``."""
-    L = chain.length
-    return Schedule(tuple(Op(OpKind.FALL, i) for i in range(1, L + 1))
-                    + tuple(Op(OpKind.B, i) for i in range(L, 0, -1)))
+    """No checkpointing: ``Fall 1..L`` then ``B L..1`` (after the frozen prefix's forward,
+    ``Fall p+1..L`` then ``B L..p+1``)."""
+    L, p = chain.length, chain.frozen_prefix
+    return Schedule(frozen_prefix_ops(p) + tuple(Op(OpKind.FALL, i) for i in range(p + 1, L + 1))
+                    + tuple(Op(OpKind.B, i) for i in range(L, p, -1)))
 
 
 def store_all_peak_bytes(chain: Chain) -> int:

@@ -33,6 +33,7 @@ def exact_cost(chain: Chain, budget_bytes: int, *, tier: StorageTier | None = No
     capacity) is then part of the state.
     """
     L = chain.length
+    p = chain.frozen_prefix  # docs/chain-model.md §8: no Fall/B on 1..p, done at k == p
     if L > MAX_EXACT_STAGES:
         raise LimitError(f"exact search is limited to {MAX_EXACT_STAGES} stages "
                          f"(this chain has {L}); use the optimal solver")
@@ -69,7 +70,7 @@ def exact_cost(chain: Chain, budget_bytes: int, *, tier: StorageTier | None = No
         if c > dist.get(st, float("inf")):
             continue
         a, A, k, S = st
-        if k == 0:
+        if k == p:
             ops = []
             while st in parent:
                 st, op = parent[st]
@@ -82,7 +83,7 @@ def exact_cost(chain: Chain, budget_bytes: int, *, tier: StorageTier | None = No
             if avail >> (i - 1) & 1:
                 if not (avail >> i & 1) and M + x[i] + ft[i] <= budget_bytes:
                     moves.append(((a | 1 << i, A, k, S), Op(OpKind.FN, i), tf[i]))
-                if not (A >> i & 1) and M + sv[i] + ft[i] <= budget_bytes:
+                if i > p and not (A >> i & 1) and M + sv[i] + ft[i] <= budget_bytes:
                     moves.append(((a, A | 1 << i, k, S), Op(OpKind.FALL, i), tf[i]))
             if tier is not None:
                 if avail >> i & 1 and not (S >> i & 1) and \
@@ -91,7 +92,7 @@ def exact_cost(chain: Chain, budget_bytes: int, *, tier: StorageTier | None = No
                 if S >> i & 1 and not (avail >> i & 1) and M + x[i] <= budget_bytes:
                     moves.append(((a | 1 << i, A, k, S), Op(OpKind.R, i), rc[i]))
         if (A >> k & 1) and (avail >> (k - 1) & 1) and \
-                M + (x[k - 1] if k >= 2 else 0) + bt[k] <= budget_bytes:
+                M + (x[k - 1] if k >= p + 2 else 0) + bt[k] <= budget_bytes:
             moves.append(((a, A & ~(1 << k), k - 1, S), Op(OpKind.B, k), tb[k]))
         for i in range(1, L + 1):
             # a_i may not go while the recorded A_{i+1} still needs it (docs/chain-model.md §3)
@@ -117,12 +118,13 @@ def exact_min_budget(chain: Chain) -> int:
     exhaustive search (short chains only; cached per chain).
 
     Bounds: the store-all peak fits; nothing fits below the transient of any ``B i`` in the
-    best case, ``x_0 + d_i + s_i + b_i`` plus, for ``i >= 2``, ``a_{i-1}`` and the new
-    ``d_{i-1}`` (``2 x_{i-1}``)."""
+    best case, ``x_0 + d_i + s_i + b_i`` plus, for ``i >= 2``, ``a_{i-1}``, and for ``i >= p + 2``
+    the new ``d_{i-1}``."""
     hi = store_all_peak_bytes(chain)
+    p = chain.frozen_prefix
     lo = max(chain.input_bytes + chain.d(i) + chain.stage(i).saved_bytes
-             + chain.stage(i).bwd_tmp_bytes + (2 * chain.x(i - 1) if i >= 2 else 0)
-             for i in range(1, chain.length + 1))
+             + chain.stage(i).bwd_tmp_bytes + (chain.x(i - 1) if i >= 2 else 0)
+             + chain.d(i - 1) for i in range(p + 1, chain.length + 1))
     lo = min(lo, hi)
     while lo < hi:
         mid = (lo + hi) // 2

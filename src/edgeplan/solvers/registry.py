@@ -26,14 +26,16 @@ A strategy that cannot fit the budget returns ``feasible=False`` (with ``min_bud
 known); it does not raise. Options: a caller may pass one option set to every strategy, so an
 option that another strategy uses is ignored, as is any option whose value is ``None`` (the
 strategy's default applies); an option no strategy knows is an ``InputError`` naming the
-parameter. A strategy refuses chains above its ``max_stages`` with ``LimitError``; one that
-``needs_tier`` refuses to run without ``tier`` (``InputError``).
+parameter. On a chain with a frozen prefix (docs/chain-model.md §8) a strategy plans the trained
+part and ``solvers.frozen.lift`` turns its answer into one for the whole chain, unless it is
+``frozen_native`` (``exact``). A strategy refuses chains above its ``max_stages`` with
+``LimitError``; one that ``needs_tier`` refuses to run without ``tier`` (``InputError``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -42,6 +44,7 @@ from ..errors import InputError, LimitError, UnknownNameError
 from .base import SolveResult
 from .baselines import solve_segments, solve_sqrt, solve_store_all
 from .exact import MAX_EXACT_STAGES, solve_exact
+from .frozen import lift
 from .offload import solve_offload
 from .optimal import solve_optimal
 from .revolve import solve_revolve
@@ -63,6 +66,7 @@ class Strategy:
     fixed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     needs_tier: bool = False
     max_stages: int | None = None
+    frozen_native: bool = False  # plans a frozen prefix itself (else: solvers.frozen.lift)
 
     def __call__(self, chain: Chain, budget_bytes: int, **opts: Any) -> SolveResult:
         unknown = sorted(set(opts) - KNOWN_OPTIONS)
@@ -77,7 +81,16 @@ class Strategy:
         if self.needs_tier and "tier" not in kw:
             raise InputError(f"strategy {self.name!r} needs a storage tier", param="tier")
         kw.update(self.fixed)
-        return self.run(chain, budget_bytes, **kw)
+        if chain.frozen_prefix == 0 or self.frozen_native:
+            return self.run(chain, budget_bytes, **kw)
+        # docs/chain-model.md §8: plan the trained part beside the resident a_0, lift it back
+        sub_budget = budget_bytes - chain.input_bytes
+        sub = self.run(chain.trained_part(), max(sub_budget, 0), **kw)
+        res = lift(chain, budget_bytes, sub, tier=kw.get("tier"),
+                   storage_bytes=kw.get("storage_bytes"))
+        if sub_budget < 0 and res.feasible:
+            res = replace(res, feasible=False, schedule=None, trace=None, io=None)
+        return res
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
@@ -93,7 +106,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
              summary="binomial checkpointing (Griewank and Walther)"),
     Strategy(name="optimal", run=_optimal, options=("slots", "frontier", "progress"),
              summary="optimal persistent schedule (heterogeneous-chain DP)"),
-    Strategy(name="exact", run=solve_exact, max_stages=MAX_EXACT_STAGES,
+    Strategy(name="exact", run=solve_exact, max_stages=MAX_EXACT_STAGES, frozen_native=True,
              summary="exhaustive search over every schedule"),
     Strategy(name="offload", run=solve_offload, needs_tier=True,
              options=("tier", "asynchronous", "slots", "storage_bytes", "recompute", "progress"),

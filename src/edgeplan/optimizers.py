@@ -1,0 +1,32 @@
+"""Optimizers and the bytes of state they keep per trainable parameter (docs/finetune.md)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .errors import InputError
+
+#: Optimizer state, in bytes per byte of fp32 trainable parameter (docs/finetune.md, sources):
+#: SGD keeps none; momentum one buffer; Adam and AdamW two (exp_avg, exp_avg_sq of
+#: torch.optim.Adam/AdamW: decoupled weight decay adds no state, Loshchilov and Hutter 2019);
+#: 8-bit Adam two uint8 states plus one fp32 absmax per 2048-element block per state
+#: (Dettmers et al., "8-bit Optimizers via Block-wise Quantization", ICLR 2022): (2 + 8/2048)
+#: bytes per 4-byte parameter. bitsandbytes keeps 32-bit state for tensors under 4096 elements
+#: (min_8bit_size); edgeplan counts every tensor at 8 bits (a lower bound for tiny layers).
+OPTIMIZER_STATE: dict[str, Fraction] = {
+    "sgd": Fraction(0),
+    "momentum": Fraction(1),
+    "adam": Fraction(2),
+    "adamw": Fraction(2),
+    "adam8bit": Fraction(2 * 2048 + 8, 4 * 2048),
+}
+
+
+def optimizer_state_bytes(optimizer: str, trainable_bytes: int) -> int:
+    """Bytes of optimizer state for ``trainable_bytes`` of fp32 trainable parameters
+    (rounded up)."""
+    if optimizer not in OPTIMIZER_STATE:
+        raise InputError(f"unknown optimizer {optimizer!r}; expected one of "
+                         f"{', '.join(OPTIMIZER_STATE)}", param="optimizer")
+    f = OPTIMIZER_STATE[optimizer] * trainable_bytes
+    return -(-f.numerator // f.denominator)
