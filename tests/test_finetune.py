@@ -24,6 +24,7 @@ from edgeplan.training import (
     parse_train,
     resolve,
 )
+from test_properties import chains
 
 TIER = StorageTier(name="disk", read_bytes_per_s=3.0, write_bytes_per_s=1.0)
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -92,15 +93,8 @@ def test_chain_frozen_prefix_validated():
 
 @st.composite
 def frozen_chains(draw, max_len=6):
-    L = draw(st.integers(2, max_len))
-    out = draw(st.lists(st.integers(0, 20), min_size=L, max_size=L))
-    extra = draw(st.lists(st.integers(0, 20), min_size=L, max_size=L))
-    times = st.lists(st.integers(0, 9).map(float), min_size=L, max_size=L)
-    tmp = st.lists(st.integers(0, 5), min_size=L, max_size=L)
-    c = make_chain("h", fwd=draw(times), bwd=draw(times), out=out,
-                   saved=[o + e for o, e in zip(out, extra, strict=True)],
-                   input_bytes=draw(st.integers(0, 20)), fwd_tmp=draw(tmp), bwd_tmp=draw(tmp))
-    return replace(c, frozen_prefix=draw(st.integers(1, L - 1)))
+    c = draw(chains(max_len).filter(lambda c: c.length >= 2))
+    return replace(c, frozen_prefix=draw(st.integers(1, c.length - 1)))
 
 
 @SETTINGS
