@@ -307,3 +307,13 @@ def test_model_file_train_key_and_modes_validated(tmp_path):
             model_from_text(MODEL.replace(first, bad, 1), "ft.yaml")
     with pytest.raises(InputError, match="train"):
         model_from_text(MODEL.replace("optimizer: adam", "train: last:0"), "ft.yaml")
+
+
+def test_a_resolved_model_is_not_resolved_again(model):
+    """Re-preparing a problem's model (another batch, --max-batch) keeps its modes: the frozen
+    numbers are not computed twice."""
+    m = model_from_text(MODEL.replace("frozen: {saved: 2 MiB, bwd_time: 1 ms}, ", ""), "x.yaml")
+    pr = prepare(m, None, memory_bytes=64 * MiB, train="lora:8,last:1")
+    again = prepare(pr.model, None, memory_bytes=64 * MiB, train="lora:8,last:1", batch=1)
+    assert again.chain == pr.chain and again.memory == pr.memory
+    assert again.chain.frozen_prefix == 2

@@ -201,6 +201,9 @@ def resolve(model: ModelSpec, train: TrainSpec | str | None) -> tuple[ModelSpec,
     per-stage parameters are needed and missing.
     """
     spec = parse_train(train)
+    if any(s.trainable_bytes is not None for s in model.stages):
+        # already resolved (``Problem.model``, e.g. re-prepared at another batch): keep it
+        return model, _summary(model, spec)
     if spec.is_all:
         return model, Training(spec=spec, modes=(TRAIN,) * model.length, frozen_prefix=0,
                                param_bytes=model.param_bytes,
@@ -254,6 +257,14 @@ def resolve(model: ModelSpec, train: TrainSpec | str | None) -> tuple[ModelSpec,
     resolved = replace(model, stages=tuple(new_stages), param_bytes=params, frozen_prefix=p)
     return resolved, Training(spec=spec, modes=tuple(modes), frozen_prefix=p, param_bytes=params,
                               trainable_bytes=trainable, computed=tuple(computed))
+
+
+def _summary(model: ModelSpec, spec: TrainSpec) -> Training:
+    modes = tuple(TRAIN if s.trainable_bytes == s.param_bytes and s.param_bytes else FROZEN
+                  if not s.trainable_bytes else "partial" for s in model.stages)
+    return Training(spec=spec, modes=modes, frozen_prefix=model.frozen_prefix,
+                    param_bytes=model.param_bytes, trainable_bytes=model.trainable_bytes,
+                    computed=())
 
 
 def _apply(st: StageSpec, ms: ModeSpec) -> StageSpec:
