@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from .errors import InputError
+from .errors import UnknownNameError
 
 #: Optimizer state, in bytes per byte of fp32 trainable parameter (docs/finetune.md, sources):
 #: SGD keeps none; momentum one buffer; Adam and AdamW two (exp_avg, exp_avg_sq of
@@ -26,7 +26,7 @@ def optimizer_state_bytes(optimizer: str, trainable_bytes: int) -> int:
     """Bytes of optimizer state for ``trainable_bytes`` of fp32 trainable parameters
     (rounded up)."""
     if optimizer not in OPTIMIZER_STATE:
-        raise InputError(f"unknown optimizer {optimizer!r}; expected one of "
-                         f"{', '.join(OPTIMIZER_STATE)}", param="optimizer")
+        raise UnknownNameError.for_name("optimizer", optimizer, OPTIMIZER_STATE,
+                                        param="optimizer")
     f = OPTIMIZER_STATE[optimizer] * trainable_bytes
     return -(-f.numerator // f.denominator)

@@ -17,12 +17,12 @@ from typing import Any
 
 from .chain import Chain
 from .device import DeviceProfile, MemoryBudget, memory_budget
-from .errors import InputError, UnknownNameError
+from .errors import InputError
 from .model import ModelSpec
 from .progress import Progress  # noqa: F401 - re-exported for the use cases
 from .solvers.base import SolveResult, store_all_peak_bytes
 from .solvers.registry import get_strategy
-from .training import OPTIMIZER_STATE, Training, TrainSpec, resolve
+from .training import Training, TrainSpec, resolve
 
 NOTHING_FITS = "parameters, gradients and optimizer state alone exceed the memory"
 
@@ -153,7 +153,7 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
         the leading stages that train nothing become the chain's frozen prefix
         (docs/chain-model.md §8), gradients and optimizer state count only what trains.
     optimizer
-        Replaces the file's optimizer (``training.OPTIMIZER_STATE``).
+        Replaces the file's optimizer (``optimizers.OPTIMIZER_STATE``).
 
     Raises
     ------
@@ -166,10 +166,7 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
         if train is not None or e.source:
             raise
         raise InputError(e.message, source=model.source, where="train") from None
-    if optimizer is not None:
-        if optimizer not in OPTIMIZER_STATE:
-            raise UnknownNameError.for_name("optimizer", optimizer, OPTIMIZER_STATE,
-                                            param="optimizer")
+    if optimizer is not None:  # checked with the fixed part (memory_budget)
         model = replace(model, optimizer=optimizer)
     if batch is not None and batch != model.batch:
         model = model.scaled_to_batch(batch)
@@ -177,10 +174,9 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
         raise InputError(f"the batch ({model.batch}) must split into {grad_accum} equal "
                          "micro-batches", param="grad_accum")
     if grad_accum > 1:
-        from dataclasses import replace as _replace
         model = model.scaled_to_batch(model.batch // grad_accum)
-        model = _replace(model, stages=tuple(
-            _replace(s, bwd_tmp_bytes=s.bwd_tmp_bytes + (
+        model = replace(model, stages=tuple(
+            replace(s, bwd_tmp_bytes=s.bwd_tmp_bytes + (
                 s.param_bytes if s.trainable_bytes is None else s.trainable_bytes))
             for s in model.stages))
     if device is None and model.uses_flops:

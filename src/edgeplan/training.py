@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from .errors import InputError
+from .errors import InputError, UnknownNameError
 from .model import ModelSpec, ModeSpec, StageSpec
 from .optimizers import OPTIMIZER_STATE, optimizer_state_bytes
 
@@ -187,7 +187,6 @@ def _first_trained(model: ModelSpec, spec: TrainSpec) -> int:
         for i, s in enumerate(stages):
             if s.name == spec.start or s.name.startswith(spec.start + "."):
                 return i
-        from .errors import UnknownNameError
         raise UnknownNameError.for_name("stage", spec.start, [s.name for s in stages],
                                         param="train")
     return n
@@ -250,18 +249,23 @@ def resolve(model: ModelSpec, train: TrainSpec | str | None) -> tuple[ModelSpec,
         raise InputError(f"{spec.text} trains no parameter of this model", param="train")
     # a frozen stage inside the prefix never runs backward: its computed numbers do not matter
     computed = [n for i, n in computed if i >= p]
-    params = sum(s.param_bytes for s in new_stages)
+    # the model's total plus what the modes add (LoRA adapters)
+    params = model.param_bytes + sum(new.param_bytes - old.param_bytes
+                                     for new, old in zip(new_stages, model.stages, strict=True))
     trainable = sum(s.trainable_bytes or 0 for s in new_stages)
-    if model.param_bytes > sum(s.param_bytes for s in model.stages):  # top-level total too
-        params += model.param_bytes - sum(s.param_bytes for s in model.stages)
     resolved = replace(model, stages=tuple(new_stages), param_bytes=params, frozen_prefix=p)
     return resolved, Training(spec=spec, modes=tuple(modes), frozen_prefix=p, param_bytes=params,
                               trainable_bytes=trainable, computed=tuple(computed))
 
 
 def _summary(model: ModelSpec, spec: TrainSpec) -> Training:
-    modes = tuple(TRAIN if s.trainable_bytes == s.param_bytes and s.param_bytes else FROZEN
-                  if not s.trainable_bytes else "partial" for s in model.stages)
+    """What an already resolved model trains (its modes are gone: ``partial`` for a stage
+    that trains some of its parameters)."""
+    def mode(s: StageSpec) -> str:
+        if not s.trainable_bytes:
+            return FROZEN
+        return TRAIN if s.trainable_bytes == s.param_bytes else "partial"
+    modes = tuple(mode(s) for s in model.stages)
     return Training(spec=spec, modes=modes, frozen_prefix=model.frozen_prefix,
                     param_bytes=model.param_bytes, trainable_bytes=model.trainable_bytes,
                     computed=())

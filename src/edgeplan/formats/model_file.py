@@ -159,16 +159,16 @@ def _stage(node: Node, prefix: str, index: int) -> StageSpec:
     if saved < out:
         raise node.error("saved", f"is {saved:,} bytes, less than out ({out:,} bytes); saved "
                                   "includes the stage's output, so saved >= out", ModelError)
+    params = node.get("params", units.parse_size, 0)
     return StageSpec(name=prefix + name, out_bytes=out, saved_bytes=saved, fwd_time_s=fwd_time,
                      fwd_flops=fwd_flops, bwd_time_s=node.get("bwd_time", units.parse_time),
                      bwd_flops=node.get("bwd_flops", units.parse_flops),
                      fwd_tmp_bytes=node.get("fwd_tmp", units.parse_size, 0),
                      bwd_tmp_bytes=node.get("bwd_tmp", units.parse_size, 0),
-                     param_bytes=node.get("params", units.parse_size, 0), modes=_modes(node),
-                     where=node.where)
+                     param_bytes=params, modes=_modes(node, params), where=node.where)
 
 
-def _modes(node: Node) -> dict[str, ModeSpec]:
+def _modes(node: Node, params: int) -> dict[str, ModeSpec]:
     """``modes: {frozen: {...}, bias: {...}, lora-r8: {...}}`` of one stage (docs/finetune.md)."""
     raw = node.raw("modes")
     if raw is None:
@@ -177,7 +177,6 @@ def _modes(node: Node) -> dict[str, ModeSpec]:
         raise node.error("modes", f"expected a mapping like {{frozen: {{saved: 1 MiB}}}}, got "
                                   f"{raw!r}")
     out: dict[str, ModeSpec] = {}
-    params = node.get("params", units.parse_size, 0)
     for name, body in raw.items():
         where = f"{node.where}.modes.{name}" if node.where else f"modes.{name}"
         if not isinstance(name, str) or not is_mode(name):

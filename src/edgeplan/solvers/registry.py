@@ -35,7 +35,7 @@ part and ``solvers.frozen.lift`` turns its answer into one for the whole chain, 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -84,13 +84,10 @@ class Strategy:
         if chain.frozen_prefix == 0 or self.frozen_native:
             return self.run(chain, budget_bytes, **kw)
         # docs/chain-model.md §8: plan the trained part beside the resident a_0, lift it back
-        sub_budget = budget_bytes - chain.input_bytes
-        sub = self.run(chain.trained_part(), max(sub_budget, 0), **kw)
-        res = lift(chain, budget_bytes, sub, tier=kw.get("tier"),
-                   storage_bytes=kw.get("storage_bytes"))
-        if sub_budget < 0 and res.feasible:
-            res = replace(res, feasible=False, schedule=None, trace=None, io=None)
-        return res
+        # (below x_0 the lift answers infeasible: the prefix's peak is at least x_0)
+        sub = self.run(chain.trained_part(), max(budget_bytes - chain.input_bytes, 0), **kw)
+        return lift(chain, budget_bytes, sub, tier=kw.get("tier"),
+                    storage_bytes=kw.get("storage_bytes"))
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
