@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeplan.errors import InputError
-from edgeplan.formats.model_file import ImportedModel, ImportedStage, model_from_text, write_model
+from edgeplan.formats.model_file import (
+    ImportedMode,
+    ImportedModel,
+    ImportedStage,
+    model_from_text,
+    write_model,
+)
+from edgeplan.training import parse_train
 
 names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")),
                 min_size=1, max_size=12).filter(lambda s: s.strip() == s and s.strip())
@@ -17,13 +24,31 @@ flops = st.integers(0, 10**15)
 
 
 @st.composite
+def mode_numbers(draw, name, params, out):
+    opt = st.none() | sizes
+    timed = draw(st.booleans())
+    saved = draw(st.none() | st.integers(out, out + 2**30))
+    return name, ImportedMode(
+        trainable_bytes=0 if name == "frozen" else draw(st.integers(0, params)),
+        added_bytes=draw(sizes) if name.startswith("lora") else 0, saved_bytes=saved,
+        fwd_tmp_bytes=draw(opt), bwd_tmp_bytes=draw(opt), fwd_flops=draw(st.none() | flops),
+        bwd_flops=draw(st.none() | flops),
+        fwd_time_s=draw(st.floats(1e-6, 10)) if timed else None,
+        bwd_time_s=draw(st.floats(1e-6, 10)) if timed else None)
+
+
+@st.composite
 def stages(draw, i):
     out = draw(sizes)
     timed = draw(st.booleans())
+    params = draw(sizes)
+    modes = draw(st.lists(st.sampled_from(["frozen", "bias", "lora-r4", "lora-r16"]),
+                          unique=True, max_size=3))
     return ImportedStage(
+        modes=tuple(draw(mode_numbers(n, params, out)) for n in modes),
         name=f"s{i}_" + draw(names), fwd_flops=draw(flops), bwd_flops=draw(flops), out_bytes=out,
         saved_bytes=out + draw(sizes), fwd_tmp_bytes=draw(sizes), bwd_tmp_bytes=draw(sizes),
-        param_bytes=draw(sizes), param_count=draw(st.integers(0, 10**9)),
+        param_bytes=params, param_count=draw(st.integers(0, 10**9)),
         fwd_time_s=draw(st.floats(1e-6, 10)) if timed else None,
         bwd_time_s=draw(st.floats(1e-6, 10)) if timed else None,
         tmp_estimated=draw(st.booleans()),
@@ -43,7 +68,8 @@ def models(draw):
         if shaped else None,
         input_dtype=draw(st.sampled_from(["float32", "int64", "bfloat16"])) if shaped else None,
         input_comment=None if shaped else "x, mask",
-        precision=draw(st.sampled_from([None, "fp32", "fp16", "bf16"])))
+        precision=draw(st.sampled_from([None, "fp32", "fp16", "bf16"])),
+        train=draw(st.sampled_from([None, "last:1", "bias,last:2", "none,lora:4"])))
 
 
 @settings(max_examples=60, deadline=None)
@@ -59,6 +85,17 @@ def test_write_then_read_gives_the_same_numbers(m, optimizer):
         assert (got.fwd_tmp_bytes, got.bwd_tmp_bytes) == (want.fwd_tmp_bytes,
                                                           want.bwd_tmp_bytes)
         assert got.param_bytes == want.param_bytes
+        assert list(got.modes) == [n for n, _ in want.modes]
+        for n, wm in want.modes:
+            gm = got.modes[n]
+            assert (gm.trainable_bytes, gm.added_bytes) == (wm.trainable_bytes, wm.added_bytes)
+            for key in ("saved_bytes", "fwd_tmp_bytes", "bwd_tmp_bytes", "fwd_flops",
+                        "bwd_flops"):
+                assert getattr(gm, key) == getattr(wm, key), (n, key)
+            for key in ("fwd_time_s", "bwd_time_s"):
+                want_t = getattr(wm, key)
+                assert getattr(gm, key) == (None if want_t is None else
+                                            pytest.approx(want_t, rel=1e-5))
         if want.fwd_time_s is None:
             assert got.fwd_time_s is None and got.bwd_time_s is None
         else:  # written in ms with 6 significant digits
@@ -66,6 +103,7 @@ def test_write_then_read_gives_the_same_numbers(m, optimizer):
             assert got.bwd_time_s == pytest.approx(want.bwd_time_s, rel=1e-5)
     if m.input_shape is None:
         assert spec.input_bytes == m.input_bytes
+    assert spec.train == (None if m.train is None else parse_train(m.train).text)
 
 
 def test_unknown_optimizer_is_an_input_error():

@@ -26,6 +26,7 @@ form the chain's **frozen prefix** (docs/chain-model.md §8): forward once, no b
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .errors import InputError, UnknownNameError
@@ -45,6 +46,34 @@ def lora_mode(rank: int) -> str:
 
 def is_mode(name: str) -> bool:
     return name in (FROZEN, BIAS) or _LORA.match(name) is not None
+
+
+def lora_rank(mode: str) -> int | None:
+    """R of a ``lora-rR`` mode, None for any other mode."""
+    m = _LORA.match(mode)
+    return None if m is None else int(m.group(1))
+
+
+def parse_modes(text: str | Sequence[str] | None, *, param: str = "modes") -> tuple[str, ...]:
+    """``frozen,bias,lora:8`` (or ``lora-r8``) as the modes' file names, in a stable order:
+    frozen, bias, then LoRA ranks ascending."""
+    if not text:
+        return ()
+    items = text.split(",") if isinstance(text, str) else list(text)
+    found: set[str] = set()
+    for raw in items:
+        item = raw.strip().lower()
+        if not item:
+            continue
+        if item.startswith("lora:"):
+            r = item[5:].removeprefix("r=").removeprefix("r")
+            item = lora_mode(int(r)) if r.isdigit() and 1 <= int(r) <= 99999 else item
+        if not is_mode(item):
+            raise UnknownNameError.for_name("mode", item, (FROZEN, BIAS, "lora:8"), cutoff=0.6,
+                                            param=param,
+                                            otherwise="modes are frozen, bias and lora:R")
+        found.add(item)
+    return tuple(sorted(found, key=lambda m: (m != FROZEN, m != BIAS, lora_rank(m) or 0)))
 
 
 def frozen_default(stage: StageSpec) -> ModeSpec:
@@ -137,6 +166,19 @@ def parse_train(text: str | TrainSpec | None, *, param: str = "train") -> TrainS
         canon.append("bias")
     return TrainSpec(text=",".join(canon) or "all", last=last, start=start, full=full, bias=bias,
                      lora_rank=rank)
+
+
+def modes_for(spec: TrainSpec | str | None) -> tuple[str, ...]:
+    """The per-stage modes a selection needs measured (``import torch --train``)."""
+    spec = parse_train(spec)
+    if spec.is_all:
+        return ()
+    need = [FROZEN]
+    if spec.bias:
+        need.append(BIAS)
+    if spec.lora_rank is not None:
+        need.append(lora_mode(spec.lora_rank))
+    return tuple(need)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,6 +17,7 @@ import click
 from ..errors import InputError
 from ..formats._files import write_atomic
 from ..formats.model_file import WRITABLE_OPTIMIZERS
+from ..training import modes_for, parse_modes, parse_train
 from ._app import CONTEXT, CommandGroup
 from ._options import TORCH_DTYPES as _DTYPES
 from ._options import TORCH_INPUT_DTYPES as _INPUT_DTYPES
@@ -62,6 +63,14 @@ def _command_line(spec: str, input_shape: str | None, batch: int, dtype: str,
         parts += ["--input-high", str(input_high)]
     for a in args:
         parts += ["--arg", a]
+    if graph["modes"]:
+        parts += ["--modes", ",".join(graph["modes"])]
+    if graph["train"]:
+        parts += ["--train", graph["train"]]
+    if graph["lora_targets"]:
+        parts += ["--lora-targets", ",".join(graph["lora_targets"])]
+    if graph["lora_alpha"] is not None:
+        parts += ["--lora-alpha", f"{graph['lora_alpha']:g}"]
     parts += _file_options(name, description, optimizer)
     if timing:
         parts.append("--time")
@@ -148,6 +157,17 @@ def _echo_table(columns: tuple[tuple[str, int], ...], rows: list[tuple[str, ...]
 @click.option("--leaf", "leaves", multiple=True, metavar="NAME",
               help="Keep this submodule as one node (repeatable): the way around control "
                    "flow that torch.fx cannot trace.")
+@click.option("--modes", "modes", default=None, metavar="frozen,bias,lora:R",
+              help="Also measure every stage in these training modes (comma list) and write "
+                   "them under the stage's modes: (docs/finetune.md).")
+@click.option("--train", default=None, metavar="SELECTION",
+              help="The file's default --train selection (e.g. last:3 or lora:8,last:1); the "
+                   "modes it needs are measured.")
+@click.option("--lora-targets", default=None, metavar="NAMES",
+              help="Linear layers that get LoRA adapters: comma list of names or dotted tails, "
+                   "wildcards allowed (e.g. query,value or attn.*; default: every nn.Linear).")
+@click.option("--lora-alpha", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="LoRA scaling alpha (the update is scaled by alpha/R; default: R).")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
               help="Model file to write ('-' = stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
@@ -156,7 +176,8 @@ def torch_cmd(spec: str, input_shape: str | None, inputs: tuple[str, ...], batch
               args: tuple[str, ...], name: str | None, description: str | None,
               optimizer: str, timing: bool, tmp: bool, seed: int, loss: str | None,
               capture_graph: bool, granularity: str, carry: str, leaves: tuple[str, ...],
-              output: str, quiet: bool) -> None:
+              modes: str | None, train: str | None, lora_targets: str | None,
+              lora_alpha: float | None, output: str, quiet: bool) -> None:
     """Measure MODULE:CALLABLE stage by stage on a random batch and write a model file.
 
     Any nn.Module: its forward is captured with torch.fx and cut where one activation is live
@@ -192,14 +213,24 @@ def torch_cmd(spec: str, input_shape: str | None, inputs: tuple[str, ...], batch
         def progress(i: int, n: int, stage: str) -> None:
             click.echo(f"\r  measuring stage {i}/{n} {stage:<24}", err=True, nl=False)
     gran: str | int = int(granularity) if granularity.isdigit() else granularity
+    mode_names = parse_modes(modes)
+    if train is not None:
+        train = parse_train(train).text
+    targets = tuple(t.strip() for t in (lora_targets or "").split(",") if t.strip())
+    wants_lora = any(m.startswith("lora") for m in mode_names + modes_for(train))
+    if (targets or lora_alpha is not None) and not wants_lora:
+        raise click.UsageError("--lora-targets and --lora-alpha need a LoRA mode (--modes "
+                               "lora:R or --train ...,lora:R)")
     result = ti.import_torch(spec, input_shape=shape, batch=batch, dtype=dtype,
                              input_dtype=input_dtype, input_high=input_high, kwargs=kwargs,
                              name=name, description=description, measure_tmp=tmp, timing=timing,
                              seed=seed, progress=progress, inputs=named, loss=loss,
                              granularity=gran, carry=carry, leaves=leaves,
-                             capture_graph=capture_graph or None)
+                             capture_graph=capture_graph or None, modes=mode_names,
+                             lora_targets=targets, lora_alpha=lora_alpha, train=train)
     graph = {"inputs": inputs, "loss": loss, "granularity": granularity, "carry": carry,
-             "leaves": leaves, "capture": capture_graph}
+             "leaves": leaves, "capture": capture_graph, "modes": mode_names, "train": train,
+             "lora_targets": targets, "lora_alpha": lora_alpha}
     cmd = _command_line(spec, None if shape is None else "x".join(str(d) for d in shape), batch,
                         dtype, input_dtype, input_high, args, name, description, optimizer,
                         timing, tmp, seed, output, graph)
@@ -213,6 +244,8 @@ def torch_cmd(spec: str, input_shape: str | None, inputs: tuple[str, ...], batch
         if result.capture is not None:
             for line in _capture_lines(result):
                 click.echo(line, err=True)
+        for line in ti.mode_lines(result):
+            click.echo(line, err=True)
         click.echo(f"{result.name}: {len(result.stages)} stages, {result.param_count:,} "
                    f"parameters, input {result.input_bytes:,} B, sum of saved "
                    f"{result.total_saved_bytes:,} B -> {dest}", err=True)

@@ -302,6 +302,21 @@ WRITABLE_OPTIMIZERS = ("sgd", "momentum", "adam")
 
 
 @dataclass(frozen=True, kw_only=True)
+class ImportedMode:
+    """A stage's numbers in one training mode (``modes:``); None: the same as the stage's."""
+
+    trainable_bytes: int = 0
+    added_bytes: int = 0
+    saved_bytes: int | None = None
+    fwd_tmp_bytes: int | None = None
+    bwd_tmp_bytes: int | None = None
+    fwd_flops: int | None = None
+    bwd_flops: int | None = None
+    fwd_time_s: float | None = None
+    bwd_time_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ImportedStage:
     """One measured or estimated stage, as a model file records it (exact integers)."""
 
@@ -318,6 +333,7 @@ class ImportedStage:
     bwd_time_s: float | None = None
     tmp_estimated: bool = True           # False: fwd_tmp/bwd_tmp were not estimated (0)
     comment: str | None = None           # a line above the numbers (e.g. uncosted ops)
+    modes: tuple[tuple[str, ImportedMode], ...] = ()   # (file mode name, numbers), in order
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -335,6 +351,7 @@ class ImportedModel:
     input_dtype: str | None = None
     input_comment: str | None = None     # when there is no single input shape
     precision: str | None = None
+    train: str | None = None             # the file's default --train selection
 
 
 def write_model(m: ImportedModel, *, command: str | None = None,
@@ -358,6 +375,8 @@ def write_model(m: ImportedModel, *, command: str | None = None,
     if m.precision:
         out.append(f"precision: {m.precision}")
     out.append(f"optimizer: {optimizer}")
+    if m.train:
+        out.append(f"train: {scalar(parse_train(m.train).text)}")
     out.append("stages:")
     for s in m.stages:
         out.append(f"  - name: {scalar(s.name)}")
@@ -374,4 +393,36 @@ def write_model(m: ImportedModel, *, command: str | None = None,
             note = iec(v) if s.tmp_estimated else "not estimated"
             out.append(f"    {key}: {v:<{16}d} # {note}")
         out.append(f"    params: {s.param_bytes:<17d} # {s.param_count:,} parameters")
+        if s.modes:
+            out.append("    modes:")
+            for mode, ms in s.modes:
+                out += _mode_lines(mode, ms)
     return "\n".join(out) + "\n"
+
+
+def _mode_lines(mode: str, ms: ImportedMode) -> list[str]:
+    """One ``modes:`` entry: what trains and what is added, then the numbers given."""
+    out = [f"      {mode}:" + ("" if mode != FROZEN or _mode_has_numbers(ms) else " {}")]
+    items: list[tuple[str, int, str]] = []
+    if mode != FROZEN:
+        items.append(("trainable", ms.trainable_bytes, iec(ms.trainable_bytes)))
+    if ms.added_bytes:
+        items.append(("added", ms.added_bytes, iec(ms.added_bytes)))
+    for key, v in (("saved", ms.saved_bytes), ("fwd_tmp", ms.fwd_tmp_bytes),
+                   ("bwd_tmp", ms.bwd_tmp_bytes)):
+        if v is not None:
+            items.append((key, v, iec(v)))
+    for key, v in (("fwd_flops", ms.fwd_flops), ("bwd_flops", ms.bwd_flops)):
+        if v is not None:
+            items.append((key, v, flops_txt(v)))
+    out += [f"        {key}: {v:<{max(1, 23 - len(key))}d} # {note}" for key, v, note in items]
+    for key, t in (("fwd_time", ms.fwd_time_s), ("bwd_time", ms.bwd_time_s)):
+        if t is not None:
+            out.append(f"        {key}: {t * 1e3:.6g} ms")
+    return out
+
+
+def _mode_has_numbers(ms: ImportedMode) -> bool:
+    return any(v is not None for v in (ms.saved_bytes, ms.fwd_tmp_bytes, ms.bwd_tmp_bytes,
+                                       ms.fwd_flops, ms.bwd_flops, ms.fwd_time_s,
+                                       ms.bwd_time_s)) or ms.added_bytes > 0

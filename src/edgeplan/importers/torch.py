@@ -19,7 +19,14 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..formats.model_file import ImportedModel, ImportedStage, flops_txt, iec, write_model
+from ..formats.model_file import (
+    ImportedMode,
+    ImportedModel,
+    ImportedStage,
+    flops_txt,
+    iec,
+    write_model,
+)
 from ..torchrun._tensors import first_embedding_size, make_input
 from ..torchrun.meter import (
     StageMeasure,
@@ -28,6 +35,7 @@ from ..torchrun.meter import (
     measure_stages,
 )
 from ..torchrun.user_model import resolve
+from ..training import FROZEN, lora_rank, modes_for, parse_modes, parse_train
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 INPUT_DTYPES = DTYPES + ("int64", "int32", "uint8", "bool")
@@ -58,6 +66,11 @@ class ImportResult:
     seed: int = 0
     capture: dict | None = None      # graph capture: candidates, cuts, carry, granularity, loss
     input_names: str | None = None   # several named inputs: "name DIMS dtype, ..."
+    # per training mode (file name -> the stages measured in it), docs/finetune.md
+    modes: dict[str, list[StageMeasure]] = field(default_factory=dict)
+    with_params: tuple[bool, ...] = ()  # per stage: it has parameters (its own or shared)
+    lora: dict | None = None         # targets, alpha, the wrapped layers per stage
+    train: str | None = None         # the file's train: selection
 
     @property
     def total_saved_bytes(self) -> int:
@@ -73,7 +86,9 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
                  inputs: dict[str, tuple[tuple[int, ...], str]] | None = None,
                  loss: str | None = None, granularity: str | int = "auto",
                  carry: str = "small", leaves: tuple[str, ...] = (),
-                 capture_graph: bool | None = None) -> ImportResult:
+                 capture_graph: bool | None = None, modes: tuple[str, ...] = (),
+                 lora_targets: tuple[str, ...] = (), lora_alpha: float | None = None,
+                 train: str | None = None) -> ImportResult:
     """Resolve ``MODULE:CALLABLE``, build the model, make its chain and measure it.
 
     An ``nn.Sequential`` (or a list of modules) is a chain already: its top-level children are
@@ -82,6 +97,11 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
     (``torchrun.capture``: ``granularity``, ``carry``, ``leaves``); ``loss`` (cross-entropy,
     mse, sum, or ``MODULE:CALLABLE`` taking the output) then adds the loss stage. ``inputs``
     names the forward arguments (per-sample shape, dtype) of a model that takes several.
+
+    ``modes`` (``frozen``, ``bias``, ``lora-rR``; ``training.parse_modes``) measures every stage
+    again in each training mode (``torchrun.trainable``); LoRA adapters go on the linear layers
+    matching ``lora_targets`` (default: all). ``train`` is recorded as the file's selection and
+    adds the modes it needs.
     """
     from ..torchrun.user_model import instantiate, sequential_stages
 
@@ -152,6 +172,12 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
     input_bytes = sum(t.numel() * t.element_size() for t in
                       (x0 if isinstance(x0, tuple) else (x0,)))
     results = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing, progress=progress)
+    if train is not None:
+        train = parse_train(train).text
+        modes = parse_modes(tuple(modes) + modes_for(train))
+    by_mode, lora_info = _measure_modes(stages, x0, parse_modes(modes), lora_targets, lora_alpha,
+                                        measure_tmp=measure_tmp, timing=timing,
+                                        progress=progress)
     pcount = sum(s.param_count for s in results)
     pbytes = sum(s.param_bytes for s in results)
     shape_txt = ("x".join(str(d) for d in input_shape) if input_shape is not None else
@@ -175,7 +201,36 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
         torch_version=str(torch.__version__), measured_tmp=measure_tmp, timed=timing,
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), notes=notes, seed=seed,
         conv_fix=grouped_conv_fix_active(stages), capture=capture_info,
-        input_names=None if not inputs else shape_txt)
+        input_names=None if not inputs else shape_txt, modes=by_mode,
+        with_params=tuple(any(True for _ in m.parameters()) for _, m in stages),
+        lora=lora_info, train=train if train != "all" else None)
+
+
+def _measure_modes(stages: list[tuple[str, Any]], x0: Any, modes: tuple[str, ...],
+                   targets: tuple[str, ...], alpha: float | None, *, measure_tmp: bool,
+                   timing: bool, progress: Callable[[int, int, str], None] | None
+                   ) -> tuple[dict[str, list[StageMeasure]], dict | None]:
+    """Every stage measured again in each mode, by the same meter (``torchrun.trainable``)."""
+    from ..torchrun.trainable import lora_adapters, mode_grads
+
+    out: dict[str, list[StageMeasure]] = {}
+    lora_info: dict | None = None
+    for mode in modes:
+        def prog(i: int, n: int, stage: str, mode: str = mode) -> None:
+            if progress:
+                progress(i, n, f"{stage} ({mode})")
+        rank = lora_rank(mode)
+        if rank is None:
+            with mode_grads(stages, mode):
+                out[mode] = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing,
+                                           progress=prog)
+            continue
+        with lora_adapters(stages, rank, targets or None, alpha) as (wrapped, names), \
+                mode_grads(wrapped, mode):
+            out[mode] = measure_stages(wrapped, x0, measure_tmp=measure_tmp, timing=timing,
+                                       progress=prog)
+        lora_info = {"targets": list(targets), "alpha": alpha, "layers": names}
+    return out, lora_info
 
 
 # --- writing model format 1 ---------------------------------------------------------------------
@@ -254,9 +309,59 @@ def derivation_text(r: ImportResult, width: int = 92) -> str:
             "fwd_time / bwd_time: host wall-clock medians (>= 3 repeats and >= 0.2 s per stage, "
             "after a warm-up) on the machine that ran the import; they describe that machine, "
             "not an edge device, and win over FLOPs when planning.", True)
+    if r.modes:
+        out += para(_modes_text(r), True)
     for n in r.notes:
         out += para(f"note: {n}", True)
     return "\n".join(out)
+
+
+def _modes_text(r: ImportResult) -> str:
+    what = {FROZEN: "frozen (no parameter requires grad)",
+            "bias": "bias (only parameters named bias require grad: BitFit)"}
+    names = []
+    for mode in r.modes:
+        rank = lora_rank(mode)
+        if rank is None:
+            names.append(what[mode])
+            continue
+        assert r.lora is not None
+        n = sum(len(v) for v in r.lora["layers"].values())
+        targets = ", ".join(r.lora["targets"]) or "every linear layer"
+        alpha = r.lora["alpha"] if r.lora["alpha"] is not None else rank
+        names.append(f"{mode} ({n} nn.Linear layers matching {targets} wrapped as W x + "
+                     f"(alpha/r) B A x with alpha {alpha:g}: W and every other parameter "
+                     f"frozen, A ({rank} x in) and B (out x {rank}) added and trained)")
+    return ("modes: every stage with parameters was measured again in each training mode by "
+            "the same hooks and counters, with its parameters' requires_grad set as the mode "
+            "trains: " + "; ".join(names) + ". The stage input still requires grad (a frozen "
+            "stage inside the trained part runs its backward for the input gradient), so "
+            "saved, the transients and bwd_flops are what autograd keeps and computes for that "
+            "mode. trainable: bytes of the parameters that require grad; added: bytes of the "
+            "adapters; the other keys are written where they differ from the stage's own.")
+
+
+def _stage_modes(r: ImportResult, k: int) -> tuple[tuple[str, ImportedMode], ...]:
+    """The ``modes:`` of stage ``k``: the numbers that differ from its trained ones."""
+    if not r.with_params or not r.with_params[k]:
+        return ()
+    s = r.stages[k]
+    out = []
+    for mode, measured in r.modes.items():
+        if lora_rank(mode) is not None and not (r.lora or {}).get("layers", {}).get(s.name):
+            continue  # no adapter here: the stage is frozen or bias-only under lora:R
+        m = measured[k]
+
+        def diff(new: int, old: int) -> int | None:
+            return None if new == old else new
+        out.append((mode, ImportedMode(
+            trainable_bytes=m.trainable_bytes, added_bytes=max(0, m.param_bytes - s.param_bytes),
+            saved_bytes=diff(m.saved_bytes, s.saved_bytes),
+            fwd_tmp_bytes=diff(m.fwd_tmp_bytes, s.fwd_tmp_bytes),
+            bwd_tmp_bytes=diff(m.bwd_tmp_bytes, s.bwd_tmp_bytes),
+            fwd_flops=diff(m.fwd_flops, s.fwd_flops), bwd_flops=diff(m.bwd_flops, s.bwd_flops),
+            fwd_time_s=m.fwd_time_s, bwd_time_s=m.bwd_time_s)))
+    return tuple(out)
 
 
 def imported_model(r: ImportResult) -> ImportedModel:
@@ -268,18 +373,38 @@ def imported_model(r: ImportResult) -> ImportedModel:
                     f"{iec(r.total_saved_bytes)}"),
         batch=r.batch, input_bytes=r.input_bytes, input_shape=r.input_shape,
         input_dtype=r.input_dtype if r.input_shape is not None else None,
-        input_comment=r.input_names, precision=PRECISION_KEY.get(r.dtype),
+        input_comment=r.input_names, precision=PRECISION_KEY.get(r.dtype), train=r.train,
         stages=tuple(ImportedStage(
             name=s.name, fwd_flops=s.fwd_flops, bwd_flops=s.bwd_flops,
             fwd_time_s=s.fwd_time_s, bwd_time_s=s.bwd_time_s, out_bytes=s.out_bytes,
             saved_bytes=s.saved_bytes, fwd_tmp_bytes=s.fwd_tmp_bytes,
-            bwd_tmp_bytes=s.bwd_tmp_bytes, param_bytes=s.param_bytes, param_count=s.param_count)
-            for s in r.stages))
+            bwd_tmp_bytes=s.bwd_tmp_bytes, param_bytes=s.param_bytes, param_count=s.param_count,
+            modes=_stage_modes(r, k))
+            for k, s in enumerate(r.stages)))
 
 
 def to_yaml(r: ImportResult, *, command: str | None = None, optimizer: str = "momentum") -> str:
     """Model format 1 text with exact integer bytes and FLOPs (readable values in comments)."""
     return write_model(imported_model(r), command=command, optimizer=optimizer)
+
+
+def mode_lines(r: ImportResult) -> list[str]:
+    """One summary line per measured mode: what trains, what it saves and computes."""
+    out = []
+    for mode, ms in r.modes.items():
+        train = sum(m.trainable_bytes for m in ms)
+        added = sum(m.param_bytes for m in ms) - r.param_bytes
+        saved = sum(m.saved_bytes for m in ms)
+        bwd = sum(m.bwd_flops for m in ms)
+        full_bwd = sum(s.bwd_flops for s in r.stages)
+        extra = ""
+        if lora_rank(mode) is not None and r.lora is not None:
+            n = sum(len(v) for v in r.lora["layers"].values())
+            extra = f", {n} linear layers wrapped, adapters {iec(added)}"
+        out.append(f"mode {mode}: trains {iec(train)}{extra}; every stage in this mode saves "
+                   f"{iec(saved)} (trained: {iec(r.total_saved_bytes)}), backward "
+                   f"{flops_txt(bwd)} (trained: {flops_txt(full_bwd)})")
+    return out
 
 
 def summary_rows(r: ImportResult) -> list[tuple[str, ...]]:
@@ -290,4 +415,5 @@ def summary_rows(r: ImportResult) -> list[tuple[str, ...]]:
 
 
 __all__ = ["StageMeasure", "ImportResult", "import_torch", "measure_stages", "to_yaml",
-           "imported_model", "derivation_text", "summary_rows", "DTYPES", "INPUT_DTYPES"]
+           "imported_model", "derivation_text", "summary_rows", "mode_lines", "DTYPES",
+           "INPUT_DTYPES"]
