@@ -66,10 +66,12 @@ def check_strategies(names: list[str]) -> tuple[str, ...]:
 
 def compare_one(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int | None = None,
                 strategies: tuple[str, ...] = DEFAULT_STRATEGIES, slots: int = DEFAULT_SLOTS,
-                precision: str | None = None, with_frontier: bool = False) -> Pairing:
+                precision: str | None = None, with_frontier: bool = False,
+                train: str | None = None, optimizer: str | None = None) -> Pairing:
     """All ``strategies`` for ``model`` on ``device``; ``with_frontier`` also keeps the optimal
-    DP's trade-off curve (for figures)."""
-    problem = prepare(model, device, memory_bytes=memory_bytes, precision=precision)
+    DP's trade-off curve (for figures). ``train`` and ``optimizer`` as for ``prepare``."""
+    problem = prepare(model, device, memory_bytes=memory_bytes, precision=precision,
+                      train=train, optimizer=optimizer)
     # one optimal solve: the optimal cell, the offload DP's in-memory candidate and the figures'
     # curve all reuse it
     optimal = None

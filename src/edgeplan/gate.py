@@ -12,7 +12,13 @@ max-step-time  time per iteration of the optimal schedule (seconds)            `
 min-batch      largest batch that fits with overhead within ``max-overhead``   ``>=`` limit
 budget         least memory for training (bytes, fixed part included, device   ``<=`` limit
                reserve excluded): a memory-size regression gate
+min-trainable  the fine-tuning plan recommended by ``finetune.plan_finetune``   one fits
+               among those that train at least the requirement (``last:4``,
+               ``10%``, ``8 MiB``): its ``--train`` selection
 =============  ==============================================================  ========
+
+Every gate plans the model with the ``train`` selection and ``optimizer`` given (default: the
+file's); ``min-trainable`` searches the selections itself.
 
 ``fits`` is always evaluated; the others only when their threshold is set. When no schedule
 fits, ``max-overhead`` and ``max-step-time`` fail with ``measured = None``. This module computes
@@ -28,10 +34,11 @@ from dataclasses import dataclass, replace
 from .batch import OVERHEAD_TOLERANCE, largest_batch
 from .device import DeviceProfile
 from .discretize import DEFAULT_SLOTS
+from .finetune import Finetune, plan_finetune
 from .model import ModelSpec
 from .plan import Plan, make_plan
 
-GATES = ("fits", "max-overhead", "max-step-time", "min-batch", "budget")
+GATES = ("fits", "max-overhead", "max-step-time", "min-batch", "budget", "min-trainable")
 
 #: The min-batch search stops here (or at the threshold, when larger); a result equal to the
 #: limit means "at least this many".
@@ -47,6 +54,7 @@ class Thresholds:
     max_step_time_s: float | None = None
     min_batch: int | None = None
     budget_bytes: int | None = None
+    min_trainable: str | None = None
 
     def overridden_by(self, other: Thresholds) -> Thresholds:
         """These thresholds with every value that ``other`` sets replaced (flags over config).
@@ -54,28 +62,32 @@ class Thresholds:
         Examples
         --------
         >>> Thresholds(max_overhead=0.3, min_batch=8).overridden_by(Thresholds(min_batch=4))
-        Thresholds(max_overhead=0.3, max_step_time_s=None, min_batch=4, budget_bytes=None)
+        ... # doctest: +NORMALIZE_WHITESPACE
+        Thresholds(max_overhead=0.3, max_step_time_s=None, min_batch=4, budget_bytes=None,
+                   min_trainable=None)
         """
         return replace(self, **{k: v for k, v in other.to_dict().items() if v is not None})
 
     def to_dict(self) -> dict:
         return {"max_overhead": self.max_overhead, "max_step_time_s": self.max_step_time_s,
-                "min_batch": self.min_batch, "budget_bytes": self.budget_bytes}
+                "min_batch": self.min_batch, "budget_bytes": self.budget_bytes,
+                "min_trainable": self.min_trainable}
 
 
 @dataclass(frozen=True, kw_only=True)
 class GateOutcome:
     """One gate on one target.
 
-    ``unit`` is ``bytes``, ``fraction``, ``s`` or ``batch``; ``relation`` is how ``measured``
-    must compare with ``threshold`` (``<=`` or ``>=``). ``measured`` is None when it could not
-    be measured (no schedule fits; no batch fits).
+    ``unit`` is ``bytes``, ``fraction``, ``s``, ``batch`` or ``selection`` (a ``--train``
+    text); ``relation`` is how ``measured`` must compare with ``threshold`` (``<=``, ``>=``, or
+    ``meets`` for a selection). ``measured`` is None when it could not be measured (no schedule
+    fits; no batch fits; no plan meets the requirement).
     """
 
     gate: str
     passed: bool
-    measured: int | float | None
-    threshold: int | float | None
+    measured: int | float | str | None
+    threshold: int | float | str | None
     unit: str
     relation: str
 
@@ -93,6 +105,7 @@ class TargetCheck:
     gates: tuple[GateOutcome, ...]
     largest_batch: int | None = None       # set when min-batch was evaluated
     batch_search_limit: int | None = None
+    finetune: Finetune | None = None       # set when min-trainable was evaluated
 
     @property
     def device(self) -> DeviceProfile | None:
@@ -136,12 +149,13 @@ class CheckResult:
 
 def evaluate(model: ModelSpec, device: DeviceProfile | None, thresholds: Thresholds, *,
              memory_bytes: int | None = None, slots: int = DEFAULT_SLOTS,
-             precision: str | None = None, batch: int | None = None) -> TargetCheck:
+             precision: str | None = None, batch: int | None = None,
+             train: str | None = None, optimizer: str | None = None) -> TargetCheck:
     """Run every applicable gate of ``thresholds`` for ``model`` on ``device``.
 
     Parameters
     ----------
-    model, device, memory_bytes, slots, precision, batch
+    model, device, memory_bytes, slots, precision, batch, train, optimizer
         As for ``plan.make_plan`` (``device`` may be None with ``memory_bytes`` when the model
         gives times).
     thresholds
@@ -153,7 +167,7 @@ def evaluate(model: ModelSpec, device: DeviceProfile | None, thresholds: Thresho
         The plan and one ``GateOutcome`` per gate, in the order of ``GATES``.
     """
     plan = make_plan(model, device, memory_bytes=memory_bytes, slots=slots, precision=precision,
-                     batch=batch)
+                     batch=batch, train=train, optimizer=optimizer)
     th = thresholds
     gates = [GateOutcome(gate="fits", passed=plan.feasible, measured=plan.min_memory_bytes,
                          threshold=plan.memory.usable_bytes, unit="bytes", relation="<=")]
@@ -172,7 +186,8 @@ def evaluate(model: ModelSpec, device: DeviceProfile | None, thresholds: Thresho
     best = limit = None
     if th.min_batch is not None:
         limit = max(BATCH_SEARCH_LIMIT, th.min_batch)
-        best = largest_batch(model, device, max_batch=limit, max_overhead=th.max_overhead,
+        # the planned model: its training modes and optimizer resolved, at any batch
+        best = largest_batch(plan.model, device, max_batch=limit, max_overhead=th.max_overhead,
                              memory_bytes=memory_bytes, slots=slots, precision=precision)
         gates.append(GateOutcome(gate="min-batch", measured=best, threshold=th.min_batch,
                                  unit="batch", relation=">=",
@@ -182,14 +197,25 @@ def evaluate(model: ModelSpec, device: DeviceProfile | None, thresholds: Thresho
         gates.append(GateOutcome(gate="budget", measured=need, threshold=th.budget_bytes,
                                  unit="bytes", relation="<=",
                                  passed=need is not None and need <= th.budget_bytes))
+    ft = None
+    if th.min_trainable is not None:
+        ft = plan_finetune(model, device, memory_bytes=memory_bytes, slots=slots,
+                           precision=precision, batch=batch, optimizer=optimizer,
+                           min_trainable=th.min_trainable)
+        rec = ft.recommended
+        gates.append(GateOutcome(gate="min-trainable", passed=rec is not None,
+                                 measured=None if rec is None else rec.train,
+                                 threshold=th.min_trainable, unit="selection",
+                                 relation="meets"))
     name = device.name if device is not None else "memory"
     return TargetCheck(name=name, plan=plan, gates=tuple(gates), largest_batch=best,
-                       batch_search_limit=limit)
+                       batch_search_limit=limit, finetune=ft)
 
 
 def check(model: ModelSpec, devices: Sequence[DeviceProfile | None], thresholds: Thresholds, *,
           memory_bytes: int | None = None, slots: int = DEFAULT_SLOTS,
-          precision: str | None = None, batch: int | None = None) -> CheckResult:
+          precision: str | None = None, batch: int | None = None, train: str | None = None,
+          optimizer: str | None = None) -> CheckResult:
     """Evaluate the gates on every device; ``CheckResult.passed`` is the CI verdict.
 
     ``devices`` may hold a single None to check against ``memory_bytes`` alone.
@@ -206,5 +232,6 @@ def check(model: ModelSpec, devices: Sequence[DeviceProfile | None], thresholds:
     if memory_bytes is None and any(d is None for d in devices):
         raise InputError("a target without a device needs --memory SIZE")
     targets = tuple(evaluate(model, d, thresholds, memory_bytes=memory_bytes, slots=slots,
-                             precision=precision, batch=batch) for d in devices)
+                             precision=precision, batch=batch, train=train,
+                             optimizer=optimizer) for d in devices)
     return CheckResult(model=model, thresholds=thresholds, targets=targets)

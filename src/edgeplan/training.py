@@ -210,7 +210,14 @@ class Training:
                 "computed_modes": list(self.computed)}
 
 
-def _first_trained(model: ModelSpec, spec: TrainSpec) -> int:
+def everything(model: ModelSpec) -> Training:
+    """Every parameter trains (no selection, or ``all``)."""
+    return Training(spec=ALL, modes=(TRAIN,) * model.length, frozen_prefix=0,
+                    param_bytes=model.param_bytes, trainable_bytes=model.trainable_bytes,
+                    computed=())
+
+
+def first_trained(model: ModelSpec, spec: TrainSpec, *, param: str = "train") -> int:
     """0-based index of the first stage that trains fully (``len(stages)``: none)."""
     stages = model.stages
     n = len(stages)
@@ -220,17 +227,17 @@ def _first_trained(model: ModelSpec, spec: TrainSpec) -> int:
         with_params = [i for i, s in enumerate(stages) if s.param_bytes > 0]
         if not with_params:
             raise InputError("last:K needs per-stage parameters (params: on the stages); this "
-                             "file gives only a total", source=model.source, param="train")
+                             "file gives only a total", source=model.source, param=param)
         if spec.last > len(with_params):
             raise InputError(f"last:{spec.last}: the model has only {len(with_params)} stages "
-                             "with parameters", param="train")
+                             "with parameters", param=param)
         return with_params[-spec.last]
     if spec.start is not None:
         for i, s in enumerate(stages):
             if s.name == spec.start or s.name.startswith(spec.start + "."):
                 return i
         raise UnknownNameError.for_name("stage", spec.start, [s.name for s in stages],
-                                        param="train")
+                                        param=param)
     return n
 
 
@@ -246,14 +253,12 @@ def resolve(model: ModelSpec, train: TrainSpec | str | None) -> tuple[ModelSpec,
         # already resolved (``Problem.model``, e.g. re-prepared at another batch): keep it
         return model, _summary(model, spec)
     if spec.is_all:
-        return model, Training(spec=spec, modes=(TRAIN,) * model.length, frozen_prefix=0,
-                               param_bytes=model.param_bytes,
-                               trainable_bytes=model.param_bytes, computed=())
+        return model, everything(model)
     if not any(s.param_bytes for s in model.stages):
         raise InputError(f"--train {spec.text} needs per-stage parameters (params: on the "
                          "stages); this file gives only a total", source=model.source,
                          param="train")
-    first = _first_trained(model, spec)
+    first = first_trained(model, spec)
     lora = None if spec.lora_rank is None else lora_mode(spec.lora_rank)
     if lora is not None and not any(lora in s.modes for s in model.stages):
         have = sorted({m for s in model.stages for m in s.modes if m.startswith("lora")})
@@ -290,14 +295,14 @@ def resolve(model: ModelSpec, train: TrainSpec | str | None) -> tuple[ModelSpec,
     if p == len(new_stages):
         raise InputError(f"{spec.text} trains no parameter of this model", param="train")
     # a frozen stage inside the prefix never runs backward: its computed numbers do not matter
-    computed = [n for i, n in computed if i >= p]
+    counted = tuple(n for i, n in computed if i >= p)
     # the model's total plus what the modes add (LoRA adapters)
     params = model.param_bytes + sum(new.param_bytes - old.param_bytes
                                      for new, old in zip(new_stages, model.stages, strict=True))
     trainable = sum(s.trainable_bytes or 0 for s in new_stages)
     resolved = replace(model, stages=tuple(new_stages), param_bytes=params, frozen_prefix=p)
     return resolved, Training(spec=spec, modes=tuple(modes), frozen_prefix=p, param_bytes=params,
-                              trainable_bytes=trainable, computed=tuple(computed))
+                              trainable_bytes=trainable, computed=counted)
 
 
 def _summary(model: ModelSpec, spec: TrainSpec) -> Training:

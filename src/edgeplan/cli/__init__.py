@@ -16,6 +16,7 @@ from .check import check_cmd
 from .compare import compare
 from .completion import completion_cmd
 from .devices import devices
+from .finetune import finetune_cmd
 from .imports import import_group
 from .run import run_cmd
 from .solve import solve
@@ -32,8 +33,8 @@ def main(debug: bool) -> None:
     (recomputation) trade-offs, schedules, time and energy per iteration."""
 
 
-for _cmd in (solve, compare, devices, check_cmd, import_group, run_cmd, why_cmd, calibrate_cmd,
-             completion_cmd):
+for _cmd in (solve, finetune_cmd, compare, devices, check_cmd, import_group, run_cmd, why_cmd,
+             calibrate_cmd, completion_cmd):
     main.add_command(_cmd)
 
 __all__ = ["EXIT_CODES", "EdgeplanGroup", "exit_code_for", "main"]

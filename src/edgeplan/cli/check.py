@@ -19,8 +19,10 @@ from ._options import (
     batch_option,
     json_option,
     memory_option,
+    optimizer_option,
     precision_option,
     slots_option,
+    train_option,
     unit_callback,
 )
 
@@ -39,6 +41,11 @@ from ._options import (
 @click.option("--budget", callback=unit_callback(units.parse_size), metavar="SIZE",
               help='Gate: the least memory the model needs for training is at most SIZE, e.g. '
                    '"3 GiB" (a memory-size regression gate).')
+@click.option("--min-trainable", default=None, metavar="last:K|from:NAME|P%|SIZE",
+              help="Gate: some fine-tuning plan that trains at least this fits (as `edgeplan "
+                   "finetune --min-trainable`), e.g. last:4 for the last 4 stages.")
+@train_option("What trains in the plan every other gate checks (as `solve --train`).")
+@optimizer_option()
 @memory_option("Memory available to training; replaces each device's total minus reserved.")
 @slots_option("Memory slots of the DP [default: 500].")
 @batch_option("Batch size to check (default: the model file's).")
@@ -54,14 +61,15 @@ from ._options import (
 def check_cmd(out: Output, model: str | None, device_names: tuple[str, ...],
               max_overhead: float | None,
               max_step_time: float | None, min_batch: int | None, budget: int | None,
+              min_trainable: str | None, train: str | None, optimizer: str | None,
               memory: int | None, slots: int | None, batch: int | None, precision: str | None,
               as_json: bool, junit: str | None, config_file: str | None, no_config: bool) -> int:
     """Gate a model's training capacity in CI: exit 0 when every gate passes on every device.
 
     Gates: fits (always: a schedule exists within the memory), --max-overhead, --max-step-time,
-    --min-batch, --budget. Settings are read from ./edgeplan.yaml or [tool.edgeplan] in
-    ./pyproject.toml (see docs/ci.md); flags override them. Exit 1 when a gate fails, 2 on bad
-    input.
+    --min-batch, --budget, --min-trainable. Settings are read from ./edgeplan.yaml or
+    [tool.edgeplan] in ./pyproject.toml (see docs/ci.md); flags override them. Exit 1 when a
+    gate fails, 2 on bad input.
 
     Example: edgeplan check model.yaml -d jetson-nano --max-overhead 30% --junit gates.xml
     """
@@ -96,7 +104,7 @@ def check_cmd(out: Output, model: str | None, device_names: tuple[str, ...],
                          "`devices:` in edgeplan.yaml, or --memory SIZE", source="check")
     thresholds = cfg.thresholds.overridden_by(Thresholds(
         max_overhead=max_overhead, max_step_time_s=max_step_time, min_batch=min_batch,
-        budget_bytes=budget))
+        budget_bytes=budget, min_trainable=min_trainable))
     slots = slots or cfg.slots or DEFAULT_SLOTS
     batch = batch or cfg.batch
     precision = precision or cfg.precision
@@ -104,7 +112,8 @@ def check_cmd(out: Output, model: str | None, device_names: tuple[str, ...],
     spec = load_model(model_path)
     devices = [load_device_ref(r) for r in refs] or [None]
     result = check(spec, devices, thresholds, memory_bytes=memory, slots=slots,
-                   precision=precision, batch=batch)
+                   precision=precision, batch=batch, train=train or cfg.train,
+                   optimizer=optimizer or cfg.optimizer)
     code = EXIT_OK if result.passed else EXIT_NO
     if junit:
         write_atomic(Path(junit), junit_xml(result))

@@ -10,8 +10,10 @@ from ._options import (
     comma_list,
     json_option,
     memory_option,
+    optimizer_option,
     plot_option,
     slots_option,
+    train_option,
 )
 
 
@@ -27,6 +29,8 @@ from ._options import (
                    "revolve, optimal, exact].")
 @slots_option("Memory slots of the optimal DP [default: 500].")
 @batch_option("Batch size (scales every model's activations and compute).")
+@train_option("What trains in every model (as `solve --train`; default: each file's).")
+@optimizer_option()
 @click.option("--detail", is_flag=True, help="Every strategy for every (model, device) pair.")
 @plot_option("Also draw every pair's strategies and budget to FILE (.png, .svg, .pdf; extra "
              "`plot`).")
@@ -34,8 +38,8 @@ from ._options import (
 @click.pass_obj
 def compare(out: Output, models: tuple[str, ...], device_names: tuple[str, ...],
             device_list: str | None, memory: int | None, strategies: str | None,
-            slots: int | None, batch: int | None, detail: bool, plot_path: str | None,
-            as_json: bool) -> int:
+            slots: int | None, batch: int | None, train: str | None, optimizer: str | None,
+            detail: bool, plot_path: str | None, as_json: bool) -> int:
     """Strategies, devices and models side by side.
 
     For each model on each device: each strategy's peak memory, recompute overhead, time and
@@ -70,7 +74,8 @@ def compare(out: Output, models: tuple[str, ...], device_names: tuple[str, ...],
     devs = [find_device(n) for n in names] or [None]
     slots = slots or DEFAULT_SLOTS
     pairs = run_compare(specs, devs, memory_bytes=memory, strategies=strat, slots=slots,
-                        with_frontier=bool(plot_path), progress=out.progress("comparing"))
+                        with_frontier=bool(plot_path), progress=out.progress("comparing"),
+                        train=train, optimizer=optimizer)
     if as_json:
         out.json(compare_doc(pairs, EXIT_OK, slots))
     else:

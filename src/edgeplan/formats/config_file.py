@@ -28,14 +28,17 @@ from .. import units
 from ..device import PRECISIONS, DeviceProfile
 from ..errors import InputError, UnknownNameError
 from ..gate import Thresholds
+from ..optimizers import OPTIMIZER_STATE
+from ..training import parse_train
 from ._files import read_text
 from ._yaml import Node, check_format, read_yaml
 from .device_file import builtin_devices, find_device
 
 FORMAT_VERSION = 1
 CONFIG_NAMES = ("edgeplan.yaml", "edgeplan.yml")
-CONFIG_KEYS = ("format", "model", "devices", "gates", "slots", "memory", "batch", "precision")
-GATE_KEYS = ("max_overhead", "max_step_time", "min_batch", "budget")
+CONFIG_KEYS = ("format", "model", "devices", "gates", "slots", "memory", "batch", "precision",
+               "train", "optimizer")
+GATE_KEYS = ("max_overhead", "max_step_time", "min_batch", "budget", "min_trainable")
 TOOL_TABLE = "tool.edgeplan"
 
 
@@ -60,6 +63,8 @@ class CheckConfig:
     memory_bytes: int | None = None
     batch: int | None = None
     precision: str | None = None
+    train: str | None = None
+    optimizer: str | None = None
 
 
 def discover(folder: Path) -> Path | None:
@@ -128,14 +133,22 @@ def _from_node(node: Node, base: Path) -> CheckConfig:
         th = Thresholds(max_overhead=gates.get("max_overhead", units.parse_percent),
                         max_step_time_s=gates.get("max_step_time", _positive_time),
                         min_batch=gates.integer("min_batch", minimum=1, maximum=10**7),
-                        budget_bytes=gates.get("budget", units.parse_size))
+                        budget_bytes=gates.get("budget", units.parse_size),
+                        min_trainable=gates.text("min_trainable", None))
     model_path = None if model is None else str(_resolve(model, base))
     return CheckConfig(path=node.source, model=model_path,
                        devices=tuple(devices), thresholds=th,
                        slots=node.integer("slots", minimum=1, maximum=100_000),
                        memory_bytes=node.get("memory", units.parse_size),
                        batch=node.integer("batch", minimum=1, maximum=10**7),
-                       precision=node.choice("precision", PRECISIONS))
+                       precision=node.choice("precision", PRECISIONS),
+                       train=_train(node), optimizer=node.choice("optimizer",
+                                                                  tuple(OPTIMIZER_STATE)))
+
+
+def _train(node: Node) -> str | None:
+    """``train:``, checked as a ``--train`` selection (its stages are checked with the model)."""
+    return node.get("train", lambda v: parse_train(v if isinstance(v, str) else repr(v)).text)
 
 
 def _positive_time(value: Any) -> float:

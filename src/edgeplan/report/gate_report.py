@@ -23,6 +23,7 @@ _WHAT = {
     "max-step-time": "time per iteration",
     "min-batch": "largest batch within the overhead limit",
     "budget": "least memory for training",
+    "min-trainable": "a fine-tuning plan that trains",
 }
 
 
@@ -36,6 +37,8 @@ def format_value(value: int | float | None, unit: str) -> str:
     """
     if value is None:
         return "-"
+    if isinstance(value, str):
+        return value
     if unit == "bytes":
         return format_size(value, precision=2)
     if unit == "fraction":
@@ -52,11 +55,13 @@ def measured_text(target: TargetCheck, g: GateOutcome) -> str:
         if target.batch_search_limit is not None and g.measured >= target.batch_search_limit:
             return f">= {g.measured}"
     if g.measured is None:
-        return "no schedule"
+        return "none fits" if g.gate == "min-trainable" else "no schedule"
     return format_value(g.measured, g.unit)
 
 
 def threshold_text(g: GateOutcome) -> str:
+    if g.relation == "meets":
+        return f"trains {format_value(g.threshold, g.unit)}"
     return f"{g.relation} {format_value(g.threshold, g.unit)}"
 
 
@@ -71,6 +76,8 @@ def gate_message(target: TargetCheck, g: GateOutcome) -> str:
         if g.passed:
             return f"fits: needs {need} for training, {lim} available"
         return f"does not fit: needs {need} for training, {lim} available"
+    if g.gate == "min-trainable":
+        return _min_trainable_message(target, g)
     if g.gate in ("max-overhead", "max-step-time") and g.measured is None:
         return f"{_WHAT[g.gate]} unknown: no schedule fits the memory (limit {lim})"
     if g.gate == "min-batch":
@@ -83,6 +90,24 @@ def gate_message(target: TargetCheck, g: GateOutcome) -> str:
     op = ("<=" if g.passed else ">") if g.relation == "<=" else (">=" if g.passed else "<")
     word = "budget" if g.gate == "budget" else "limit"
     return f"{_WHAT[g.gate]} {measured_text(target, g)} {op} {word} {lim}"
+
+
+def _min_trainable_message(target: TargetCheck, g: GateOutcome) -> str:
+    ft = target.finetune
+    assert ft is not None
+    rec = ft.recommended
+    if rec is not None:
+        return (f"trains {g.threshold}: --train {rec.train}"
+                + (f" --grad-accum {rec.grad_accum}" if rec.grad_accum > 1 else "")
+                + f" fits ({format_size(rec.peak_bytes, precision=2)} of "
+                f"{format_size(ft.usable_bytes, precision=2)}, "
+                f"{format_time(rec.time_per_sample_s)} per sample)")
+    least = ft.least_memory
+    need = "" if least is None else (
+        f"; the least memory is {format_size(least.plan.min_memory_bytes, precision=2)} "
+        f"(--train {least.train})")
+    return (f"no plan that trains {g.threshold} fits "
+            f"{format_size(ft.usable_bytes, precision=2)}{need}")
 
 
 def _overhead_limit(target: TargetCheck) -> str | None:
@@ -122,6 +147,8 @@ _LEGEND = {
     "max-step-time": "time per iteration of the optimal schedule",
     "min-batch": "largest batch that fits (within the overhead limit, if set)",
     "budget": "least memory for training vs the budget",
+    "min-trainable": "the recommended fine-tuning plan (`edgeplan finetune`) among those that "
+                     "train at least the threshold",
 }
 
 

@@ -17,6 +17,7 @@ from ..plan import Plan
 from ..problem import overhead_of
 from ..schedule import OpKind, Schedule
 from ..solvers.base import SolveResult
+from ..training import everything
 from ..units import (
     format_bandwidth,
     format_energy,
@@ -392,14 +393,8 @@ def plan_doc(plan: Plan, exit_code: int) -> dict:
 
 def training_doc(plan: Plan) -> dict:
     """``data.training``: what trains (every parameter when ``--train`` was not given)."""
-    t = plan.problem.training
     names = tuple(st.name for st in plan.model.stages)
-    if t is None:
-        m = plan.model
-        return {"train": "all", "trainable_bytes": m.trainable_bytes,
-                "param_bytes": m.param_bytes, "trainable_fraction": 1.0 if m.param_bytes else 0.0,
-                "frozen_prefix": 0, "modes": dict.fromkeys(names, "train"), "computed_modes": []}
-    return t.to_dict(names)
+    return (plan.problem.training or everything(plan.model)).to_dict(names)
 
 
 def offload_doc(plan: Plan) -> dict:
