@@ -34,6 +34,7 @@ from ..torchrun.meter import (
     grouped_conv_fix_active,
     measure_stages,
 )
+from ..torchrun.trainable import measure_modes, stage_mode_numbers
 from ..torchrun.user_model import resolve
 from ..training import FROZEN, lora_rank, modes_for, parse_modes, parse_train
 
@@ -68,7 +69,7 @@ class ImportResult:
     input_names: str | None = None   # several named inputs: "name DIMS dtype, ..."
     # per training mode (file name -> the stages measured in it), docs/finetune.md
     modes: dict[str, list[StageMeasure]] = field(default_factory=dict)
-    with_params: tuple[bool, ...] = ()  # per stage: it has parameters (its own or shared)
+    stage_modes: tuple[dict[str, dict[str, Any]], ...] = ()  # per stage: mode -> ModeSpec keys
     lora: dict | None = None         # targets, alpha, the wrapped layers per stage
     train: str | None = None         # the file's train: selection
 
@@ -175,9 +176,11 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
     if train is not None:
         train = parse_train(train).text
         modes = parse_modes(tuple(modes) + modes_for(train))
-    by_mode, lora_info = _measure_modes(stages, x0, parse_modes(modes), lora_targets, lora_alpha,
-                                        measure_tmp=measure_tmp, timing=timing,
-                                        progress=progress)
+    modes = parse_modes(modes)
+    by_mode, wrapped = measure_modes(stages, x0, modes, lora_targets or None, lora_alpha,
+                                     measure_tmp=measure_tmp, timing=timing, progress=progress)
+    lora_info = None if not wrapped else {"targets": list(lora_targets), "alpha": lora_alpha,
+                                          "layers": wrapped}
     pcount = sum(s.param_count for s in results)
     pbytes = sum(s.param_bytes for s in results)
     shape_txt = ("x".join(str(d) for d in input_shape) if input_shape is not None else
@@ -202,35 +205,8 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), notes=notes, seed=seed,
         conv_fix=grouped_conv_fix_active(stages), capture=capture_info,
         input_names=None if not inputs else shape_txt, modes=by_mode,
-        with_params=tuple(any(True for _ in m.parameters()) for _, m in stages),
+        stage_modes=tuple(stage_mode_numbers(stages, results, by_mode, wrapped)),
         lora=lora_info, train=train if train != "all" else None)
-
-
-def _measure_modes(stages: list[tuple[str, Any]], x0: Any, modes: tuple[str, ...],
-                   targets: tuple[str, ...], alpha: float | None, *, measure_tmp: bool,
-                   timing: bool, progress: Callable[[int, int, str], None] | None
-                   ) -> tuple[dict[str, list[StageMeasure]], dict | None]:
-    """Every stage measured again in each mode, by the same meter (``torchrun.trainable``)."""
-    from ..torchrun.trainable import lora_adapters, mode_grads
-
-    out: dict[str, list[StageMeasure]] = {}
-    lora_info: dict | None = None
-    for mode in modes:
-        def prog(i: int, n: int, stage: str, mode: str = mode) -> None:
-            if progress:
-                progress(i, n, f"{stage} ({mode})")
-        rank = lora_rank(mode)
-        if rank is None:
-            with mode_grads(stages, mode):
-                out[mode] = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing,
-                                           progress=prog)
-            continue
-        with lora_adapters(stages, rank, targets or None, alpha) as (wrapped, names), \
-                mode_grads(wrapped, mode):
-            out[mode] = measure_stages(wrapped, x0, measure_tmp=measure_tmp, timing=timing,
-                                       progress=prog)
-        lora_info = {"targets": list(targets), "alpha": alpha, "layers": names}
-    return out, lora_info
 
 
 # --- writing model format 1 ---------------------------------------------------------------------
@@ -341,29 +317,6 @@ def _modes_text(r: ImportResult) -> str:
             "adapters; the other keys are written where they differ from the stage's own.")
 
 
-def _stage_modes(r: ImportResult, k: int) -> tuple[tuple[str, ImportedMode], ...]:
-    """The ``modes:`` of stage ``k``: the numbers that differ from its trained ones."""
-    if not r.with_params or not r.with_params[k]:
-        return ()
-    s = r.stages[k]
-    out = []
-    for mode, measured in r.modes.items():
-        if lora_rank(mode) is not None and not (r.lora or {}).get("layers", {}).get(s.name):
-            continue  # no adapter here: the stage is frozen or bias-only under lora:R
-        m = measured[k]
-
-        def diff(new: int, old: int) -> int | None:
-            return None if new == old else new
-        out.append((mode, ImportedMode(
-            trainable_bytes=m.trainable_bytes, added_bytes=max(0, m.param_bytes - s.param_bytes),
-            saved_bytes=diff(m.saved_bytes, s.saved_bytes),
-            fwd_tmp_bytes=diff(m.fwd_tmp_bytes, s.fwd_tmp_bytes),
-            bwd_tmp_bytes=diff(m.bwd_tmp_bytes, s.bwd_tmp_bytes),
-            fwd_flops=diff(m.fwd_flops, s.fwd_flops), bwd_flops=diff(m.bwd_flops, s.bwd_flops),
-            fwd_time_s=m.fwd_time_s, bwd_time_s=m.bwd_time_s)))
-    return tuple(out)
-
-
 def imported_model(r: ImportResult) -> ImportedModel:
     """The measurement as ``formats.model_file`` writes it."""
     return ImportedModel(
@@ -379,7 +332,8 @@ def imported_model(r: ImportResult) -> ImportedModel:
             fwd_time_s=s.fwd_time_s, bwd_time_s=s.bwd_time_s, out_bytes=s.out_bytes,
             saved_bytes=s.saved_bytes, fwd_tmp_bytes=s.fwd_tmp_bytes,
             bwd_tmp_bytes=s.bwd_tmp_bytes, param_bytes=s.param_bytes, param_count=s.param_count,
-            modes=_stage_modes(r, k))
+            modes=tuple((mode, ImportedMode(**nums)) for mode, nums in
+                        (r.stage_modes[k].items() if r.stage_modes else ())))
             for k, s in enumerate(r.stages)))
 
 

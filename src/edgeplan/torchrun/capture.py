@@ -42,6 +42,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from ..errors import InputError
 from ..partition import balance, one_heavy_per_group
+from .trainable import LoRALinear
 
 __all__ = ["CapturedChain", "Cut", "capture", "CARRY_MODES", "SMALL_CARRY"]
 
@@ -92,7 +93,10 @@ class _Tracer(fx.Tracer):
         self.leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return qualname in self.leaves or super().is_leaf_module(m, qualname)
+        # a LoRA-wrapped linear layer stays one node, as the nn.Linear it wraps was: a model
+        # fine-tuned with adapters is cut where the plain model was
+        return (qualname in self.leaves or isinstance(m, LoRALinear)
+                or super().is_leaf_module(m, qualname))
 
 
 def bind_inputs(model: nn.Module,

@@ -95,20 +95,29 @@ class LossHead(nn.Module):
 
 def measure_captured(captured: CapturedChain, example: Any, *,
                      loss: str | Callable[..., torch.Tensor] = "cross-entropy",
-                     measure_tmp: bool = False, timing: bool = False
-                     ) -> tuple[list[Any], int]:
-    """(``StageMeasure`` per stage, the loss stage last; bytes of the input batch) of a captured
-    model, by the one stage measurer (``torchrun.meter``). The model's state (running
-    statistics, gradients, RNG) is unchanged."""
+                     measure_tmp: bool = False, timing: bool = False,
+                     modes: tuple[str, ...] = (), lora_targets: Iterable[str] | None = None,
+                     lora_alpha: float | None = None
+                     ) -> tuple[list[Any], int, list[dict[str, dict[str, Any]]]]:
+    """(``StageMeasure`` per stage, the loss stage last; bytes of the input batch; per stage
+    the numbers of each of ``modes``, ``torchrun.trainable``) of a captured model, by the one
+    stage measurer (``torchrun.meter``). The model's state (running statistics, gradients, RNG,
+    which parameters require grad) is unchanged."""
+    from ..training import TRAIN
     from ._tensors import leaves, preserved_state, storage_key
     from .meter import measure_stages
+    from .trainable import measure_modes, mode_grads, stage_mode_numbers
 
     x0 = _graph_inputs(captured, example)
     stages = with_loss(captured, x0, loss)
+    targets = tuple(lora_targets) if lora_targets else None
     with preserved_state(m for _, m in stages):
-        measured = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing)
+        with mode_grads(stages, TRAIN):  # the trained numbers, whatever is frozen now
+            measured = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing)
+        by_mode, wrapped = measure_modes(stages, x0, modes, targets, lora_alpha,
+                                         measure_tmp=measure_tmp, timing=timing)
     x0_bytes = sum(n for _, n in {storage_key(t) for t in leaves(x0)})
-    return measured, int(x0_bytes)
+    return measured, int(x0_bytes), stage_mode_numbers(stages, measured, by_mode, wrapped)
 
 
 def with_loss(captured: CapturedChain, x0: tuple[Any, ...],
@@ -128,11 +137,16 @@ def with_loss(captured: CapturedChain, x0: tuple[Any, ...],
 
 def captured_spec(captured: CapturedChain, example: Any, *,
                   loss: str | Callable[..., torch.Tensor] = "cross-entropy",
-                  optimizer: str = "adam", measure_tmp: bool = False) -> Any:
-    """The ``ModelSpec`` of a captured model with its loss stage (FLOPs; sizes in bytes)."""
-    from ..model import ModelSpec, StageSpec
+                  optimizer: str = "adam", measure_tmp: bool = False,
+                  modes: tuple[str, ...] = (), lora_targets: Iterable[str] | None = None,
+                  lora_alpha: float | None = None) -> Any:
+    """The ``ModelSpec`` of a captured model with its loss stage (FLOPs; sizes in bytes), with
+    the numbers of each training mode in ``modes`` (docs/finetune.md)."""
+    from ..model import ModelSpec, ModeSpec, StageSpec
 
-    measured, x0_bytes = measure_captured(captured, example, loss=loss, measure_tmp=measure_tmp)
+    measured, x0_bytes, per_mode = measure_captured(
+        captured, example, loss=loss, measure_tmp=measure_tmp, modes=modes,
+        lora_targets=lora_targets, lora_alpha=lora_alpha)
     x0 = _graph_inputs(captured, example)
     first = next((t for t in tree_flatten(x0)[0] if isinstance(t, torch.Tensor)), None)
     batch = int(first.shape[0]) if first is not None and first.dim() else 1
@@ -146,7 +160,9 @@ def captured_spec(captured: CapturedChain, example: Any, *,
                                saved_bytes=int(m.saved_bytes), fwd_flops=float(m.fwd_flops),
                                bwd_flops=float(m.bwd_flops), fwd_tmp_bytes=int(m.fwd_tmp_bytes),
                                bwd_tmp_bytes=int(m.bwd_tmp_bytes),
-                               param_bytes=int(m.param_bytes)) for m in measured))
+                               param_bytes=int(m.param_bytes),
+                               modes={k: ModeSpec(**v) for k, v in pm.items()})
+                     for m, pm in zip(measured, per_mode, strict=True)))
 
 
 def nominal_times(spec: Any) -> Any:
@@ -189,8 +205,10 @@ def _split(schedule: Schedule, length: int) -> tuple[Schedule, Schedule]:
 class _Step:
     """One training step in flight: the executor's state between the forward and the backward."""
 
-    def __init__(self, ex: ChainExecutor, fwd: Schedule, bwd: Schedule, measure: bool):
+    def __init__(self, ex: ChainExecutor, fwd: Schedule, bwd: Schedule, measure: bool,
+                 prefix: int = 0):
         self.ex, self.fwd, self.bwd, self.measure = ex, fwd, bwd, measure
+        self.prefix = prefix
         self.run: _Run | None = None
         self.peak_bytes = 0
         self.spec: Any = None
@@ -204,6 +222,7 @@ class _Step:
         from ._tensors import detach_all
 
         self.run = _Run(self.ex, detach_all(x0), self.measure)
+        self.run.prefix = self.prefix
         self._sample()
         for op in self.fwd.ops:
             self.ex._do(self.run, op.kind, op.stage)
@@ -288,7 +307,8 @@ class CheckpointedModule(nn.Module):
                 raise InputError("the input batch requires grad; the checkpointed model "
                                  "computes no input gradient (the batch is data)",
                                  param="example_input")
-        step = _Step(self._executor, self._fwd, self._bwd, self.measure)
+        prefix = self._executor.check_frozen(self.schedule)
+        step = _Step(self._executor, self._fwd, self._bwd, self.measure, prefix)
         dummy = torch.empty(0, requires_grad=True)
         outs = _apply(step, dummy, x0)
         self._last_step = step
@@ -300,6 +320,10 @@ class CheckpointedModule(nn.Module):
     def load_state_dict(self, state_dict: Any, strict: bool = True,
                         assign: bool = False) -> Any:  # type: ignore[override]
         return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters that train (``requires_grad``): what to give the optimizer."""
+        return [p for p in self.module.parameters() if p.requires_grad]
 
     @property
     def stage_names(self) -> list[str]:
@@ -351,27 +375,39 @@ def checkpoint(model: nn.Module, schedule: Schedule | Any, example: Any, *,
 def fit(model: nn.Module, example: Any, *, memory: int | str | None = None,
         device: str | Any = None, loss: str | Callable[..., torch.Tensor] = "cross-entropy",
         optimizer: str = "adam", granularity: str | int = "auto", carry: str = "small",
-        leaves: Iterable[str] = (), slots: int = 500, measure: bool = False
-        ) -> CheckpointedModule:
+        leaves: Iterable[str] = (), slots: int = 500, measure: bool = False,
+        train: str | None = None, lora_targets: Iterable[str] | None = None,
+        lora_alpha: float | None = None) -> CheckpointedModule:
     """Capture ``model``, measure its chain on ``example``, plan for ``memory`` (bytes or a size
     like ``"512 MiB"``: the memory for training, parameters, gradients and ``optimizer`` state
     included) and/or a ``device`` (a profile name, path or ``DeviceProfile``), and wrap it.
+
+    ``train`` (``last:3``, ``bias``, ``lora:8,last:1``: ``training.parse_train``) fine-tunes
+    part of the model: each stage is measured in the modes the selection needs, planned with
+    them, and ``model`` is changed to train that way: frozen parameters stop requiring grad,
+    LoRA adapters (``torchrun.trainable.LoRALinear``) replace the targeted linear layers
+    (``lora_targets``: names or dotted tails; default every ``nn.Linear`` of a LoRA stage).
+    Build the optimizer after ``fit``, on ``wrapped.trainable_parameters()``.
 
     Raises ``InfeasibleError`` (with the least memory that would do) when nothing fits.
     """
     from .. import units
     from ..formats.device_file import find_device
     from ..plan import make_plan
+    from ..training import modes_for
+    from .trainable import apply_modes
 
     if memory is None and device is None:
         raise InputError("give memory (e.g. \"512 MiB\") or a device", param="memory")
     memory_bytes = units.parse_size(memory) if isinstance(memory, str) else memory
     dev = find_device(device) if isinstance(device, str) else device
     captured = capture(model, example, granularity=granularity, carry=carry, leaves=leaves)
-    spec = captured_spec(captured, example, loss=loss, optimizer=optimizer)
+    targets = tuple(lora_targets) if lora_targets else None
+    spec = captured_spec(captured, example, loss=loss, optimizer=optimizer,
+                         modes=modes_for(train), lora_targets=targets, lora_alpha=lora_alpha)
     if dev is None:
         spec = nominal_times(spec)
-    plan = make_plan(spec, dev, memory_bytes=memory_bytes, slots=slots)
+    plan = make_plan(spec, dev, memory_bytes=memory_bytes, slots=slots, train=train)
     if not plan.feasible:
         need = plan.min_memory_bytes
         raise InfeasibleError(
@@ -380,5 +416,8 @@ def fit(model: nn.Module, example: Any, *, memory: int | str | None = None,
             budget_bytes=plan.memory.activation_bytes,
             min_budget_bytes=plan.min_activation_bytes)
     assert plan.result.schedule is not None
+    if plan.problem.training is not None:  # the model trains as planned (the loss stage last)
+        apply_modes(model, captured.stages, plan.problem.training.modes[:-1], targets,
+                    lora_alpha)
     return CheckpointedModule(model, captured, plan.result.schedule, chain=plan.chain,
                               measure=measure, plan=plan)

@@ -22,6 +22,13 @@ Ops, exactly as the chain model defines them:
 ``free_a i`` / ``free_A i``
     drop the executor's references.
 
+A **frozen prefix** (docs/chain-model.md §8) is read from the schedule: when its last backward
+is ``B p+1``, stages ``1..p`` run forward only, ``Fall p+1`` takes ``a_p`` as data (no input
+gradient, like ``a_0``) and ``B p+1`` computes none. Their parameters must not require grad
+(checked: their gradients would silently stay empty). Frozen, bias-only and LoRA stages inside
+the trained part need nothing special: autograd computes what their ``requires_grad`` flags ask
+(``torchrun.trainable``).
+
 Recomputation is side-effect free: the CPU (and, when CUDA is initialised, every CUDA device's)
 RNG state is saved before the first forward of each stage and restored for every later forward
 of that stage (so a recomputed dropout mask equals the first one, as in
@@ -48,7 +55,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -126,9 +133,15 @@ def stage_list(model: Any, loss_fn: Callable[..., torch.Tensor] | None = None
 _EXECUTABLE = frozenset({OpKind.FN, OpKind.FALL, OpKind.B, OpKind.FREE_A, OpKind.FREE_ALL})
 
 
+def frozen_prefix_of(schedule: Schedule) -> int:
+    """``p``: the schedule's backward stops at ``B p+1`` (0 when it reaches ``B 1``)."""
+    return min((op.stage for op in schedule.ops if op.kind is OpKind.B), default=1) - 1
+
+
 def check_schedule(schedule: Schedule, length: int) -> None:
     """The schedule is for a chain of ``length`` stages and valid under docs/chain-model.md §3
-    (replayed by the simulator on a zero-sized chain); ``InputError`` otherwise."""
+    and §8 (replayed by the simulator on a zero-sized chain with the schedule's frozen prefix);
+    ``InputError`` otherwise."""
     if not schedule.ops:
         raise InputError("the schedule is empty", source="schedule")
     io = sorted({op.kind.value for op in schedule.ops if op.kind not in _EXECUTABLE})
@@ -142,6 +155,9 @@ def check_schedule(schedule: Schedule, length: int) -> None:
                          source="schedule")
     zero = make_chain("check", fwd=[0.0] * length, bwd=[0.0] * length, out=[0] * length,
                       saved=[0] * length, input_bytes=0)
+    prefix = frozen_prefix_of(schedule)
+    if 0 < prefix < length:
+        zero = replace(zero, frozen_prefix=prefix)
     try:
         simulate(zero, schedule)
     except ScheduleError as e:
@@ -285,6 +301,7 @@ class _Run:
     def __init__(self, ex: ChainExecutor, x0: Any, measure: bool):
         self.ex = ex
         self.x0 = x0
+        self.prefix = 0  # docs/chain-model.md §8: set by the step from its schedule
         self.a0_keys = {storage_key(t)[0] for t in leaves(x0)}
         self.a: dict[int, Any] = {}
         self.A: dict[int, _Record] = {}
@@ -321,13 +338,14 @@ class _Run:
             return self.a[j]
         return detach_all(self.A[j].out)
 
-    def prepare(self, obj: Any) -> Any:
-        """Detached aliases; floating tensors not aliasing ``a_0`` require grad."""
+    def prepare(self, obj: Any, grad: bool = True) -> Any:
+        """Detached aliases; floating tensors not aliasing ``a_0`` require grad (none with
+        ``grad=False``: the input of the first stage after a frozen prefix is data)."""
         def f(t: Any) -> Any:
             if not isinstance(t, torch.Tensor):
                 return t
             t = t.detach()
-            if (t.is_floating_point() or t.is_complex()) and \
+            if grad and (t.is_floating_point() or t.is_complex()) and \
                     storage_key(t)[0] not in self.a0_keys:
                 t.requires_grad_(True)
             return t
@@ -426,6 +444,7 @@ class ChainExecutor:
         ``loss_fn``. ``measure=False`` skips the storage accounting (for timing).
         """
         check_schedule(schedule, self.length)
+        prefix = self.check_frozen(schedule)
         last = self.stages[-1][1]
         if isinstance(last, LossStage):
             last.target = target
@@ -442,6 +461,7 @@ class ChainExecutor:
             torch.cuda.reset_peak_memory_stats(cuda_dev)
             cuda_start = int(torch.cuda.memory_allocated(cuda_dev))
         run = _Run(self, x0, measure)
+        run.prefix = prefix
         samples: list[OpSample] = []
         t_start = time.perf_counter()
         initial = run.live_bytes()
@@ -483,6 +503,19 @@ class ChainExecutor:
                           strict=self.strict, cuda_start_bytes=cuda_start,
                           cuda_peak_bytes=cuda_peak)
 
+    def check_frozen(self, schedule: Schedule) -> int:
+        """The schedule's frozen prefix ``p``; ``InputError`` when a stage in it has parameters
+        that require grad (the schedule runs no backward for them)."""
+        prefix = frozen_prefix_of(schedule)
+        for name, module in self.stages[:prefix]:
+            trains = [n for n, p in module.named_parameters() if p.requires_grad]
+            if trains:
+                raise InputError(f"the schedule runs no backward for stages 1..{prefix} "
+                                 f"(a frozen prefix), but {name}.{trains[0]} requires grad",
+                                 where=name, hint="freeze the prefix's parameters "
+                                 "(requires_grad_(False)) or plan with them trained")
+        return prefix
+
     def _do(self, run: _Run, kind: OpKind, i: int) -> int | None:
         """Execute one op; return its transient live bytes (None for frees)."""
         if kind is OpKind.FN:
@@ -492,7 +525,7 @@ class ChainExecutor:
             return run.live_bytes()
         if kind is OpKind.FALL:
             rec = _Record(self.strict)
-            inp = run.prepare(run.available(i - 1))
+            inp = run.prepare(run.available(i - 1), grad=i - 1 > run.prefix)
             rec.inp = inp
             rec.inp_leaves = leaves(inp)
             rec.out = run.forward(i, inp, rec)
@@ -528,7 +561,7 @@ class ChainExecutor:
                 raise InputError(f"the backward of stage {i} failed: {type(e).__name__}: {e}",
                                  where=name) from e
         d_new: list[torch.Tensor | None] | None = None
-        if i >= 2:
+        if i - 1 > run.prefix:
             d_new = [t.grad if t.requires_grad else None for t in rec.inp_leaves]
         transient = run.live_bytes(d_new or ())
         run.A.pop(i)

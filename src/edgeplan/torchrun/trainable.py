@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,8 +30,10 @@ from torch import nn
 
 from ..errors import InputError, UnknownNameError
 from ..training import BIAS, FROZEN, TRAIN, lora_rank
+from .meter import StageMeasure, measure_stages
 
-__all__ = ["LoRALinear", "linear_names", "lora_adapters", "mode_grads", "trainable_flags"]
+__all__ = ["LoRALinear", "apply_modes", "linear_names", "lora_adapters", "measure_modes",
+           "mode_grads", "stage_mode_numbers", "trainable_flags"]
 
 
 class LoRALinear(nn.Module):
@@ -182,3 +184,101 @@ def mode_grads(stages: Sequence[tuple[str, nn.Module]], mode: str) -> Iterator[N
     finally:
         for p, flag in reversed(before):
             p.requires_grad_(flag)
+
+
+def measure_modes(stages: Sequence[tuple[str, nn.Module]], x0: Any, modes: Sequence[str],
+                  targets: Sequence[str] | None = None, alpha: float | None = None, *,
+                  measure_tmp: bool = True, timing: bool = False,
+                  progress: Callable[[int, int, str], None] | None = None
+                  ) -> tuple[dict[str, list[StageMeasure]], dict[str, list[str]]]:
+    """Every stage measured again in each mode by the one meter (``torchrun.meter``), the
+    model put back as it was after each; returns (mode -> measures, stage -> the layers LoRA
+    wrapped)."""
+    out: dict[str, list[StageMeasure]] = {}
+    wrapped_layers: dict[str, list[str]] = {}
+    for mode in modes:
+        def prog(i: int, n: int, stage: str, mode: str = mode) -> None:
+            if progress:
+                progress(i, n, f"{stage} ({mode})")
+        rank = lora_rank(mode)
+        if rank is None:
+            with mode_grads(stages, mode):
+                out[mode] = measure_stages(list(stages), x0, measure_tmp=measure_tmp,
+                                           timing=timing, progress=prog)
+            continue
+        with lora_adapters(stages, rank, targets, alpha) as (wrapped, names), \
+                mode_grads(wrapped, mode):
+            out[mode] = measure_stages(wrapped, x0, measure_tmp=measure_tmp, timing=timing,
+                                       progress=prog)
+        wrapped_layers = names
+    return out, wrapped_layers
+
+
+def stage_mode_numbers(stages: Sequence[tuple[str, nn.Module]], trained: Sequence[StageMeasure],
+                       by_mode: dict[str, list[StageMeasure]],
+                       wrapped: dict[str, list[str]]) -> list[dict[str, dict[str, Any]]]:
+    """Per stage, ``{mode: numbers}`` as ``model.ModeSpec`` keywords: what trains, what is
+    added, and every number that differs from the trained one (None where it does not). A
+    stage without parameters has no modes; ``lora-rR`` only where a layer was wrapped."""
+    out: list[dict[str, dict[str, Any]]] = []
+    for k, (name, module) in enumerate(stages):
+        modes: dict[str, dict[str, Any]] = {}
+        if any(True for _ in module.parameters()):
+            s = trained[k]
+            for mode, measured in by_mode.items():
+                if lora_rank(mode) is not None and not wrapped.get(name):
+                    continue
+                m = measured[k]
+
+                def diff(new: int, old: int) -> int | None:
+                    return None if new == old else new
+                modes[mode] = {
+                    "trainable_bytes": m.trainable_bytes,
+                    "added_bytes": max(0, m.param_bytes - s.param_bytes),
+                    "saved_bytes": diff(m.saved_bytes, s.saved_bytes),
+                    "fwd_tmp_bytes": diff(m.fwd_tmp_bytes, s.fwd_tmp_bytes),
+                    "bwd_tmp_bytes": diff(m.bwd_tmp_bytes, s.bwd_tmp_bytes),
+                    "fwd_flops": diff(m.fwd_flops, s.fwd_flops),
+                    "bwd_flops": diff(m.bwd_flops, s.bwd_flops),
+                    "fwd_time_s": m.fwd_time_s, "bwd_time_s": m.bwd_time_s}
+        out.append(modes)
+    return out
+
+
+def apply_modes(model: nn.Module, stages: Sequence[tuple[str, nn.Module]],
+                modes: Sequence[str], targets: Sequence[str] | None = None,
+                alpha: float | None = None) -> list[str]:
+    """Make ``model`` train as ``modes`` (one per stage) say, for good: LoRA adapters are put
+    on the targeted linear layers of ``lora-rR`` stages (in the stage modules and at the same
+    path in ``model``, which the captured stages share), and every parameter's
+    ``requires_grad`` is set (a parameter several stages use trains if one of them trains it).
+    Returns the wrapped layers' names."""
+    made: dict[int, LoRALinear] = {}
+    names: list[str] = []
+    by_path = {id(m): path for path, m in model.named_modules()}
+    for (sname, module), mode in zip(stages, modes, strict=True):
+        rank = lora_rank(mode)
+        if rank is None:
+            continue
+        for qual, parent, attr, lin in list(_linears(module)):
+            if not (_matches(qual, targets) or _matches(f"{sname}.{qual}", targets)):
+                continue
+            if id(lin) not in made:
+                made[id(lin)] = LoRALinear(lin, rank, alpha)
+                path = by_path.get(id(lin))
+                if path:  # the same layer in the user's model (captured stages share it)
+                    owner_path, _, owner_attr = path.rpartition(".")
+                    owner = model.get_submodule(owner_path) if owner_path else model
+                    setattr(owner, owner_attr, made[id(lin)])
+            setattr(parent, attr, made[id(lin)])
+            names.append(f"{sname}.{qual}")
+    trains: dict[int, bool] = {}
+    params: dict[int, nn.Parameter] = {}
+    for (_, module), mode in zip(stages, modes, strict=True):
+        flags = trainable_flags(module, mode)
+        for name, p in module.named_parameters():
+            params[id(p)] = p
+            trains[id(p)] = trains.get(id(p), False) or flags[name]
+    for pid, p in params.items():
+        p.requires_grad_(trains[pid])
+    return names
