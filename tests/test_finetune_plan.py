@@ -166,3 +166,27 @@ def test_cli_compare_train(run_cli, tmp_path):
     def budget(doc):
         return doc["data"]["pairs"][0]["budget_bytes"]
     assert budget(head) > budget(full)  # fewer gradients and optimizer state
+
+
+def test_several_precisions(run_cli, tmp_path):
+    a = tmp_path / "fp32.yaml"
+    a.write_text(TEXT.replace("batch: 4\n", "batch: 4\nprecision: fp32\n"))
+    # the same model measured under autocast: 16-bit activations (hand-made here)
+    b = tmp_path / "bf16.yaml"
+    b.write_text(TEXT.replace("batch: 4\n", "batch: 4\nprecision: bf16\n")
+                 .replace("saved: 4 MiB", "saved: 2 MiB").replace("out: 2 MiB", "out: 1 MiB"))
+    fp32, bf16 = model_from_text(a.read_text(), str(a)), model_from_text(b.read_text(), str(b))
+    memory = _usable(bf16, "all")
+    assert memory < _usable(fp32, "all")
+    ft = plan_finetune([fp32, bf16], None, memory_bytes=memory, grad_accum=[1])
+    assert {c.precision for c in ft.candidates} == {"fp32", "bf16"}
+    rec = ft.recommended
+    assert rec is not None and rec.precision == "bf16"  # only the bf16 measurement fits all
+    assert rec.train == "all" and rec.plan.model.source == str(b)
+    r = run_cli("finetune", a, b, "--memory", f"{memory}B", "--json")
+    doc = json.loads(r.stdout)
+    assert {c["precision"] for c in doc["data"]["candidates"]} == {"fp32", "bf16"}
+    other = tmp_path / "other.yaml"
+    other.write_text(TEXT.replace("name: head", "name: classifier"))
+    r = run_cli("finetune", a, other, "--memory", "1GiB")
+    assert r.exit_code == 2 and "not the same model" in r.stderr

@@ -201,3 +201,44 @@ def test_cli_bad_mode_options_exit_2(torch, built, args, needle):
                 *args])
     assert res.exit_code == 2, res.output
     assert needle in res.output
+
+
+# --- mixed precision: every forward under torch.autocast (``import torch --amp``) -------------
+
+def test_autocast_measures_16_bit_outputs_and_weight_copies(torch):
+    from edgeplan.torchrun.meter import measure_stages
+    nn = torch.nn
+
+    class SumLoss(nn.Module):
+        def forward(self, x):
+            return (x.float() ** 2).sum()
+
+    torch.manual_seed(0)
+    stages = [("lin1", nn.Linear(I, H)), ("lin2", nn.Linear(H, O)), ("loss", SumLoss())]
+    r = {m.name: m for m in measure_stages(stages, torch.randn(B, I), autocast=torch.bfloat16)}
+    bf16 = 2
+    # lin1 on a_0: a bf16 output, and the bf16 copy of a_0 kept for the weight gradient (a_0
+    # needs no gradient, so the bf16 weight copy is not kept)
+    assert r["lin1"].out_bytes == B * H * bf16
+    assert r["lin1"].saved_bytes == B * H * bf16 + B * I * bf16
+    # lin2 on a bf16 input: its bf16 weight copy is kept for the input gradient
+    assert r["lin2"].saved_bytes == B * O * bf16 + H * O * bf16
+    assert r["lin2"].param_bytes == (H * O + O) * F32  # the parameters stay fp32
+    # the loss casts back to fp32 and keeps that copy
+    assert r["loss"].saved_bytes == B * O * F32 + F32
+
+
+def test_cli_amp_writes_the_precision(torch, built, tmp_path):
+    src, _ = built
+    out = tmp_path / "amp.yaml"
+    res = _cli(["import", "torch", f"{src}:mlp", "--input-shape", str(I), "--batch", str(B),
+                "--amp", "bf16", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    data = yaml.safe_load(text)
+    assert data["precision"] == "bf16" and "--amp bf16" in text.splitlines()[0]
+    assert "torch.autocast" in data["derivation"]
+    assert data["stages"][0]["out"] == B * H * 2
+    res = _cli(["import", "torch", f"{src}:mlp", "--input-shape", str(I), "--batch", "2",
+                "--amp", "bf16", "--dtype", "bfloat16"])
+    assert res.exit_code == 2 and "fp32 parameters" in res.output

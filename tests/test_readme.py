@@ -61,3 +61,21 @@ def test_wheel_ships_profiles(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True,
                          capture_output=True, text=True, env={"PYTHONPATH": str(target)})
     assert out.stdout.strip() == "jetson-nano"
+
+
+def test_readme_finetune_examples_are_real(run_cli, monkeypatch):
+    """Every `$ edgeplan finetune ...` of the README runs, and the lines shown after it (the
+    table rows and the recommendation) are in its output."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Fine-tuning", 1)[1].split("\n## ", 1)[0]
+    pairs = re.findall(r"```console\n\$ (edgeplan finetune[^\n]*)\n```\s*```text\n(.*?)```",
+                       section, flags=re.S)
+    assert len(pairs) >= 2
+    monkeypatch.chdir(ROOT)
+    for cmd, shown in pairs:
+        r = run_cli(*shlex.split(cmd)[1:])
+        assert r.exit_code == 0, r
+        out = {line.strip() for line in r.stdout.splitlines()}
+        for line in shown.splitlines():
+            if line.strip() and line.strip() != "...":
+                assert line.strip() in out, line

@@ -63,7 +63,10 @@ class DeviceProfile:
             have = ", ".join(sorted(self.sustained_flops)) or "none"
             raise InputError(f"device {self.name!r} has no sustained FLOP/s for {p} "
                              f"(it has: {have})", source=self.path or self.name,
-                             where=f"compute.sustained.{p}")
+                             where=f"compute.sustained.{p}",
+                             hint=f"time it at another precision, e.g. --precision "
+                                  f"{have.split(',')[0]}, or measure the device with "
+                                  "`edgeplan calibrate`")
         return self.sustained_flops[p]
 
 

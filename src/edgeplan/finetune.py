@@ -11,6 +11,8 @@ chain of §8). The candidates are:
 - with bias-only numbers in the file: ``bias`` and ``last:K,bias`` for K = 1, 2, 4;
 - for every LoRA rank R in the file: ``lora:R`` and ``lora:R,last:1`` (adapters plus a trained
   head);
+- for each of several measurements of the model (``import torch`` in fp32 and ``--amp bf16``:
+  a precision each);
 - each with 1, 2, 4, ... micro-batches (powers of two dividing the batch), stopping at the
   first count that needs no recomputation: more micro-batches cannot make it faster in the
   cost model.
@@ -157,6 +159,11 @@ class Candidate:
     def micro_batch(self) -> int:
         return self.plan.model.batch
 
+    @property
+    def precision(self) -> str | None:
+        """The precision the file was measured in (its ``precision:``)."""
+        return self.plan.model.precision
+
 
 @dataclass(frozen=True, kw_only=True)
 class Finetune:
@@ -201,7 +208,17 @@ def _dominates(a: Candidate, b: Candidate) -> bool:
     return all(x <= y for x, y in zip(ka, kb, strict=True)) and ka != kb  # type: ignore[operator]
 
 
-def plan_finetune(model: ModelSpec, device: DeviceProfile | None, *,
+def _same_model(models: Sequence[ModelSpec]) -> None:
+    """Several files must measure the same model (in several precisions)."""
+    first = models[0]
+    for m in models[1:]:
+        if [s.name for s in m.stages] != [s.name for s in first.stages]:
+            raise InputError(f"{m.source} and {first.source} are not the same model (their "
+                             "stages differ); give one model measured in several precisions",
+                             param="model")
+
+
+def plan_finetune(model: ModelSpec | Sequence[ModelSpec], device: DeviceProfile | None, *,
                   memory_bytes: int | None = None, slots: int = DEFAULT_SLOTS,
                   precision: str | None = None, batch: int | None = None,
                   optimizer: str | None = None, selections: Sequence[str] | None = None,
@@ -210,16 +227,22 @@ def plan_finetune(model: ModelSpec, device: DeviceProfile | None, *,
                   progress: Callable[[int, int], None] | None = None) -> Finetune:
     """Plan every candidate (module docstring) and pick the recommended one.
 
-    ``selections`` replaces the candidate selections, ``grad_accum`` the micro-batch counts
-    (tried in full, not stopped early). Raises ``InputError`` for a bad requirement, a bad
-    ``prefer`` or micro-batch count, or a model that cannot be planned at all.
+    ``model`` may be several measurements of one model (e.g. fp32 and ``import torch --amp
+    bf16``): each is a candidate precision, timed at the device's FLOP/s for the file's
+    precision (``precision`` overrides it for all). ``selections`` replaces the candidate
+    selections, ``grad_accum`` the micro-batch counts (tried in full, not stopped early).
+    Raises ``InputError`` for a bad requirement, a bad ``prefer`` or micro-batch count, models
+    that are not one model, or a model that cannot be planned at all.
     """
     if prefer not in PREFER:
         raise InputError(f"expected one of {', '.join(PREFER)}, got {prefer!r}", param="prefer")
-    req = (parse_min_trainable(min_trainable, model) if isinstance(min_trainable, str)
+    models = [model] if isinstance(model, ModelSpec) else list(model)
+    if not models:
+        raise InputError("no model to plan", param="model")
+    _same_model(models)
+    req = (parse_min_trainable(min_trainable, models[0]) if isinstance(min_trainable, str)
            else min_trainable)
-    sels = list(selections) if selections is not None else candidate_selections(model)
-    full_batch = batch or model.batch
+    full_batch = batch or models[0].batch
     counts = list(grad_accum) if grad_accum is not None else _accum_counts(full_batch)
     for k in counts:
         if k < 1 or full_batch % k:
@@ -227,10 +250,13 @@ def plan_finetune(model: ModelSpec, device: DeviceProfile | None, *,
                              param="grad_accum")
     found: list[Candidate] = []
     notes: list[str] = []
-    for n, sel in enumerate(sels, 1):
+    todo = [(m, sel) for m in models
+            for sel in (list(selections) if selections is not None
+                        else candidate_selections(m))]
+    for n, (m, sel) in enumerate(todo, 1):
         for k in counts:
             try:
-                plan = make_plan(model, device, memory_bytes=memory_bytes, slots=slots,
+                plan = make_plan(m, device, memory_bytes=memory_bytes, slots=slots,
                                  precision=precision, batch=batch, grad_accum=k, train=sel,
                                  optimizer=optimizer)
             except InputError as e:
@@ -243,7 +269,7 @@ def plan_finetune(model: ModelSpec, device: DeviceProfile | None, *,
             if grad_accum is None and plan.feasible and plan.fits_without_checkpointing:
                 break  # more micro-batches cannot be faster here
         if progress:
-            progress(n, len(sels))
+            progress(n, len(todo))
     if not found:
         raise InputError("no fine-tuning candidate could be planned: " + "; ".join(notes),
                          param="train")

@@ -48,6 +48,7 @@ class Problem:
     precision: str | None  # whose FLOP/s turned FLOPs into seconds; None for measured times
     grad_accum: int = 1    # micro-batches per optimizer step
     training: Training | None = None  # what trains (None: every parameter, ``training.ALL``)
+    notes: tuple[str, ...] = ()  # what the set-up assumed (shown with the answer)
 
     @property
     def batch(self) -> int:
@@ -188,8 +189,15 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
     used = None
     if device is not None and model.uses_flops:
         used = precision or model.precision or device.precision
+    notes = []
+    if precision is not None and model.precision is not None and precision != model.precision:
+        how = (f"measure mixed precision with `edgeplan import torch --amp {precision}`"
+               if precision in ("bf16", "fp16") else "docs/finetune.md")
+        notes.append(f"compute at {precision} FLOP/s; activation bytes are the file's "
+                     f"{model.precision} measurements ({how})")
     return Problem(model=model, device=device, chain=chain, memory=mem, precision=used,
-                   grad_accum=grad_accum, training=None if training.spec.is_all else training)
+                   grad_accum=grad_accum, training=None if training.spec.is_all else training,
+                   notes=tuple(notes))
 
 
 def solve_problem(problem: Problem, strategy: str = "optimal", **opts: Any) -> SolveResult:

@@ -18,7 +18,7 @@ from ._options import (
 
 
 @command("finetune")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--device", "-d", "device_name", metavar="NAME|PATH",
               help="Built-in device profile (see `edgeplan devices`) or a profile file.")
 @memory_option('Memory available to training, e.g. "2.5 GiB"; replaces the device\'s '
@@ -45,7 +45,8 @@ from ._options import (
               help="Show every candidate, not only the Pareto front.")
 @json_option
 @click.pass_obj
-def finetune_cmd(out: Output, model: str, device_name: str | None, memory: int | None,
+def finetune_cmd(out: Output, models: tuple[str, ...], device_name: str | None,
+                 memory: int | None,
                  slots: int | None, batch: int | None, precision: str | None,
                  optimizer: str | None, min_trainable: str | None, prefer: str,
                  selections: str | None, accum: str | None, every: bool,
@@ -54,7 +55,8 @@ def finetune_cmd(out: Output, model: str, device_name: str | None, memory: int |
     LoRA fine-tuning with 1, 2, 4, ... micro-batches, each with its optimal checkpointing
     schedule, and prints the Pareto front of peak memory, time per sample and trainable
     parameters, with the recommended plan. Exit 1 when nothing (that meets --min-trainable)
-    fits.
+    fits. Several MODEL files measuring one model in several precisions (`edgeplan import
+    torch --amp bf16`) make precision a choice too.
 
     Example: edgeplan finetune examples/gpt2-small.yaml --device jetson-orin-nano-8gb
     """
@@ -81,9 +83,9 @@ def finetune_cmd(out: Output, model: str, device_name: str | None, memory: int |
         except ValueError:
             raise InputError(f"expected micro-batch counts like 1,2,4, got {accum!r}",
                              source="--grad-accum") from None
-    spec = load_model(model)
+    specs = [load_model(m) for m in models]
     device = find_device(device_name) if device_name else None
-    ft = plan_finetune(spec, device, memory_bytes=memory, slots=slots or DEFAULT_SLOTS,
+    ft = plan_finetune(specs, device, memory_bytes=memory, slots=slots or DEFAULT_SLOTS,
                        precision=precision, batch=batch, optimizer=optimizer,
                        selections=None if selections is None else
                        [s for s in selections.split(";") if s.strip()],
@@ -96,7 +98,7 @@ def finetune_cmd(out: Output, model: str, device_name: str | None, memory: int |
         for line in summary_lines(ft):
             out.stdout.out(line, highlight=False)
         if ft.recommended is not None:
-            out.stdout.out("Its schedule: " + command_for(ft.recommended, model, device_name),
+            out.stdout.out("Its schedule: " + command_for(ft.recommended, device_name),
                            highlight=False)
     sys.stdout.flush()
     out.notes(ft.notes)

@@ -57,14 +57,16 @@ def _command_line(spec: str, input_shape: str | None, batch: int, dtype: str,
         parts.append("--capture")
     if dtype != "float32":
         parts += ["--dtype", dtype]
+    if graph["amp"]:
+        parts += ["--amp", graph["amp"]]
     if input_dtype:
         parts += ["--input-dtype", input_dtype]
     if input_high is not None:
         parts += ["--input-high", str(input_high)]
     for a in args:
         parts += ["--arg", a]
-    if graph["modes"]:
-        parts += ["--modes", ",".join(graph["modes"])]
+    if graph["modes"]:  # as the flag is written: lora:8, not the file's lora-r8
+        parts += ["--modes", ",".join(m.replace("lora-r", "lora:") for m in graph["modes"])]
     if graph["train"]:
         parts += ["--train", graph["train"]]
     if graph["lora_targets"]:
@@ -122,6 +124,9 @@ def _echo_table(columns: tuple[tuple[str, int], ...], rows: list[tuple[str, ...]
 @click.option("--batch", type=click.IntRange(min=1), required=True, help="Batch size.")
 @click.option("--dtype", type=click.Choice(_DTYPES), default="float32", show_default=True,
               help="Parameter and activation dtype.")
+@click.option("--amp", type=click.Choice(("bf16", "fp16")), default=None,
+              help="Measure mixed-precision training: every forward under torch.autocast with "
+                   "this dtype, fp32 parameters and gradients; the file's precision is this.")
 @click.option("--input-dtype", type=click.Choice(_INPUT_DTYPES), default=None,
               help="dtype of the input batch (default: --dtype); int64 for token ids.")
 @click.option("--input-high", type=click.IntRange(min=1), default=None,
@@ -172,7 +177,7 @@ def _echo_table(columns: tuple[tuple[str, int], ...], rows: list[tuple[str, ...]
               help="Model file to write ('-' = stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 def torch_cmd(spec: str, input_shape: str | None, inputs: tuple[str, ...], batch: int,
-              dtype: str, input_dtype: str | None, input_high: int | None,
+              dtype: str, amp: str | None, input_dtype: str | None, input_high: int | None,
               args: tuple[str, ...], name: str | None, description: str | None,
               optimizer: str, timing: bool, tmp: bool, seed: int, loss: str | None,
               capture_graph: bool, granularity: str, carry: str, leaves: tuple[str, ...],
@@ -227,10 +232,11 @@ def torch_cmd(spec: str, input_shape: str | None, inputs: tuple[str, ...], batch
                              seed=seed, progress=progress, inputs=named, loss=loss,
                              granularity=gran, carry=carry, leaves=leaves,
                              capture_graph=capture_graph or None, modes=mode_names,
-                             lora_targets=targets, lora_alpha=lora_alpha, train=train)
+                             lora_targets=targets, lora_alpha=lora_alpha, train=train,
+                             amp=amp)
     graph = {"inputs": inputs, "loss": loss, "granularity": granularity, "carry": carry,
              "leaves": leaves, "capture": capture_graph, "modes": mode_names, "train": train,
-             "lora_targets": targets, "lora_alpha": lora_alpha}
+             "lora_targets": targets, "lora_alpha": lora_alpha, "amp": amp}
     cmd = _command_line(spec, None if shape is None else "x".join(str(d) for d in shape), batch,
                         dtype, input_dtype, input_high, args, name, description, optimizer,
                         timing, tmp, seed, output, graph)

@@ -129,7 +129,7 @@ def solve(out: Output, model: str, device_name: str | None, memory: int | None,
         from ..report.figures import plot_plan
         plot_plan(plan, opts["plot_path"])
         out.note(f"wrote {opts['plot_path']}")
-    out.notes(plan.result.notes)
+    out.notes(plan.problem.notes + plan.result.notes)
     for line in plan_report.closing_lines(plan):
         out.note(line)
     return code

@@ -41,6 +41,7 @@ from ..training import FROZEN, lora_rank, modes_for, parse_modes, parse_train
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 INPUT_DTYPES = DTYPES + ("int64", "int32", "uint8", "bool")
 PRECISION_KEY = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -72,6 +73,7 @@ class ImportResult:
     stage_modes: tuple[dict[str, dict[str, Any]], ...] = ()  # per stage: mode -> ModeSpec keys
     lora: dict | None = None         # targets, alpha, the wrapped layers per stage
     train: str | None = None         # the file's train: selection
+    amp: str | None = None           # mixed precision measured under torch.autocast
 
     @property
     def total_saved_bytes(self) -> int:
@@ -89,7 +91,7 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
                  carry: str = "small", leaves: tuple[str, ...] = (),
                  capture_graph: bool | None = None, modes: tuple[str, ...] = (),
                  lora_targets: tuple[str, ...] = (), lora_alpha: float | None = None,
-                 train: str | None = None) -> ImportResult:
+                 train: str | None = None, amp: str | None = None) -> ImportResult:
     """Resolve ``MODULE:CALLABLE``, build the model, make its chain and measure it.
 
     An ``nn.Sequential`` (or a list of modules) is a chain already: its top-level children are
@@ -102,7 +104,9 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
     ``modes`` (``frozen``, ``bias``, ``lora-rR``; ``training.parse_modes``) measures every stage
     again in each training mode (``torchrun.trainable``); LoRA adapters go on the linear layers
     matching ``lora_targets`` (default: all). ``train`` is recorded as the file's selection and
-    adds the modes it needs.
+    adds the modes it needs. ``amp`` (``bf16``, ``fp16``) measures mixed-precision training:
+    every forward under ``torch.autocast`` with fp32 parameters (``torchrun.meter``); the file's
+    precision is then ``amp``'s.
     """
     from ..torchrun.user_model import instantiate, sequential_stages
 
@@ -115,6 +119,12 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
                          param="input_dtype")
     if batch < 1:
         raise InputError(f"expected a batch >= 1, got {batch}", param="batch")
+    if amp is not None and amp not in AMP_DTYPES:
+        raise InputError(f"expected one of {', '.join(AMP_DTYPES)}, got {amp!r}", param="amp")
+    if amp is not None and dtype != "float32":
+        raise InputError(f"mixed precision keeps fp32 parameters: --amp {amp} needs --dtype "
+                         f"float32, got {dtype}", param="amp")
+    cast = None if amp is None else getattr(torch, AMP_DTYPES[amp])
     if (input_shape is None) == (not inputs):
         raise InputError("give the input shape, or named inputs (one of them)",
                          param="input_shape")
@@ -172,13 +182,15 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
         notes.append("this torch build reports no allocator events: fwd_tmp/bwd_tmp written as 0")
     input_bytes = sum(t.numel() * t.element_size() for t in
                       (x0 if isinstance(x0, tuple) else (x0,)))
-    results = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing, progress=progress)
+    results = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing, progress=progress,
+                             autocast=cast)
     if train is not None:
         train = parse_train(train).text
         modes = parse_modes(tuple(modes) + modes_for(train))
     modes = parse_modes(modes)
     by_mode, wrapped = measure_modes(stages, x0, modes, lora_targets or None, lora_alpha,
-                                     measure_tmp=measure_tmp, timing=timing, progress=progress)
+                                     measure_tmp=measure_tmp, timing=timing, progress=progress,
+                                     autocast=cast)
     lora_info = None if not wrapped else {"targets": list(lora_targets), "alpha": lora_alpha,
                                           "layers": wrapped}
     pcount = sum(s.param_count for s in results)
@@ -194,7 +206,8 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
         if kwargs:
             head += " (" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
         count = f"{pcount / 1e6:.2f} M" if pcount >= 100_000 else f"{pcount:,}"
-        description = (f"{head}; {count} parameters; batch {batch}, input {in_txt}; {dtype}")
+        description = (f"{head}; {count} parameters; batch {batch}, input {in_txt}; {dtype}"
+                       + (f", mixed precision {amp} (torch.autocast)" if amp else ""))
     first = next(iter((inputs or {}).values()), None)
     return ImportResult(
         name=name or attr, description=description, batch=batch,
@@ -206,7 +219,7 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
         conv_fix=grouped_conv_fix_active(stages), capture=capture_info,
         input_names=None if not inputs else shape_txt, modes=by_mode,
         stage_modes=tuple(stage_mode_numbers(stages, results, by_mode, wrapped)),
-        lora=lora_info, train=train if train != "all" else None)
+        lora=lora_info, train=train if train != "all" else None, amp=amp)
 
 
 # --- writing model format 1 ---------------------------------------------------------------------
@@ -225,7 +238,12 @@ def derivation_text(r: ImportResult, width: int = 92) -> str:
     out = para(
         f"Measured by `edgeplan import torch` on {r.date} with torch {r.torch_version}, on the "
         f"CPU, parameters in {r.dtype}, model in train() mode (dropout and batch-norm statistics "
-        f"active), one random input batch (seed {r.seed}). The stages ran in order, each alone "
+        f"active), one random input batch (seed {r.seed})"
+        + (f", every forward under torch.autocast('cpu', dtype={AMP_DTYPES[r.amp]}) (mixed "
+           "precision: fp32 parameters and gradients, 16-bit matmul and convolution outputs; "
+           "the 16-bit weight copies autograd keeps count as saved; backward outside autocast)"
+           if r.amp else "")
+        + ". The stages ran in order, each alone "
         "on the previous stage's output, detached; floating-point stage inputs required grad "
         "except the input batch a_0 (data: no input gradient is computed, as in real training).")
     if r.capture is not None:
@@ -326,7 +344,8 @@ def imported_model(r: ImportResult) -> ImportedModel:
                     f"{iec(r.total_saved_bytes)}"),
         batch=r.batch, input_bytes=r.input_bytes, input_shape=r.input_shape,
         input_dtype=r.input_dtype if r.input_shape is not None else None,
-        input_comment=r.input_names, precision=PRECISION_KEY.get(r.dtype), train=r.train,
+        input_comment=r.input_names, precision=r.amp or PRECISION_KEY.get(r.dtype),
+        train=r.train,
         stages=tuple(ImportedStage(
             name=s.name, fwd_flops=s.fwd_flops, bwd_flops=s.bwd_flops,
             fwd_time_s=s.fwd_time_s, bwd_time_s=s.bwd_time_s, out_bytes=s.out_bytes,

@@ -16,15 +16,8 @@ from ._json import envelope
 
 
 def _stages(c: Candidate) -> str:
-    t = c.training
-    names = [s.name for s in c.plan.model.stages]
-    trained = t.trained_stages
-    if not trained:
-        return "none"
-    if len(trained) == len(names):
-        return f"all {len(names)}"
-    first, last = names[trained[0] - 1], names[trained[-1] - 1]
-    return first if len(trained) == 1 else f"{len(trained)}: {first}..{last}"
+    """How many stages train something, of all (their names are in the JSON)."""
+    return f"{len(c.training.trained_stages)}/{c.plan.model.length}"
 
 
 MAX_UNFIT_ROWS = 8
@@ -47,31 +40,36 @@ def finetune_table(ft: Finetune, *, every: bool = False) -> Table:
     first = ft.candidates[0].plan
     where = first.device.name if first.device is not None else "the given memory"
     t = Table(title=(f"Fine-tuning {first.model.name} on {where}: "
-                     f"{format_size(ft.usable_bytes)} usable, batch {first.problem.batch}, "
+                     f"{format_size(ft.usable_bytes, precision=2)} usable, batch "
+                     f"{first.problem.batch}, "
                      f"optimizer {first.model.optimizer}"),
-              box=box.SIMPLE_HEAD, title_justify="left")
-    for name, justify in (("", "left"), ("--train", "left"), ("accum", "right"),
-                          ("trains", "right"), ("stages", "left"), ("peak", "right"),
-                          ("per sample", "right"), ("recompute", "right"),
+              box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    several = len({c.plan.model.source for c in ft.candidates}) > 1
+    for name, justify in (("", "left"), ("--train", "left"),
+                          *((("precision", "left"),) if several else ()), ("accum", "right"),
+                          ("trains", "right"), ("stages", "right"), ("peak", "right"),
+                          ("time", "right"), ("recompute", "right"),
                           ("energy", "right")):
-        t.add_column(name, justify=justify, no_wrap=name != "stages")  # type: ignore[arg-type]
+        t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for c in _rows(ft, every):
         mark = "->" if c is ft.recommended else ("*" if c.pareto else "")
         if not c.meets:
             mark += " x"
         per_sample = c.time_per_sample_s
         energy = c.plan.energy_j(per_sample)
-        t.add_row(mark, c.train, f"{c.grad_accum}x{c.micro_batch}",
+        t.add_row(mark, c.train, *((c.precision or "-",) if several else ()),
+                  f"{c.grad_accum}x{c.micro_batch}",
                   f"{format_size(c.trainable_bytes)} "
                   f"({format_percent(c.training.trainable_fraction)})",
                   _stages(c),
-                  format_size(c.peak_bytes) if c.feasible else
-                  f"needs {format_size(c.plan.min_memory_bytes)}",
+                  format_size(c.peak_bytes, precision=2) if c.feasible else
+                  f"needs {format_size(c.plan.min_memory_bytes, precision=2)}",
                   format_time(per_sample) if c.feasible else "-",
                   format_overhead(c.plan.overhead) if c.feasible else "-",
                   format_energy(energy) if c.feasible and energy is not None else "-")
     legend = ("-> recommended, * on the Pareto front (peak memory, time per sample, trainable "
-              "bytes); accum: micro-batches x micro-batch; energy per sample")
+              "bytes); accum: micro-batches x micro-batch; stages: those that train something; "
+              "time and energy per sample")
     if ft.requirement is not None:
         legend += f", x misses --min-trainable {ft.requirement.text}"
     shown = len(_rows(ft, every))
@@ -83,11 +81,13 @@ def finetune_table(ft: Finetune, *, every: bool = False) -> Table:
     return t
 
 
-def command_for(c: Candidate, model_path: str, device: str | None) -> str:
+def command_for(c: Candidate, device: str | None) -> str:
     """The ``edgeplan solve`` line that prints the candidate's schedule."""
-    parts = ["edgeplan", "solve", model_path]
+    parts = ["edgeplan", "solve", c.plan.model.source or "MODEL"]
     parts += ["--device", device] if device else []
     parts += ["--train", c.train]
+    if c.plan.precision is not None and c.plan.precision != c.precision:
+        parts += ["--precision", c.plan.precision]
     if c.grad_accum > 1:
         parts += ["--grad-accum", str(c.grad_accum)]
     return " ".join(shlex.quote(p) for p in parts)
@@ -98,11 +98,14 @@ def summary_lines(ft: Finetune) -> list[str]:
     c = ft.recommended
     if c is not None:
         t = c.training
+        several = len({x.plan.model.source for x in ft.candidates}) > 1
         return [f"Recommended: --train {c.train}"
                 + (f" --grad-accum {c.grad_accum}" if c.grad_accum > 1 else "")
+                + (f" ({c.precision}, {c.plan.model.source})" if several else "")
                 + f": {format_size(t.trainable_bytes)} of {format_size(t.param_bytes)} "
                 f"parameters train ({format_percent(t.trainable_fraction)}), peak "
-                f"{format_size(c.peak_bytes)} of {format_size(ft.usable_bytes)}, "
+                f"{format_size(c.peak_bytes, precision=2)} of "
+                f"{format_size(ft.usable_bytes, precision=2)}, "
                 f"{format_time(c.time_per_sample_s)} per sample "
                 f"({format_overhead(c.plan.overhead)} recompute)"]
     least = ft.least_memory
@@ -110,8 +113,9 @@ def summary_lines(ft: Finetune) -> list[str]:
            f"no candidate that trains {ft.requirement.text} fits")
     if least is None:
         return [f"Nothing to recommend: {why}."]
-    return [f"Nothing to recommend: {why} in {format_size(ft.usable_bytes)}; the least memory "
-            f"is {format_size(least.plan.min_memory_bytes)} (--train {least.train}"
+    return [f"Nothing to recommend: {why} in {format_size(ft.usable_bytes, precision=2)}; the "
+            f"least memory is {format_size(least.plan.min_memory_bytes, precision=2)} (--train "
+            f"{least.train}"
             + (f" --grad-accum {least.grad_accum}" if least.grad_accum > 1 else "") + ")."]
 
 
@@ -120,6 +124,7 @@ def candidate_doc(c: Candidate, index: int) -> dict:
     names = [s.name for s in c.plan.model.stages]
     return {
         "index": index, "train": c.train, "grad_accum": c.grad_accum,
+        "model_path": c.plan.model.source, "precision": c.precision,
         "micro_batch": c.micro_batch, "trainable_bytes": t.trainable_bytes,
         "param_bytes": t.param_bytes, "trainable_fraction": t.trainable_fraction,
         "trained_stages": [names[i - 1] for i in t.trained_stages],

@@ -382,6 +382,7 @@ def plan_doc(plan: Plan, exit_code: int) -> dict:
                      for p in res.frontier],
         "result": result_doc(res, ct, power),
         "training": training_doc(plan),
+        "notes": list(plan.problem.notes),
         "grad_accum": {"micro_batches": plan.problem.grad_accum, "micro_batch": m.batch,
                        "batch": plan.problem.batch,
                        "time_per_step_s": plan.problem.time_per_step_s(res.cost_s),

@@ -43,6 +43,13 @@ model prices it. Per stage ``i`` (``a_{i-1}`` -> ``a_i``):
 The input batch ``a_0`` never needs a gradient (it is data), so stage 1's backward computes no
 input gradient, as in real training; every later stage's floating-point inputs get
 ``requires_grad=True``.
+
+With ``autocast`` (``torch.bfloat16`` or ``torch.float16``) every forward runs under
+``torch.autocast("cpu", dtype)``, mixed-precision training as ``torch.amp`` does it: the
+parameters stay as they are (fp32 master weights), matmuls and convolutions compute and return
+16-bit tensors, the 16-bit copies of the weights autograd keeps count as saved (they are not
+the parameters' storage), and the backward runs outside the autocast region, as PyTorch
+recommends.
 """
 
 
@@ -53,6 +60,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -301,10 +309,17 @@ def _run_stage(name: str, module: Any, inp: Any) -> Any:
         raise InputError(f"running the stage failed: {type(e).__name__}: {e}", where=name) from e
 
 
+def _amp(dtype: Any) -> AbstractContextManager[Any]:
+    """``torch.autocast`` on the CPU for ``dtype`` (nothing for None)."""
+    return nullcontext() if dtype is None else torch.autocast("cpu", dtype=dtype)
+
+
 def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool = True,
                    timing: bool = False,
-                   progress: Callable[[int, int, str], None] | None = None) -> list[StageMeasure]:
-    """Measure each stage on the output of the previous one (see the module docstring)."""
+                   progress: Callable[[int, int, str], None] | None = None,
+                   autocast: Any = None) -> list[StageMeasure]:
+    """Measure each stage on the output of the previous one (see the module docstring);
+    ``autocast``: a 16-bit dtype for mixed precision."""
     from torch.autograd.graph import saved_tensors_hooks
     _grouped_conv_backward_fix()  # probe now, not inside a measured pass
     if measure_tmp and not alloc_events_supported():
@@ -352,7 +367,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
             packed.clear()
             try:
                 with AllocTrace(measure_tmp) as tr_fwd, saved_tensors_hooks(pack, unpack), \
-                        torch.enable_grad(), _flop_counter() as fc:
+                        torch.enable_grad(), _flop_counter() as fc, _amp(autocast):
                     out = _run_stage(name, module, inp)
                 break
             except InputError as e:
@@ -404,7 +419,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
         peak_ng = None
         if measure_tmp:
             inp_ng = _prepare(prev, a0_keys, clone)[0]
-            with AllocTrace(True) as tr_ng, torch.no_grad():
+            with AllocTrace(True) as tr_ng, torch.no_grad(), _amp(autocast):
                 out_ng = _run_stage(name, module, inp_ng)
             peak_ng, _ = tr_ng.peak()
             del out_ng, inp_ng
@@ -418,7 +433,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
         # 4. optional host timing
         fwd_t = bwd_t = None
         if timing:
-            fwd_t, bwd_t = _time_stage(name, module, prev, a0_keys, clone)
+            fwd_t, bwd_t = _time_stage(name, module, prev, a0_keys, clone, autocast=autocast)
 
         results.append(StageMeasure(
             name=name, out_bytes=int(out_bytes), saved_bytes=int(saved_bytes),
@@ -464,7 +479,7 @@ def _shared_gradient_temporaries(stages: list[tuple[str, Any]],
 
 def _time_stage(name: str, module: Any, prev: Any, a0_keys: set[int], clone: bool = False,
                 min_reps: int = 3, min_total_s: float = 0.2,
-                max_reps: int = 50) -> tuple[float, float]:
+                max_reps: int = 50, autocast: Any = None) -> tuple[float, float]:
     fwd: list[float] = []
     bwd: list[float] = []
     total = 0.0
@@ -472,7 +487,7 @@ def _time_stage(name: str, module: Any, prev: Any, a0_keys: set[int], clone: boo
     while k < max_reps and (k < min_reps or total < min_total_s):
         inp = _prepare(prev, a0_keys, clone)[0]
         t0 = time.perf_counter()
-        with torch.enable_grad():
+        with torch.enable_grad(), _amp(autocast):
             out = _run_stage(name, module, inp)
         t1 = time.perf_counter()
         gouts = [t for t in leaves(out) if t.requires_grad]

@@ -189,7 +189,8 @@ def mode_grads(stages: Sequence[tuple[str, nn.Module]], mode: str) -> Iterator[N
 def measure_modes(stages: Sequence[tuple[str, nn.Module]], x0: Any, modes: Sequence[str],
                   targets: Sequence[str] | None = None, alpha: float | None = None, *,
                   measure_tmp: bool = True, timing: bool = False,
-                  progress: Callable[[int, int, str], None] | None = None
+                  progress: Callable[[int, int, str], None] | None = None,
+                  autocast: Any = None
                   ) -> tuple[dict[str, list[StageMeasure]], dict[str, list[str]]]:
     """Every stage measured again in each mode by the one meter (``torchrun.meter``), the
     model put back as it was after each; returns (mode -> measures, stage -> the layers LoRA
@@ -204,12 +205,12 @@ def measure_modes(stages: Sequence[tuple[str, nn.Module]], x0: Any, modes: Seque
         if rank is None:
             with mode_grads(stages, mode):
                 out[mode] = measure_stages(list(stages), x0, measure_tmp=measure_tmp,
-                                           timing=timing, progress=prog)
+                                           timing=timing, progress=prog, autocast=autocast)
             continue
         with lora_adapters(stages, rank, targets, alpha) as (wrapped, names), \
                 mode_grads(wrapped, mode):
             out[mode] = measure_stages(wrapped, x0, measure_tmp=measure_tmp, timing=timing,
-                                       progress=prog)
+                                       progress=prog, autocast=autocast)
         wrapped_layers = names
     return out, wrapped_layers
 
