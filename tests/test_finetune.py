@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import ROOT
 from edgeplan.chain import make_chain
 from edgeplan.device import StorageTier
 from edgeplan.errors import InputError, ScheduleError, UnknownNameError
@@ -138,6 +139,40 @@ def test_lift_is_the_trained_part_plus_the_prefix(chain):
     for pt in res.frontier:  # every lifted point is reached at its budget, at its cost
         at = solve("optimal", chain, pt.budget_bytes)
         assert at.peak_bytes <= pt.budget_bytes and at.cost_s == pytest.approx(pt.cost_s)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(frozen_chains(max_len=8))
+def test_recomputing_the_prefix_never_loses(chain):
+    """The strategies also plan the prefix as a checkpointable stage (``merged_prefix``): the
+    answer is never worse than keeping ``a_p`` all along (least budget, cost at a budget), and
+    training less never needs more memory than training everything."""
+    from edgeplan.solvers.frozen import lift
+    top = store_all_peak_bytes(replace(chain, frozen_prefix=0)) + 1
+    res = solve("optimal", chain, top, frontier=True)
+    kept = lift(chain, top, solve("optimal", chain.trained_part(), top, frontier=True))
+    assert res.min_budget_bytes <= kept.min_budget_bytes
+    full = solve("optimal", replace(chain, frozen_prefix=0), top, frontier=True)
+    assert res.min_budget_bytes <= full.min_budget_bytes
+    for pt in kept.frontier:
+        at = solve("optimal", chain, pt.budget_bytes)
+        assert at.feasible and at.cost_s <= pt.cost_s + 1e-9
+    at = solve("optimal", chain, res.min_budget_bytes)
+    assert at.feasible and at.peak_bytes <= res.min_budget_bytes
+
+
+def test_a_frozen_stem_does_not_need_more_memory():
+    """MobileNetV2's stem (stage 1) outputs 12 MiB at batch 8: keeping it all along made
+    `--train last:19` need more memory than training everything."""
+    from edgeplan.formats.device_file import find_device
+    from edgeplan.formats.model_file import load_model
+    from edgeplan.plan import make_plan
+    m, pi = load_model(ROOT / "examples" / "mobilenetv2.yaml"), find_device("rpi-zero-2w")
+    full = make_plan(m, pi, train="all")
+    for k in (19, 18):
+        part = make_plan(m, pi, train=f"last:{k}")
+        assert part.min_memory_bytes <= full.min_memory_bytes, k
 
 
 def test_exact_is_native_on_a_frozen_prefix():

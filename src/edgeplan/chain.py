@@ -92,6 +92,31 @@ class Chain:
         return Chain(name=self.name, input_bytes=self.stages[p - 1].out_bytes,
                      stages=self.stages[p:], notes=self.notes)
 
+    def merged_prefix(self) -> Chain:
+        """The frozen prefix ``1..p`` as one stage ``P`` with nothing to record and a free
+        backward, then stages ``p+1..L``: the chain a solver plans when ``a_p`` may be dropped
+        and recomputed from the resident ``a_0`` (docs/chain-model.md §8,
+        ``solvers.frozen``).
+
+        ``P`` runs the prefix's forward (its time is theirs), outputs ``a_p`` and keeps only
+        that when "recorded" (``s = x = x_p``); its transient is the prefix's peak above
+        ``a_p``: ``f = max_j (x_{j-1} [j > 1] + x_j + f_j) - x_p``; its backward costs nothing
+        and holds nothing. The chain model then counts a gradient ``d_p`` of ``x_p`` bytes
+        between ``B p+1`` and ``B P`` that the real schedule never makes (an over-estimate the
+        replay on the whole chain removes)."""
+        p = self.frozen_prefix
+        if p == 0:
+            return self
+        xp = self.x(p)
+        prefix_max = max((self.x(j - 1) if j >= 2 else 0) + self.x(j)
+                         + self.stages[j - 1].fwd_tmp_bytes for j in range(1, p + 1))
+        merged = Stage(name=f"{self.stages[0].name}..{self.stages[p - 1].name}",
+                       fwd_time_s=float(sum(st.fwd_time_s for st in self.stages[:p])),
+                       bwd_time_s=0.0, out_bytes=xp, saved_bytes=xp,
+                       fwd_tmp_bytes=int(max(prefix_max - xp, 0)), bwd_tmp_bytes=0)
+        return Chain(name=self.name, input_bytes=self.input_bytes,
+                     stages=(merged, *self.stages[p:]), notes=self.notes)
+
     @property
     def length(self) -> int:
         return len(self.stages)

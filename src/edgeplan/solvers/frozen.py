@@ -11,10 +11,15 @@ module lifts its answer back:
 * peak: ``max(prefix forward peak, x_0 + trained part's peak)``; cost: ``+ tf_1 + .. + tf_p``;
 * least budget and the trade-off curve: the same two rules, point by point.
 
-Recomputing ``a_p`` from ``a_0`` instead of keeping it could save ``x_p`` bytes at the price of
-the prefix's forward; these lifted schedules never do, so they are optimal among schedules that
-keep ``a_p`` (the exhaustive ``exact`` strategy searches the whole chain, natively, and the tests
-check ``exact <= lifted``).
+Keeping ``a_p`` all along can cost more memory than training everything (which keeps only
+``a_0`` and recomputes): a frozen stem with a large output would make fine-tuning *less* need
+*more* memory. So the strategy also plans ``Chain.merged_prefix()`` -- the prefix as one stage
+``P`` that records nothing and has a free backward, so that ``a_p`` is a checkpoint like any
+other, dropped and recomputed from ``a_0`` where that pays -- and :func:`unmerge` expands its
+schedule (each forward of ``P`` is ``Fn 1 .. Fn p``). :func:`best` keeps, at the budget, the
+cheaper of the two replayed answers, and the lower envelope of both trade-off curves. The
+exhaustive ``exact`` strategy searches the whole chain, natively, and the tests check ``exact
+<=`` both.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import replace
 
 from ..chain import Chain
 from ..device import StorageTier
-from ..schedule import Op, Schedule
+from ..schedule import Op, OpKind, Schedule
 from ..simulator import simulate
 from .base import FrontierPoint, SolveResult, frozen_prefix_ops
 
@@ -89,3 +94,78 @@ def lift(chain: Chain, budget_bytes: int, sub: SolveResult, *,
                      gain_s=None if rc is None else rc - span,
                      gain_fraction=None if rc is None or rc <= 0 else (rc - span) / rc)
     return replace(out, schedule=sched, trace=trace, io=io)
+
+
+def unmerged(schedule: Schedule, p: int) -> Schedule:
+    """A schedule of ``Chain.merged_prefix()`` as one of the whole chain: a forward of ``P``
+    (no-grad or "recording": it records nothing) becomes the prefix's forward keeping ``a_p``,
+    its backward disappears, dropping ``P`` frees ``a_p``; every other op moves to its stage
+    ``+ p - 1``. The whole chain's backward ends with ``B p+1``: what the merged schedule
+    does with ``P`` after it is dropped."""
+    ops: list[Op] = []
+    done = False
+    for op in schedule.ops:
+        if done:
+            continue
+        if op.kind is OpKind.B and op.stage == 2:
+            done = True
+        if op.stage != 1:
+            ops.append(Op(op.kind, op.stage + p - 1))
+        elif op.kind in (OpKind.FN, OpKind.FALL):
+            ops += frozen_prefix_ops(p)
+        elif op.kind in (OpKind.FREE_A, OpKind.FREE_ALL):
+            ops.append(Op(OpKind.FREE_A, p))
+        # B P: the prefix has no backward
+    return Schedule(tuple(ops))
+
+
+def unmerge(chain: Chain, budget_bytes: int, sub: SolveResult, *,
+            tier: StorageTier | None = None, storage_bytes: int | None = None) -> SolveResult:
+    """``sub`` (a strategy's answer on ``chain.merged_prefix()`` within ``budget_bytes``) as
+    the answer on ``chain``: the same costs (``P``'s forward time is the prefix's, its backward
+    free), budgets that over-estimate by at most ``x_p`` (the gradient of ``P`` the chain model
+    counts), the schedule expanded by :func:`unmerged` and replayed."""
+    p = chain.frozen_prefix
+    params = dict(sub.params, frozen_prefix="recomputed")
+    out = replace(sub, budget_bytes=budget_bytes, params=params)
+    if not sub.feasible or sub.schedule is None:
+        return out
+    sched = unmerged(sub.schedule, p)
+    trace = simulate(chain, sched, budget_bytes, tier=tier, storage_bytes=storage_bytes)
+    io = sub.io
+    if io is not None:
+        span = trace.makespan(io.mode == "async")
+        rc = io.recompute_cost_s
+        io = replace(io, makespan_s=span, sync_cost_s=trace.cost_s,
+                     async_cost_s=trace.makespan(True),
+                     gain_s=None if rc is None else rc - span,
+                     gain_fraction=None if rc is None or rc <= 0 else (rc - span) / rc)
+    return replace(out, schedule=sched, trace=trace, io=io)
+
+
+def _envelope(points: list[FrontierPoint]) -> tuple[FrontierPoint, ...]:
+    """The lower envelope: by budget, each point cheaper than every point at a lower budget."""
+    out: list[FrontierPoint] = []
+    for pt in sorted(points, key=lambda q: (q.budget_bytes, q.cost_s)):
+        if out and pt.cost_s >= out[-1].cost_s - 1e-12:
+            continue
+        if out and out[-1].budget_bytes == pt.budget_bytes:
+            out[-1] = pt
+        else:
+            out.append(pt)
+    return tuple(out)
+
+
+def best(kept: SolveResult, recomputed: SolveResult) -> SolveResult:
+    """The better answer at the budget (feasible, then cheaper, then the lower peak; ``kept``
+    on ties), with the least budget and the trade-off curve of both."""
+    def key(r: SolveResult) -> tuple[int, float, int]:
+        return (0 if r.feasible else 1, r.cost_s if r.cost_s is not None else 0.0,
+                r.peak_bytes if r.peak_bytes is not None else 0)
+    win = recomputed if key(recomputed) < key(kept) else kept
+    if win is kept:
+        win = replace(kept, params=dict(kept.params, frozen_prefix="kept"))
+    mins = [m for m in (kept.min_budget_bytes, recomputed.min_budget_bytes) if m is not None]
+    frontier = _envelope(list(kept.frontier) + list(recomputed.frontier)) \
+        if kept.frontier and recomputed.frontier else (kept.frontier or recomputed.frontier)
+    return replace(win, min_budget_bytes=min(mins) if mins else None, frontier=frontier)

@@ -44,7 +44,7 @@ from ..errors import InputError, LimitError, UnknownNameError
 from .base import SolveResult
 from .baselines import solve_segments, solve_sqrt, solve_store_all
 from .exact import MAX_EXACT_STAGES, solve_exact
-from .frozen import lift
+from .frozen import best, lift, unmerge
 from .offload import solve_offload
 from .optimal import solve_optimal
 from .revolve import solve_revolve
@@ -83,11 +83,14 @@ class Strategy:
         kw.update(self.fixed)
         if chain.frozen_prefix == 0 or self.frozen_native:
             return self.run(chain, budget_bytes, **kw)
-        # docs/chain-model.md §8: plan the trained part beside the resident a_0, lift it back
-        # (below x_0 the lift answers infeasible: the prefix's peak is at least x_0)
+        # docs/chain-model.md §8: plan the trained part beside the resident a_0 and lift it
+        # back (below x_0 the lift answers infeasible: the prefix's peak is at least x_0), or
+        # recompute the prefix from a_0 with stage p+1 (solvers.frozen); the better of both
+        io_kw = {"tier": kw.get("tier"), "storage_bytes": kw.get("storage_bytes")}
         sub = self.run(chain.trained_part(), max(budget_bytes - chain.input_bytes, 0), **kw)
-        return lift(chain, budget_bytes, sub, tier=kw.get("tier"),
-                    storage_bytes=kw.get("storage_bytes"))
+        kept = lift(chain, budget_bytes, sub, **io_kw)
+        merged = self.run(chain.merged_prefix(), budget_bytes, **kw)
+        return best(kept, unmerge(chain, budget_bytes, merged, **io_kw))
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
