@@ -119,3 +119,27 @@ def test_users_loop_fine_tunes():
     for n, p in m.named_parameters():
         if n in frozen:
             assert torch.equal(p, frozen[n]), n  # frozen weights never move
+
+
+def test_solve_verify_runs_a_frozen_plan(tmp_path):
+    """`solve --train ... --verify` sets the stages up as planned (frozen, bias-only) and runs
+    the schedule, frozen prefix included; a LoRA plan is refused with what to use instead."""
+    from click.testing import CliRunner
+
+    from edgeplan.cli import main
+    from test_import_modes import I, _builder
+    src = _builder(tmp_path)
+    model = tmp_path / "m.yaml"
+    run = CliRunner().invoke
+    r = run(main, ["import", "torch", f"{src}:mlp", "--input-shape", str(I), "--batch", "8",
+                   "--modes", "frozen,bias,lora:4", "-o", str(model)])
+    assert r.exit_code == 0, r.output
+    for train in ("last:1", "bias,last:1"):
+        r = run(main, ["solve", str(model), "-d", "rpi-4-4gb", "--memory", "1 MiB", "--train",
+                       train, "--verify", f"{src}:mlp"])
+        assert r.exit_code == 0, r.output
+        assert "ok: within the budget" in r.output
+    r = run(main, ["solve", str(model), "-d", "rpi-4-4gb", "--memory", "1 MiB", "--train",
+                   "lora:4,last:1",
+                   "--verify", f"{src}:mlp"])
+    assert r.exit_code == 2 and "lora_targets" in r.output

@@ -170,6 +170,8 @@ def _verify(spec: str, model_path: str, plan: Plan) -> Any:
         raise InputError("the model file records no input shape (input: {shape: [...]}); "
                          "use `edgeplan run --input-shape` instead", source=model_path,
                          where="input")
+    training = plan.problem.training
     return verify_plan(spec, plan.result.schedule, plan.chain, input_shape=inp["shape"],
                        batch=plan.model.batch, dtype=inp["dtype_params"] or "float32",
-                       input_dtype=inp["dtype"], budget_bytes=plan.memory.activation_bytes)
+                       input_dtype=inp["dtype"], budget_bytes=plan.memory.activation_bytes,
+                       modes=None if training is None else training.modes)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import os
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,7 +42,7 @@ from ..errors import InputError
 from ..schedule import Schedule
 from ..simulator import Trace, simulate
 from ._tensors import first_embedding_size, leaves, make_input, preserved_state
-from .executor import ChainExecutor, StepResult, check_schedule, stage_list
+from .executor import ChainExecutor, StepResult, check_schedule, frozen_prefix_of, stage_list
 from .measure import (
     MeasuredChain,
     StageTimer,
@@ -341,8 +341,8 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                 tolerance: float = 0.10, repeats: int = 5, timing: bool = True,
                 time_reps: int = 5, strict: bool = True, measure_tmp: bool = False,
                 copy_model: bool = True, seed: int = 0, name: str | None = None,
-                measured: MeasuredChain | None = None, independent: bool = True
-                ) -> Verification:
+                measured: MeasuredChain | None = None, independent: bool = True,
+                modes: Sequence[str] | None = None) -> Verification:
     """Execute ``schedule`` on ``model`` and compare with the simulator's prediction.
 
     ``model``: an ``nn.Sequential`` / list of stage modules (the last returns the loss, or give
@@ -360,6 +360,10 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
     again (e.g. when verifying several schedules); its stage times are used when it has them.
     ``independent``: also run the schedule once under PyTorch's allocator and the process's
     peak RSS (:func:`_independent_peaks`), a check that does not rely on edgeplan's accounting.
+    ``modes``: the training mode of every stage (``Training.modes``, from ``solve --train``):
+    frozen and bias-only stages are set up before anything runs (``torchrun.trainable``); LoRA
+    stages need the adapters' targets, which a model file does not record (use
+    ``edgeplan.torch.fit``).
     """
     if not 0 <= tolerance < 10:
         raise InputError(f"expected a tolerance between 0 and 10, got {tolerance}",
@@ -390,6 +394,16 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
         if device is not None:
             m.to(device=device)
         m.train()
+    if modes is not None:
+        from ..training import lora_rank
+        from .trainable import apply_modes
+        if len(modes) != L:
+            raise InputError(f"{len(modes)} training modes for {L} stages", param="modes")
+        if any(lora_rank(m) is not None for m in modes):
+            raise InputError("verifying a LoRA plan needs the adapters' target layers, which the "
+                             "model file does not record; use edgeplan.torch.fit(..., "
+                             "train=..., lora_targets=...)", param="modes")
+        apply_modes(model, stages, modes)
     # inputs
     check_schedule(schedule, L)
     if chain is not None and chain.length != L:
@@ -418,6 +432,9 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
         else:
             mc = measure_chain(stages_for_run, x, target=target, timing=False,
                                measure_tmp=measure_tmp, name=label)
+        prefix = frozen_prefix_of(schedule)  # docs/chain-model.md §8: as the plan's chain
+        if prefix and mc.chain.frozen_prefix != prefix:
+            mc = replace(mc, chain=replace(mc.chain, frozen_prefix=prefix))
         plan_trace = simulate(chain, schedule) if chain is not None else None
         ex = ChainExecutor(stages_for_run, strict=strict)
         for _, m in stages:
