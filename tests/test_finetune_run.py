@@ -143,3 +143,24 @@ def test_solve_verify_runs_a_frozen_plan(tmp_path):
                    "lora:4,last:1",
                    "--verify", f"{src}:mlp"])
     assert r.exit_code == 2 and "lora_targets" in r.output
+
+
+def test_wrapper_replays_the_users_autocast():
+    """Under the user's torch.autocast (bf16, CPU) the recomputations in the backward run in the
+    same precision: the gradients equal plain autograd's under the same autocast."""
+    make, data, _, _ = CASES["resnet18-last2"]
+    torch.manual_seed(0)
+    m, x = make(), data()
+    full = fit(m, x, memory="1 GiB", optimizer="sgd")
+    w = fit(m, x, memory=full.plan.memory.fixed_bytes + full.plan.min_activation_bytes,
+            optimizer="sgd")
+    assert w.plan.result.trace.forward_ops > w.plan.chain.length  # it recomputes
+    ref = copy.deepcopy(m)
+    tgt = torch.randint(0, 10, (x.shape[0],), generator=torch.Generator().manual_seed(0))
+    for mod in (w, ref):
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(_call(mod, x).float(), tgt)
+        loss.backward()
+    for (n, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad), n

@@ -24,6 +24,7 @@ batch are not computed (it is data: ``a_0`` of the chain model).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -213,6 +214,7 @@ class _Step:
         self.peak_bytes = 0
         self.spec: Any = None
         self.template: list[Any] = []
+        self.autocast: list[tuple[str, Any]] = []
 
     def _sample(self) -> None:
         if self.measure and self.run is not None:
@@ -223,6 +225,10 @@ class _Step:
 
         self.run = _Run(self.ex, detach_all(x0), self.measure)
         self.run.prefix = self.prefix
+        # the user's torch.autocast, replayed around the recomputations in the backward (as
+        # torch.utils.checkpoint does)
+        self.autocast = [(dev, torch.get_autocast_dtype(dev)) for dev in ("cpu", "cuda")
+                         if torch.is_autocast_enabled(dev)]
         self._sample()
         for op in self.fwd.ops:
             self.ex._do(self.run, op.kind, op.stage)
@@ -235,9 +241,12 @@ class _Step:
         run.d = grads
         run.k = self.ex.length
         try:
-            for op in self.bwd.ops:
-                self.ex._do(run, op.kind, op.stage)
-                self._sample()
+            with contextlib.ExitStack() as amp:
+                for dev, dtype in self.autocast:
+                    amp.enter_context(torch.autocast(dev, dtype=dtype))
+                for op in self.bwd.ops:
+                    self.ex._do(run, op.kind, op.stage)
+                    self._sample()
         finally:
             for rec in run.A.values():
                 rec.release()
