@@ -190,3 +190,31 @@ def test_several_precisions(run_cli, tmp_path):
     other.write_text(TEXT.replace("name: head", "name: classifier"))
     r = run_cli("finetune", a, other, "--memory", "1GiB")
     assert r.exit_code == 2 and "not the same model" in r.stderr
+
+
+def test_master_weights_and_amp_files(run_cli, tmp_path):
+    """A 16-bit file with --master-weights keeps an fp32 copy of what trains and the optimizer
+    state on it (Micikevicius et al. 2018); an autocast file (amp:) has fp32 parameters."""
+    from edgeplan.formats.model_file import read_model_input
+    from edgeplan.problem import prepare
+    b16 = model_from_text(TEXT.replace("batch: 4\n", "batch: 4\nprecision: bf16\n"), "b.yaml")
+    assert b16.param_element_bytes == 2
+    for train, trainable in (("all", 4 * MiB), ("last:1", MiB)):
+        mem = prepare(b16, None, memory_bytes=1 << 30, train=train, master_weights=True).memory
+        assert mem.master_bytes == 2 * trainable            # 4 bytes per 2-byte parameter
+        assert mem.optimizer_bytes == 2 * mem.master_bytes  # adam: two fp32 states
+        assert mem.grad_bytes == trainable and mem.param_bytes == 4 * MiB
+        plain = prepare(b16, None, memory_bytes=1 << 30, train=train).memory
+        assert plain.master_bytes == 0 and plain.optimizer_bytes == 2 * trainable
+    amp_text = TEXT.replace("batch: 4\n", "batch: 4\namp: bf16\n")
+    amp = model_from_text(amp_text, "a.yaml")
+    assert (amp.precision, amp.amp, amp.param_element_bytes) == ("bf16", "bf16", 4)
+    with pytest.raises(InputError, match="master weights"):
+        prepare(amp, None, memory_bytes=1 << 30, master_weights=True)
+    with pytest.raises(InputError, match="must agree"):
+        model_from_text(amp_text.replace("amp: bf16", "amp: bf16\nprecision: fp16"), "c.yaml")
+    path = tmp_path / "a.yaml"
+    path.write_text(amp_text.replace("input: 1 MiB", "input: {shape: [8], dtype: float32}"))
+    assert read_model_input(path)["dtype_params"] == "float32"
+    r = run_cli("solve", path, "--memory", "1GiB", "--master-weights")
+    assert r.exit_code == 2 and "master weights" in r.stderr

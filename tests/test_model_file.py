@@ -59,6 +59,7 @@ def stages(draw, i):
 def models(draw):
     n = draw(st.integers(1, 6))
     shaped = draw(st.booleans())
+    amp = draw(st.sampled_from([None, "bf16", "fp16"]))
     return ImportedModel(
         name=draw(names), description=draw(st.text(max_size=40)),
         derivation=draw(st.text(alphabet="abc xyz:-()\n", max_size=80)),
@@ -68,8 +69,9 @@ def models(draw):
         if shaped else None,
         input_dtype=draw(st.sampled_from(["float32", "int64", "bfloat16"])) if shaped else None,
         input_comment=None if shaped else "x, mask",
-        precision=draw(st.sampled_from([None, "fp32", "fp16", "bf16"])),
-        train=draw(st.sampled_from([None, "last:1", "bias,last:2", "none,lora:4"])))
+        precision=amp or draw(st.sampled_from([None, "fp32", "fp16", "bf16"])),
+        train=draw(st.sampled_from([None, "last:1", "bias,last:2", "none,lora:4"])),
+        amp=amp)
 
 
 @settings(max_examples=60, deadline=None)
@@ -77,7 +79,7 @@ def models(draw):
 def test_write_then_read_gives_the_same_numbers(m, optimizer):
     spec = model_from_text(write_model(m, command="edgeplan import test", optimizer=optimizer))
     assert spec.name == m.name and spec.batch == m.batch and spec.optimizer == optimizer
-    assert spec.precision == m.precision
+    assert spec.precision == m.precision and spec.amp == m.amp
     assert [s.name for s in spec.stages] == [s.name for s in m.stages]
     for got, want in zip(spec.stages, m.stages):
         assert (got.fwd_flops, got.bwd_flops) == (want.fwd_flops, want.bwd_flops)

@@ -80,10 +80,11 @@ class MemoryBudget:
     grad_bytes: int
     optimizer_bytes: int
     optimizer: str
+    master_bytes: int = 0      # fp32 master copy of 16-bit trainable parameters
 
     @property
     def fixed_bytes(self) -> int:
-        return self.param_bytes + self.grad_bytes + self.optimizer_bytes
+        return self.param_bytes + self.grad_bytes + self.optimizer_bytes + self.master_bytes
 
     @property
     def activation_bytes(self) -> int:
@@ -94,19 +95,24 @@ class MemoryBudget:
         return {"usable_bytes": self.usable_bytes, "reserved_bytes": self.reserved_bytes,
                 "param_bytes": self.param_bytes, "grad_bytes": self.grad_bytes,
                 "optimizer_bytes": self.optimizer_bytes, "optimizer": self.optimizer,
+                "master_bytes": self.master_bytes,
                 "fixed_bytes": self.fixed_bytes, "activation_budget_bytes": self.activation_bytes}
 
 
 def memory_budget(*, param_bytes: int, optimizer: str, device: DeviceProfile | None = None,
                   memory_bytes: int | None = None,
-                  trainable_bytes: int | None = None) -> MemoryBudget:
+                  trainable_bytes: int | None = None, master_factor: int = 0) -> MemoryBudget:
     """Activation budget for a model with ``param_bytes`` of parameters on ``device``.
 
     ``memory_bytes`` (``--memory``) replaces the device's usable memory (total - reserved).
     Gradients and optimizer state count for ``trainable_bytes`` (default: every parameter).
+    ``master_factor``: a 16-bit recipe keeps an fp32 master copy of the trainable parameters
+    (``master_factor`` = 2 bytes of master per byte of fp16/bf16 parameter; Micikevicius et
+    al., "Mixed Precision Training", ICLR 2018), and the optimizer's state is kept on it.
     """
     trainable = param_bytes if trainable_bytes is None else trainable_bytes
-    state = optimizer_state_bytes(optimizer, trainable)
+    master = master_factor * trainable
+    state = optimizer_state_bytes(optimizer, master or trainable)
     if memory_bytes is not None:
         usable, reserved = memory_bytes, 0
     elif device is not None:
@@ -114,4 +120,5 @@ def memory_budget(*, param_bytes: int, optimizer: str, device: DeviceProfile | N
     else:
         raise ValueError("memory_budget needs a device or memory_bytes")
     return MemoryBudget(usable_bytes=usable, reserved_bytes=reserved, param_bytes=param_bytes,
-                        grad_bytes=trainable, optimizer_bytes=state, optimizer=optimizer)
+                        grad_bytes=trainable, optimizer_bytes=state, optimizer=optimizer,
+                        master_bytes=master)

@@ -224,7 +224,8 @@ def plan_finetune(model: ModelSpec | Sequence[ModelSpec], device: DeviceProfile 
                   optimizer: str | None = None, selections: Sequence[str] | None = None,
                   grad_accum: Sequence[int] | None = None,
                   min_trainable: str | Requirement | None = None, prefer: str = "trainable",
-                  progress: Callable[[int, int], None] | None = None) -> Finetune:
+                  progress: Callable[[int, int], None] | None = None,
+                  master_weights: bool = False) -> Finetune:
     """Plan every candidate (module docstring) and pick the recommended one.
 
     ``model`` may be several measurements of one model (e.g. fp32 and ``import torch --amp
@@ -258,7 +259,7 @@ def plan_finetune(model: ModelSpec | Sequence[ModelSpec], device: DeviceProfile 
             try:
                 plan = make_plan(m, device, memory_bytes=memory_bytes, slots=slots,
                                  precision=precision, batch=batch, grad_accum=k, train=sel,
-                                 optimizer=optimizer)
+                                 optimizer=optimizer, master_weights=master_weights)
             except InputError as e:
                 if selections is not None or e.param != "train":
                     raise

@@ -91,6 +91,7 @@ class ModelSpec:
     optimizer: str = "sgd"
     batch: int = 1
     precision: str | None = None
+    amp: str | None = None     # activations measured under torch.autocast; parameters fp32
     description: str = ""
     derivation: str = ""
     source: str = ""
@@ -102,6 +103,12 @@ class ModelSpec:
     @property
     def length(self) -> int:
         return len(self.stages)
+
+    @property
+    def param_element_bytes(self) -> int:
+        """Bytes per parameter: 2 for a file measured in fp16/bf16 parameters (not under
+        autocast, whose parameters are fp32), else 4."""
+        return 2 if self.precision in ("fp16", "bf16") and self.amp is None else 4
 
     @property
     def trainable_bytes(self) -> int:

@@ -87,16 +87,18 @@ def make_plan(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: i
               slots: int = DEFAULT_SLOTS, precision: str | None = None, batch: int | None = None,
               offload: OffloadRequest | None = None, progress: Progress | None = None,
               time_limit_s: float | None = None, grad_accum: int = 1,
-              train: TrainSpec | str | None = None, optimizer: str | None = None) -> Plan:
+              train: TrainSpec | str | None = None, optimizer: str | None = None,
+              master_weights: bool = False) -> Plan:
     """Plan training of ``model`` on ``device``.
 
-    ``memory_bytes``, ``batch``, ``precision``, ``grad_accum``, ``train`` and ``optimizer`` are
-    those of ``problem.prepare``. ``slots``:
+    ``memory_bytes``, ``batch``, ``precision``, ``grad_accum``, ``train``, ``optimizer`` and
+    ``master_weights`` are those of ``problem.prepare``. ``slots``:
     memory slots of the DP. ``offload``: also plan offload to a storage tier (needs a device).
     ``time_limit_s`` stops the DP cleanly (``LimitError``) once exceeded.
     """
     problem = prepare(model, device, memory_bytes=memory_bytes, batch=batch, precision=precision,
-                      grad_accum=grad_accum, train=train, optimizer=optimizer)
+                      grad_accum=grad_accum, train=train, optimizer=optimizer,
+                      master_weights=master_weights)
     progress = time_limited(progress, time_limit_s)
     result = solve_problem(problem, "optimal", slots=slots, frontier=True, progress=progress)
     off = None

@@ -126,7 +126,7 @@ class ProblemView:
 def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int | None = None,
             batch: int | None = None, precision: str | None = None,
             grad_accum: int = 1, train: TrainSpec | str | None = None,
-            optimizer: str | None = None) -> Problem:
+            optimizer: str | None = None, master_weights: bool = False) -> Problem:
     """Set up the planning problem.
 
     Parameters
@@ -155,6 +155,9 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
         (docs/chain-model.md §8), gradients and optimizer state count only what trains.
     optimizer
         Replaces the file's optimizer (``optimizers.OPTIMIZER_STATE``).
+    master_weights
+        The file's parameters are 16-bit (``import torch --dtype bfloat16``) and the recipe
+        keeps an fp32 master copy of the trainable ones, with the optimizer state on it.
 
     Raises
     ------
@@ -184,8 +187,13 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
         raise InputError("stages are given in FLOPs; a device is needed to turn them into "
                          "seconds", source=model.source, param="device")
     chain = model.to_chain(device, precision)
+    if master_weights and model.param_element_bytes == 4:
+        raise InputError("master weights are an fp32 copy of 16-bit parameters; this file's "
+                         "parameters are fp32 (measure the model with `edgeplan import torch "
+                         "--dtype bfloat16`)", source=model.source, param="master_weights")
     mem = memory_budget(param_bytes=model.param_bytes, optimizer=model.optimizer, device=device,
-                        memory_bytes=memory_bytes, trainable_bytes=model.trainable_bytes)
+                        memory_bytes=memory_bytes, trainable_bytes=model.trainable_bytes,
+                        master_factor=4 // model.param_element_bytes if master_weights else 0)
     used = None
     if device is not None and model.uses_flops:
         used = precision or model.precision or device.precision

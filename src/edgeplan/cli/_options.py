@@ -81,6 +81,13 @@ def optimizer_option(help: str = "Optimizer, for its state memory: sgd, momentum
                         help=help)
 
 
+def master_weights_option(f: F) -> F:
+    return click.option("--master-weights", is_flag=True,
+                        help="The file's 16-bit parameters train with an fp32 master copy "
+                             "(and the optimizer state on it), as in mixed-precision recipes "
+                             "that keep the model in fp16/bf16.")(f)
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True,
                         help="One JSON document on stdout.")(f)

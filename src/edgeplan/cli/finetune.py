@@ -10,6 +10,7 @@ from ._app import EXIT_NO, EXIT_OK, Output, command
 from ._options import (
     batch_option,
     json_option,
+    master_weights_option,
     memory_option,
     optimizer_option,
     precision_option,
@@ -27,6 +28,7 @@ from ._options import (
 @batch_option("Batch size per optimizer step (default: the model file's).")
 @precision_option("Which sustained FLOP/s of the device turns FLOPs into seconds.")
 @optimizer_option()
+@master_weights_option
 @click.option("--min-trainable", default=None, metavar="last:K|from:NAME|P%|SIZE",
               help="Only recommend plans that train at least this: the last K stages (or from "
                    "NAME on) fully, P% of the parameter bytes, or SIZE of parameters; comma "
@@ -48,7 +50,8 @@ from ._options import (
 def finetune_cmd(out: Output, models: tuple[str, ...], device_name: str | None,
                  memory: int | None,
                  slots: int | None, batch: int | None, precision: str | None,
-                 optimizer: str | None, min_trainable: str | None, prefer: str,
+                 optimizer: str | None, master_weights: bool, min_trainable: str | None,
+                 prefer: str,
                  selections: str | None, accum: str | None, every: bool,
                  as_json: bool) -> int:
     """What should train on the device? Plans full, partial (last K stages), bias-only and
@@ -89,7 +92,8 @@ def finetune_cmd(out: Output, models: tuple[str, ...], device_name: str | None,
                        precision=precision, batch=batch, optimizer=optimizer,
                        selections=None if selections is None else
                        [s for s in selections.split(";") if s.strip()],
-                       grad_accum=counts, min_trainable=min_trainable, prefer=prefer)
+                       grad_accum=counts, min_trainable=min_trainable, prefer=prefer,
+                       master_weights=master_weights)
     code = EXIT_OK if ft.feasible else EXIT_NO
     if as_json:
         out.json(finetune_doc(ft, code))

@@ -14,6 +14,7 @@ from ._app import Output, command
 from ._options import (
     batch_option,
     json_option,
+    master_weights_option,
     memory_option,
     optimizer_option,
     plot_option,
@@ -36,6 +37,7 @@ from ._options import (
 @precision_option("Which sustained FLOP/s of the device turns FLOPs into seconds.")
 @train_option()
 @optimizer_option()
+@master_weights_option
 @click.option("--grad-accum", type=click.IntRange(1, 10**6), default=1, metavar="K",
               help="Split the batch into K micro-batches whose gradients accumulate: "
                    "activations at batch/K, time and energy per optimizer step and per sample.")
@@ -99,7 +101,7 @@ def solve(out: Output, model: str, device_name: str | None, memory: int | None,
                      precision=opts["precision"], batch=opts["batch"], offload=offload,
                      progress=out.progress("solving"), time_limit_s=opts["time_limit"],
                      grad_accum=opts["grad_accum"], train=opts["train"],
-                     optimizer=opts["optimizer"])
+                     optimizer=opts["optimizer"], master_weights=opts["master_weights"])
     verification = None
     if opts["verify_spec"] is not None:
         verification = _verify(opts["verify_spec"], model, plan)
@@ -170,6 +172,10 @@ def _verify(spec: str, model_path: str, plan: Plan) -> Any:
         raise InputError("the model file records no input shape (input: {shape: [...]}); "
                          "use `edgeplan run --input-shape` instead", source=model_path,
                          where="input")
+    if inp.get("amp"):
+        raise InputError(f"the file was measured under torch.autocast ({inp['amp']}); --verify "
+                         "runs fp32 steps and would not compare like with like",
+                         source=model_path, where="amp")
     training = plan.problem.training
     return verify_plan(spec, plan.result.schedule, plan.chain, input_shape=inp["shape"],
                        batch=plan.model.batch, dtype=inp["dtype_params"] or "float32",

@@ -24,6 +24,8 @@ from ..training import BIAS, FROZEN, OPTIMIZER_STATE, ModeSpec, is_mode, parse_t
 from ._yaml import Node, check_format, parse_yaml_text, read_yaml
 
 FORMAT_VERSION = 1
+#: ``amp:``: activations measured under ``torch.autocast`` in this dtype, parameters in fp32
+AMP_PRECISIONS = ("bf16", "fp16")
 MAX_STAGES = 10_000
 MAX_REPEAT_DEPTH = 8
 
@@ -31,7 +33,7 @@ DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, 
                "float64": 8, "fp64": 8, "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8}
 
 MODEL_KEYS = ("format", "name", "description", "derivation", "batch", "input", "parameters",
-              "optimizer", "precision", "train", "stages")
+              "optimizer", "precision", "amp", "train", "stages")
 STAGE_KEYS = ("name", "fwd_time", "fwd_flops", "bwd_time", "bwd_flops", "out", "saved",
               "fwd_tmp", "bwd_tmp", "params", "modes")
 MODE_KEYS = ("trainable", "added", "saved", "fwd_tmp", "bwd_tmp", "fwd_flops", "fwd_time",
@@ -62,6 +64,10 @@ def model_from_data(data: Any, src: str, sha256: str = "") -> ModelSpec:
     batch = top.integer("batch", 1, minimum=1, maximum=10**7)
     optimizer = top.choice("optimizer", tuple(OPTIMIZER_STATE), "sgd")
     precision = top.choice("precision", PRECISIONS, None)
+    amp = top.choice("amp", AMP_PRECISIONS, None)
+    if amp is not None and precision not in (None, amp):
+        raise top.error("amp", f"the file was measured under autocast {amp}, but precision is "
+                               f"{precision}; they must agree (or leave precision out)")
     input_bytes = _input_bytes(top, batch)
     stages = _expand_stages(top, src)
     if not stages:
@@ -87,7 +93,7 @@ def model_from_data(data: Any, src: str, sha256: str = "") -> ModelSpec:
         except InputError as e:
             raise top.error("train", e.message) from None
     return ModelSpec(name=name, stages=tuple(stages), input_bytes=input_bytes, param_bytes=params,
-                     optimizer=optimizer, batch=batch, precision=precision,
+                     optimizer=optimizer, batch=batch, precision=amp or precision, amp=amp,
                      description=top.text("description", "") or "",
                      derivation=top.text("derivation", "") or "", source=src, sha256=sha256,
                      train=train)
@@ -231,7 +237,9 @@ def read_model_input(path: str | Path) -> dict | None:
         return None
     dt = inp.get("dtype") if inp.get("dtype") in _INPUT_DTYPES else None
     return {"shape": shape, "dtype": dt,
-            "dtype_params": _PRECISION_DTYPE.get(raw.get("precision"))}
+            "dtype_params": "float32" if raw.get("amp") else
+            _PRECISION_DTYPE.get(raw.get("precision")),
+            "amp": raw.get("amp") if raw.get("amp") in AMP_PRECISIONS else None}
 
 # --- the writer's pieces: hand-rolled YAML, exact integers with readable comments ---------------
 # (shared by the importers so that every generated file looks the same)
@@ -351,6 +359,7 @@ class ImportedModel:
     input_dtype: str | None = None
     input_comment: str | None = None     # when there is no single input shape
     precision: str | None = None
+    amp: str | None = None               # measured under torch.autocast (fp32 parameters)
     train: str | None = None             # the file's default --train selection
 
 
@@ -374,6 +383,8 @@ def write_model(m: ImportedModel, *, command: str | None = None,
                    + (f": {m.input_comment}" if m.input_comment else ""))
     if m.precision:
         out.append(f"precision: {m.precision}")
+    if m.amp:
+        out.append(f"amp: {m.amp}  # measured under torch.autocast; parameters in fp32")
     out.append(f"optimizer: {optimizer}")
     if m.train:
         out.append(f"train: {scalar(parse_train(m.train).text)}")

@@ -345,7 +345,7 @@ def imported_model(r: ImportResult) -> ImportedModel:
         batch=r.batch, input_bytes=r.input_bytes, input_shape=r.input_shape,
         input_dtype=r.input_dtype if r.input_shape is not None else None,
         input_comment=r.input_names, precision=r.amp or PRECISION_KEY.get(r.dtype),
-        train=r.train,
+        amp=r.amp, train=r.train,
         stages=tuple(ImportedStage(
             name=s.name, fwd_flops=s.fwd_flops, bwd_flops=s.bwd_flops,
             fwd_time_s=s.fwd_time_s, bwd_time_s=s.bwd_time_s, out_bytes=s.out_bytes,

@@ -121,6 +121,8 @@ def memory_table(plan: Plan) -> Table:
     t.add_row("gradients" if plan.problem.training is None else "gradients (what trains)",
               "-" + format_size(mem.grad_bytes))
     t.add_row(f"optimizer state ({mem.optimizer})", "-" + format_size(mem.optimizer_bytes))
+    if mem.master_bytes:
+        t.add_row("fp32 master weights", "-" + format_size(mem.master_bytes))
     t.add_row(Text("activation budget", style="bold"),
               Text(format_size(mem.activation_bytes), style="bold"))
     return t
