@@ -122,8 +122,9 @@ def test_users_loop_fine_tunes():
 
 
 def test_solve_verify_runs_a_frozen_plan(tmp_path):
-    """`solve --train ... --verify` sets the stages up as planned (frozen, bias-only) and runs
-    the schedule, frozen prefix included; a LoRA plan is refused with what to use instead."""
+    """`solve --train ... --verify` and `run --plan` set the stages up as planned (frozen,
+    bias-only) and run the schedule, frozen prefix included; a LoRA plan is refused with what
+    to use instead."""
     from click.testing import CliRunner
 
     from edgeplan.cli import main
@@ -139,6 +140,13 @@ def test_solve_verify_runs_a_frozen_plan(tmp_path):
                        train, "--verify", f"{src}:mlp"])
         assert r.exit_code == 0, r.output
         assert "ok: within the budget" in r.output
+    plan = tmp_path / "plan.json"
+    r = run(main, ["solve", str(model), "-d", "rpi-4-4gb", "--memory", "1 MiB", "--train",
+                   "bias,last:1", "-o", str(plan)])
+    assert r.exit_code == 0, r.output
+    r = run(main, ["run", f"{src}:mlp", "--plan", str(plan)])  # the plan says what trains
+    assert r.exit_code == 0, r.output
+    assert "ok: within the budget" in r.output
     r = run(main, ["solve", str(model), "-d", "rpi-4-4gb", "--memory", "1 MiB", "--train",
                    "lora:4,last:1",
                    "--verify", f"{src}:mlp"])

@@ -207,6 +207,7 @@ class Training:
                 "trainable_fraction": self.trainable_fraction,
                 "frozen_prefix": self.frozen_prefix,
                 "modes": dict(zip(stage_names, self.modes, strict=True)),
+                "stage_modes": list(self.modes),  # in stage order (JSON sorts "modes")
                 "computed_modes": list(self.computed)}
 
 

@@ -93,7 +93,7 @@ def finetune_cmd(out: Output, models: tuple[str, ...], device_name: str | None,
                        selections=None if selections is None else
                        [s for s in selections.split(";") if s.strip()],
                        grad_accum=counts, min_trainable=min_trainable, prefer=prefer,
-                       master_weights=master_weights)
+                       master_weights=master_weights, progress=out.progress("planning"))
     code = EXIT_OK if ft.feasible else EXIT_NO
     if as_json:
         out.json(finetune_doc(ft, code))

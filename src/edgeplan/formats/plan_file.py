@@ -11,6 +11,7 @@ from typing import Any
 from ..chain import Chain, Stage
 from ..errors import InputError
 from ..schedule import Schedule
+from ..training import resolve
 from ._files import read_text
 from .model_file import load_model, read_model_input
 
@@ -71,7 +72,15 @@ def load_plan(path: str) -> dict:
     stages = model.get("stages")
     if stages is None and isinstance(data.get("chain"), dict):
         stages = data["chain"].get("stages")
+    training = data["training"] if isinstance(data.get("training"), dict) else {}
+    train = training.get("train") if isinstance(training.get("train"), str) else None
+    modes = training.get("stage_modes")
+    if train not in (None, "all") and not (isinstance(modes, list) and all(
+            isinstance(m, str) for m in modes)):
+        raise InputError("the plan trains part of the model but lists no stage_modes",
+                         source=path, where="data.training.stage_modes")
     return {"schedule": schedule, "budget_bytes": budget, "batch": batch, "stages": stages,
+            "train": train, "modes": modes if train not in (None, "all") else None,
             "peak_bytes": result.get("peak_bytes"), "cost_s": result.get("cost_s"),
             "model_path": model.get("path"), "model": model.get("name"),
             "precision": inputs.get("precision"), "path": path}
@@ -91,9 +100,12 @@ def plan_model(plan: dict, plan_path: str) -> tuple[Chain | None, dict | None]:
         spec = load_model(path)
     except InputError:  # the model file is optional here
         return None, read_model_input(path)
+    if plan.get("train"):  # the stages' numbers in the plan's training modes (§8)
+        spec = resolve(spec, plan["train"])[0]
     if plan.get("batch") and plan["batch"] != spec.batch:
         spec = spec.scaled_to_batch(plan["batch"])
-    chain = Chain(name=spec.name, input_bytes=spec.input_bytes, stages=tuple(
+    chain = Chain(name=spec.name, input_bytes=spec.input_bytes, frozen_prefix=spec.frozen_prefix,
+                  stages=tuple(
         Stage(name=s.name, fwd_time_s=0.0, bwd_time_s=0.0, out_bytes=s.out_bytes,
               saved_bytes=s.saved_bytes, fwd_tmp_bytes=s.fwd_tmp_bytes,
               bwd_tmp_bytes=s.bwd_tmp_bytes, param_bytes=s.param_bytes)
