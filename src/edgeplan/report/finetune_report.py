@@ -23,6 +23,11 @@ def _stages(c: Candidate) -> str:
 MAX_UNFIT_ROWS = 8
 
 
+def _pct(fraction: float) -> str:
+    """A share for the table: one decimal, ``<0.1%`` below it (the JSON has the fraction)."""
+    return "<0.1%" if 0 < fraction < 0.0005 else f"{100 * fraction:.1f}%"
+
+
 def _rows(ft: Finetune, every: bool) -> list[Candidate]:
     """The front and the recommended candidate; when nothing fits, the candidates (meeting the
     requirement) that need the least memory."""
@@ -46,9 +51,9 @@ def finetune_table(ft: Finetune, *, every: bool = False) -> Table:
               box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     several = len({c.plan.model.source for c in ft.candidates}) > 1
     for name, justify in (("", "left"), ("--train", "left"),
-                          *((("precision", "left"),) if several else ()), ("accum", "right"),
+                          *((("dtype", "left"),) if several else ()), ("accum", "right"),
                           ("trains", "right"), ("stages", "right"), ("peak", "right"),
-                          ("time", "right"), ("recompute", "right"),
+                          ("time", "right"), ("recomp.", "right"),
                           ("energy", "right")):
         t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for c in _rows(ft, every):
@@ -59,8 +64,7 @@ def finetune_table(ft: Finetune, *, every: bool = False) -> Table:
         energy = c.plan.energy_j(per_sample)
         t.add_row(mark, c.train, *((c.precision or "-",) if several else ()),
                   f"{c.grad_accum}x{c.micro_batch}",
-                  f"{format_size(c.trainable_bytes)} "
-                  f"({format_percent(c.training.trainable_fraction)})",
+                  f"{format_size(c.trainable_bytes)} ({_pct(c.training.trainable_fraction)})",
                   _stages(c),
                   format_size(c.peak_bytes, precision=2) if c.feasible else
                   f"needs {format_size(c.plan.min_memory_bytes, precision=2)}",
