@@ -85,7 +85,8 @@ class Strategy:
             return self.run(chain, budget_bytes, **kw)
         # docs/chain-model.md §8: plan the trained part beside the resident a_0 and lift it
         # back (below x_0 the lift answers infeasible: the prefix's peak is at least x_0), or
-        # recompute the prefix from a_0 with stage p+1 (solvers.frozen); the better of both
+        # plan the prefix as one checkpointable stage with a free backward, so that a_p may be
+        # recomputed from a_0 (Chain.merged_prefix); the better of both (solvers.frozen)
         io_kw = {"tier": kw.get("tier"), "storage_bytes": kw.get("storage_bytes")}
         sub = self.run(chain.trained_part(), max(budget_bytes - chain.input_bytes, 0), **kw)
         kept = lift(chain, budget_bytes, sub, **io_kw)
