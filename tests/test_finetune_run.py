@@ -123,8 +123,8 @@ def test_users_loop_fine_tunes():
 
 def test_solve_verify_runs_a_frozen_plan(tmp_path):
     """`solve --train ... --verify` and `run --plan` set the stages up as planned (frozen,
-    bias-only) and run the schedule, frozen prefix included; a LoRA plan is refused with what
-    to use instead."""
+    bias-only, LoRA on the layers the file records) and run the schedule, frozen prefix
+    included; a LoRA plan without the file's targets is refused."""
     from click.testing import CliRunner
 
     from edgeplan.cli import main
@@ -133,7 +133,7 @@ def test_solve_verify_runs_a_frozen_plan(tmp_path):
     model = tmp_path / "m.yaml"
     run = CliRunner().invoke
     r = run(main, ["import", "torch", f"{src}:mlp", "--input-shape", str(I), "--batch", "8",
-                   "--modes", "frozen,bias,lora:4", "-o", str(model)])
+                   "--modes", "frozen,bias,lora:4", "--lora-targets", "a", "-o", str(model)])
     assert r.exit_code == 0, r.output
     for train in ("last:1", "bias,last:1"):
         r = run(main, ["solve", str(model), "-d", "rpi-4-4gb", "--memory", "1 MiB", "--train",
@@ -147,21 +147,30 @@ def test_solve_verify_runs_a_frozen_plan(tmp_path):
     r = run(main, ["run", f"{src}:mlp", "--plan", str(plan)])  # the plan says what trains
     assert r.exit_code == 0, r.output
     assert "ok: within the budget" in r.output
+    for train in ("lora:4", "lora:4,from:loss"):  # ll with adapters (the file's targets)
+        r = run(main, ["solve", str(model), "-d", "rpi-4-4gb", "--memory", "1 MiB", "--train",
+                       train, "--verify", f"{src}:mlp"])
+        assert r.exit_code == 0, r.output
+        assert "ok: within the budget" in r.output
+    text = model.read_text()
+    assert "lora: {targets: [a]" in text
+    model.write_text("\n".join(ln for ln in text.splitlines() if not ln.startswith("lora:")))
     r = run(main, ["solve", str(model), "-d", "rpi-4-4gb", "--memory", "1 MiB", "--train",
-                   "lora:4,last:1",
-                   "--verify", f"{src}:mlp"])
-    assert r.exit_code == 2 and "lora_targets" in r.output
+                   "lora:4", "--verify", f"{src}:mlp"])
+    assert r.exit_code == 2 and "target layers" in r.output
 
 
 def test_wrapper_replays_the_users_autocast():
     """Under the user's torch.autocast (bf16, CPU) the recomputations in the backward run in the
-    same precision: the gradients equal plain autograd's under the same autocast."""
+    same precision: the gradients equal plain autograd's under the same autocast; planned with
+    ``fit(amp="bf16")`` (measured under autocast), the measured peak is within the prediction."""
     make, data, _, _ = CASES["resnet18-last2"]
     torch.manual_seed(0)
     m, x = make(), data()
-    full = fit(m, x, memory="1 GiB", optimizer="sgd")
+    full = fit(m, x, memory="1 GiB", optimizer="sgd", amp="bf16")
+    assert full.plan.model.amp == "bf16" and full.plan.model.param_element_bytes == 4
     w = fit(m, x, memory=full.plan.memory.fixed_bytes + full.plan.min_activation_bytes,
-            optimizer="sgd")
+            optimizer="sgd", amp="bf16", measure=True)
     assert w.plan.result.trace.forward_ops > w.plan.chain.length  # it recomputes
     ref = copy.deepcopy(m)
     tgt = torch.randint(0, 10, (x.shape[0],), generator=torch.Generator().manual_seed(0))
@@ -172,3 +181,5 @@ def test_wrapper_replays_the_users_autocast():
         loss.backward()
     for (n, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
         assert torch.equal(p.grad, q.grad), n
+    measured, predicted = w.measured_peak_bytes(), w.plan.result.peak_bytes
+    assert 0.8 * predicted <= measured <= predicted, (measured, predicted)

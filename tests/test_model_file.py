@@ -71,7 +71,11 @@ def models(draw):
         input_comment=None if shaped else "x, mask",
         precision=amp or draw(st.sampled_from([None, "fp32", "fp16", "bf16"])),
         train=draw(st.sampled_from([None, "last:1", "bias,last:2", "none,lora:4"])),
-        amp=amp)
+        amp=amp,
+        lora=draw(st.none() | st.tuples(
+            st.lists(st.sampled_from(["query", "value", "attn.*", "c_attn"]), unique=True,
+                     max_size=3).map(tuple),
+            st.none() | st.sampled_from([1.0, 8.0, 16.0, 0.5]))))
 
 
 @settings(max_examples=60, deadline=None)
@@ -80,6 +84,8 @@ def test_write_then_read_gives_the_same_numbers(m, optimizer):
     spec = model_from_text(write_model(m, command="edgeplan import test", optimizer=optimizer))
     assert spec.name == m.name and spec.batch == m.batch and spec.optimizer == optimizer
     assert spec.precision == m.precision and spec.amp == m.amp
+    want_lora = m.lora if m.lora is not None else (None, None)
+    assert (spec.lora_targets, spec.lora_alpha) == want_lora
     assert [s.name for s in spec.stages] == [s.name for s in m.stages]
     for got, want in zip(spec.stages, m.stages):
         assert (got.fwd_flops, got.bwd_flops) == (want.fwd_flops, want.bwd_flops)

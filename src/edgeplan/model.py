@@ -92,6 +92,8 @@ class ModelSpec:
     batch: int = 1
     precision: str | None = None
     amp: str | None = None     # activations measured under torch.autocast; parameters fp32
+    lora_targets: tuple[str, ...] | None = None  # the layers the lora-rR modes wrap (file)
+    lora_alpha: float | None = None
     description: str = ""
     derivation: str = ""
     source: str = ""

@@ -180,4 +180,5 @@ def _verify(spec: str, model_path: str, plan: Plan) -> Any:
     return verify_plan(spec, plan.result.schedule, plan.chain, input_shape=inp["shape"],
                        batch=plan.model.batch, dtype=inp["dtype_params"] or "float32",
                        input_dtype=inp["dtype"], budget_bytes=plan.memory.activation_bytes,
-                       modes=None if training is None else training.modes)
+                       modes=None if training is None else training.modes,
+                       lora=inp.get("lora"))

@@ -33,7 +33,7 @@ DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, 
                "float64": 8, "fp64": 8, "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8}
 
 MODEL_KEYS = ("format", "name", "description", "derivation", "batch", "input", "parameters",
-              "optimizer", "precision", "amp", "train", "stages")
+              "optimizer", "precision", "amp", "lora", "train", "stages")
 STAGE_KEYS = ("name", "fwd_time", "fwd_flops", "bwd_time", "bwd_flops", "out", "saved",
               "fwd_tmp", "bwd_tmp", "params", "modes")
 MODE_KEYS = ("trainable", "added", "saved", "fwd_tmp", "bwd_tmp", "fwd_flops", "fwd_time",
@@ -92,7 +92,10 @@ def model_from_data(data: Any, src: str, sha256: str = "") -> ModelSpec:
             train = parse_train(train).text
         except InputError as e:
             raise top.error("train", e.message) from None
+    lora = _lora(top)
     return ModelSpec(name=name, stages=tuple(stages), input_bytes=input_bytes, param_bytes=params,
+                     lora_targets=None if lora is None else lora[0],
+                     lora_alpha=None if lora is None else lora[1],
                      optimizer=optimizer, batch=batch, precision=amp or precision, amp=amp,
                      description=top.text("description", "") or "",
                      derivation=top.text("derivation", "") or "", source=src, sha256=sha256,
@@ -151,6 +154,24 @@ def _expand_stages(top: Node, src: str) -> list[StageSpec]:
 
     walk(top.items("stages", required=True), "", 0)
     return out
+
+
+def _lora(top: Node) -> tuple[tuple[str, ...], float | None] | None:
+    """``lora: {targets: [query, value], alpha: 16}``: the layers the file's ``lora-rR`` modes
+    wrapped (empty: every ``nn.Linear``) and their alpha, for setting the model up again."""
+    node = top.child("lora", ("targets", "alpha"))
+    if node is None:
+        return None
+    raw = node.raw("targets")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list) or not all(isinstance(t, str) and t.strip() for t in raw):
+        raise node.error("targets", f"expected a list of layer names, got {raw!r}"[:200])
+    alpha = node.raw("alpha")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
+                              or not alpha > 0):
+        raise node.error("alpha", f"expected a positive number, got {alpha!r}"[:200])
+    return tuple(t.strip() for t in raw), None if alpha is None else float(alpha)
 
 
 def _stage(node: Node, prefix: str, index: int) -> StageSpec:
@@ -239,7 +260,20 @@ def read_model_input(path: str | Path) -> dict | None:
     return {"shape": shape, "dtype": dt,
             "dtype_params": "float32" if raw.get("amp") else
             _PRECISION_DTYPE.get(raw.get("precision")),
-            "amp": raw.get("amp") if raw.get("amp") in AMP_PRECISIONS else None}
+            "amp": raw.get("amp") if raw.get("amp") in AMP_PRECISIONS else None,
+            "lora": _lora_of(raw.get("lora"))}
+
+
+def _lora_of(raw: Any) -> tuple[tuple[str, ...], float | None] | None:
+    """(targets, alpha) of a ``lora:`` mapping, None when absent or not well formed (the
+    loader validates it)."""
+    if not isinstance(raw, dict):
+        return None
+    targets = raw.get("targets")
+    alpha = raw.get("alpha")
+    return (tuple(str(t) for t in targets) if isinstance(targets, list) else (),
+            float(alpha) if isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+            else None)
 
 # --- the writer's pieces: hand-rolled YAML, exact integers with readable comments ---------------
 # (shared by the importers so that every generated file looks the same)
@@ -360,6 +394,7 @@ class ImportedModel:
     input_comment: str | None = None     # when there is no single input shape
     precision: str | None = None
     amp: str | None = None               # measured under torch.autocast (fp32 parameters)
+    lora: tuple[tuple[str, ...], float | None] | None = None  # (targets, alpha) of lora modes
     train: str | None = None             # the file's default --train selection
 
 
@@ -385,6 +420,11 @@ def write_model(m: ImportedModel, *, command: str | None = None,
         out.append(f"precision: {m.precision}")
     if m.amp:
         out.append(f"amp: {m.amp}  # measured under torch.autocast; parameters in fp32")
+    if m.lora is not None:
+        targets, alpha = m.lora
+        out.append("lora: {targets: [" + ", ".join(scalar(t) for t in targets) + "]"
+                   + ("" if alpha is None else f", alpha: {alpha:g}")
+                   + "}  # the layers the lora-rR modes wrap (none listed: every nn.Linear)")
     out.append(f"optimizer: {optimizer}")
     if m.train:
         out.append(f"train: {scalar(parse_train(m.train).text)}")

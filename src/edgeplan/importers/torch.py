@@ -346,6 +346,7 @@ def imported_model(r: ImportResult) -> ImportedModel:
         input_dtype=r.input_dtype if r.input_shape is not None else None,
         input_comment=r.input_names, precision=r.amp or PRECISION_KEY.get(r.dtype),
         amp=r.amp, train=r.train,
+        lora=None if r.lora is None else (tuple(r.lora["targets"]), r.lora["alpha"]),
         stages=tuple(ImportedStage(
             name=s.name, fwd_flops=s.fwd_flops, bwd_flops=s.bwd_flops,
             fwd_time_s=s.fwd_time_s, bwd_time_s=s.bwd_time_s, out_bytes=s.out_bytes,

@@ -98,12 +98,13 @@ def measure_captured(captured: CapturedChain, example: Any, *,
                      loss: str | Callable[..., torch.Tensor] = "cross-entropy",
                      measure_tmp: bool = False, timing: bool = False,
                      modes: tuple[str, ...] = (), lora_targets: Iterable[str] | None = None,
-                     lora_alpha: float | None = None
+                     lora_alpha: float | None = None, amp: str | None = None
                      ) -> tuple[list[Any], int, list[dict[str, dict[str, Any]]]]:
     """(``StageMeasure`` per stage, the loss stage last; bytes of the input batch; per stage
     the numbers of each of ``modes``, ``torchrun.trainable``) of a captured model, by the one
-    stage measurer (``torchrun.meter``). The model's state (running statistics, gradients, RNG,
-    which parameters require grad) is unchanged."""
+    stage measurer (``torchrun.meter``), under ``torch.autocast`` with ``amp`` (``bf16`` or
+    ``fp16``). The model's state (running statistics, gradients, RNG, which parameters require
+    grad) is unchanged."""
     from ..training import TRAIN
     from ._tensors import leaves, preserved_state, storage_key
     from .meter import measure_stages
@@ -112,13 +113,24 @@ def measure_captured(captured: CapturedChain, example: Any, *,
     x0 = _graph_inputs(captured, example)
     stages = with_loss(captured, x0, loss)
     targets = tuple(lora_targets) if lora_targets else None
+    cast = _amp_dtype(amp)
     with preserved_state(m for _, m in stages):
         with mode_grads(stages, TRAIN):  # the trained numbers, whatever is frozen now
-            measured = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing)
+            measured = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing,
+                                      autocast=cast)
         by_mode, wrapped = measure_modes(stages, x0, modes, targets, lora_alpha,
-                                         measure_tmp=measure_tmp, timing=timing)
+                                         measure_tmp=measure_tmp, timing=timing, autocast=cast)
     x0_bytes = sum(n for _, n in {storage_key(t) for t in leaves(x0)})
     return measured, int(x0_bytes), stage_mode_numbers(stages, measured, by_mode, wrapped)
+
+
+AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _amp_dtype(amp: str | None) -> Any:
+    if amp is not None and amp not in AMP:
+        raise InputError(f"expected one of {', '.join(AMP)}, got {amp!r}", param="amp")
+    return None if amp is None else AMP[amp]
 
 
 def with_loss(captured: CapturedChain, x0: tuple[Any, ...],
@@ -140,20 +152,21 @@ def captured_spec(captured: CapturedChain, example: Any, *,
                   loss: str | Callable[..., torch.Tensor] = "cross-entropy",
                   optimizer: str = "adam", measure_tmp: bool = False,
                   modes: tuple[str, ...] = (), lora_targets: Iterable[str] | None = None,
-                  lora_alpha: float | None = None) -> Any:
+                  lora_alpha: float | None = None, amp: str | None = None) -> Any:
     """The ``ModelSpec`` of a captured model with its loss stage (FLOPs; sizes in bytes), with
-    the numbers of each training mode in ``modes`` (docs/finetune.md)."""
+    the numbers of each training mode in ``modes`` (docs/finetune.md), measured under
+    ``torch.autocast`` with ``amp``."""
     from ..model import ModelSpec, ModeSpec, StageSpec
 
     measured, x0_bytes, per_mode = measure_captured(
         captured, example, loss=loss, measure_tmp=measure_tmp, modes=modes,
-        lora_targets=lora_targets, lora_alpha=lora_alpha)
+        lora_targets=lora_targets, lora_alpha=lora_alpha, amp=amp)
     x0 = _graph_inputs(captured, example)
     first = next((t for t in tree_flatten(x0)[0] if isinstance(t, torch.Tensor)), None)
     batch = int(first.shape[0]) if first is not None and first.dim() else 1
     return ModelSpec(
         name=type(captured.model).__name__, input_bytes=x0_bytes, optimizer=optimizer,
-        batch=batch, param_bytes=sum(int(m.param_bytes) for m in measured),
+        batch=batch, precision=amp, amp=amp, param_bytes=sum(int(m.param_bytes) for m in measured),
         description=f"captured with torch.fx: {len(captured.stages)} stages of "
                     f"{captured.candidates} candidate cuts, carry={captured.carry}, plus the "
                     "loss",
@@ -386,7 +399,7 @@ def fit(model: nn.Module, example: Any, *, memory: int | str | None = None,
         optimizer: str = "adam", granularity: str | int = "auto", carry: str = "small",
         leaves: Iterable[str] = (), slots: int = 500, measure: bool = False,
         train: str | None = None, lora_targets: Iterable[str] | None = None,
-        lora_alpha: float | None = None) -> CheckpointedModule:
+        lora_alpha: float | None = None, amp: str | None = None) -> CheckpointedModule:
     """Capture ``model``, measure its chain on ``example``, plan for ``memory`` (bytes or a size
     like ``"512 MiB"``: the memory for training, parameters, gradients and ``optimizer`` state
     included) and/or a ``device`` (a profile name, path or ``DeviceProfile``), and wrap it.
@@ -397,6 +410,10 @@ def fit(model: nn.Module, example: Any, *, memory: int | str | None = None,
     LoRA adapters (``torchrun.trainable.LoRALinear``) replace the targeted linear layers
     (``lora_targets``: names or dotted tails; default every ``nn.Linear`` of a LoRA stage).
     Build the optimizer after ``fit``, on ``wrapped.trainable_parameters()``.
+
+    ``amp`` (``bf16``, ``fp16``): the loop trains under ``torch.autocast`` with that dtype; the
+    chain is measured so, and the device's FLOP/s for it time the plan. Run the forward (and
+    the loss) under the same autocast: the wrapper replays it in its recomputations.
 
     Raises ``InfeasibleError`` (with the least memory that would do) when nothing fits.
     """
@@ -413,7 +430,8 @@ def fit(model: nn.Module, example: Any, *, memory: int | str | None = None,
     captured = capture(model, example, granularity=granularity, carry=carry, leaves=leaves)
     targets = tuple(lora_targets) if lora_targets else None
     spec = captured_spec(captured, example, loss=loss, optimizer=optimizer,
-                         modes=modes_for(train), lora_targets=targets, lora_alpha=lora_alpha)
+                         modes=modes_for(train), lora_targets=targets, lora_alpha=lora_alpha,
+                         amp=amp)
     if dev is None:
         spec = nominal_times(spec)
     plan = make_plan(spec, dev, memory_bytes=memory_bytes, slots=slots, train=train)

@@ -342,7 +342,8 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                 time_reps: int = 5, strict: bool = True, measure_tmp: bool = False,
                 copy_model: bool = True, seed: int = 0, name: str | None = None,
                 measured: MeasuredChain | None = None, independent: bool = True,
-                modes: Sequence[str] | None = None) -> Verification:
+                modes: Sequence[str] | None = None,
+                lora: tuple[Sequence[str], float | None] | None = None) -> Verification:
     """Execute ``schedule`` on ``model`` and compare with the simulator's prediction.
 
     ``model``: an ``nn.Sequential`` / list of stage modules (the last returns the loss, or give
@@ -361,9 +362,8 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
     ``independent``: also run the schedule once under PyTorch's allocator and the process's
     peak RSS (:func:`_independent_peaks`), a check that does not rely on edgeplan's accounting.
     ``modes``: the training mode of every stage (``Training.modes``, from ``solve --train``):
-    frozen and bias-only stages are set up before anything runs (``torchrun.trainable``); LoRA
-    stages need the adapters' targets, which a model file does not record (use
-    ``edgeplan.torch.fit``).
+    frozen, bias-only and LoRA stages are set up before anything runs (``torchrun.trainable``);
+    ``lora`` gives the adapters' (targets, alpha), as the model file records them.
     """
     if not 0 <= tolerance < 10:
         raise InputError(f"expected a tolerance between 0 and 10, got {tolerance}",
@@ -399,11 +399,12 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
         from .trainable import apply_modes
         if len(modes) != L:
             raise InputError(f"{len(modes)} training modes for {L} stages", param="modes")
-        if any(lora_rank(m) is not None for m in modes):
-            raise InputError("verifying a LoRA plan needs the adapters' target layers, which the "
-                             "model file does not record; use edgeplan.torch.fit(..., "
-                             "train=..., lora_targets=...)", param="modes")
-        apply_modes(model, stages, modes)
+        if any(lora_rank(m) is not None for m in modes) and lora is None:
+            raise InputError("verifying a LoRA plan needs the adapters' target layers (the model "
+                             "file's lora: {targets: [...]}, written by `import torch --modes "
+                             "lora:R`)", param="modes")
+        targets, alpha = lora if lora is not None else ((), None)
+        apply_modes(model, stages, modes, tuple(targets) or None, alpha)
     # inputs
     check_schedule(schedule, L)
     if chain is not None and chain.length != L:
