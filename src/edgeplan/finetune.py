@@ -173,8 +173,17 @@ class Finetune:
     recommended: Candidate | None
     requirement: Requirement | None
     prefer: str
-    usable_bytes: int
     notes: tuple[str, ...] = ()
+
+    @property
+    def usable_bytes(self) -> int:
+        """Memory available to training (the same for every candidate)."""
+        return self.candidates[0].plan.memory.usable_bytes
+
+    @property
+    def several_models(self) -> bool:
+        """The candidates come from several measurements of the model (precisions)."""
+        return len({c.plan.model.source for c in self.candidates}) > 1
 
     @property
     def feasible(self) -> bool:
@@ -279,8 +288,7 @@ def plan_finetune(model: ModelSpec | Sequence[ModelSpec], device: DeviceProfile 
     final = tuple(replace(c, pareto=c.feasible and not any(_dominates(o, c) for o in fits))
                   for c in marked)
     return Finetune(candidates=final, recommended=_pick(final, prefer), requirement=req,
-                    prefer=prefer, usable_bytes=final[0].plan.memory.usable_bytes,
-                    notes=tuple(notes))
+                    prefer=prefer, notes=tuple(notes))
 
 
 def _pick(candidates: Sequence[Candidate], prefer: str) -> Candidate | None:

@@ -54,6 +54,12 @@ def lora_rank(mode: str) -> int | None:
     return None if m is None else int(m.group(1))
 
 
+def _rank(text: str) -> int | None:
+    """R of ``R``, ``rR`` or ``r=R`` (1..99999), None when it is not one."""
+    r = text.strip().removeprefix("r=").removeprefix("r")
+    return int(r) if r.isdigit() and 1 <= int(r) <= 99999 else None
+
+
 def parse_modes(text: str | Sequence[str] | None, *, param: str = "modes") -> tuple[str, ...]:
     """``frozen,bias,lora:8`` (or ``lora-r8``) as the modes' file names, in a stable order:
     frozen, bias, then LoRA ranks ascending."""
@@ -65,9 +71,8 @@ def parse_modes(text: str | Sequence[str] | None, *, param: str = "modes") -> tu
         item = raw.strip().lower()
         if not item:
             continue
-        if item.startswith("lora:"):
-            r = item[5:].removeprefix("r=").removeprefix("r")
-            item = lora_mode(int(r)) if r.isdigit() and 1 <= int(r) <= 99999 else item
+        if item.startswith("lora:") and (rank := _rank(item[5:])) is not None:
+            item = lora_mode(rank)
         if not is_mode(item):
             raise UnknownNameError.for_name("mode", item, (FROZEN, BIAS, "lora:8"), cutoff=0.6,
                                             param=param,
@@ -151,10 +156,9 @@ def parse_train(text: str | TrainSpec | None, *, param: str = "train") -> TrainS
         elif key == "bias" and not val:
             bias = True
         elif key == "lora":
-            r = val.removeprefix("r=").removeprefix("r")
-            if not r.isdigit() or not 1 <= int(r) <= 99999:
+            rank = _rank(val)
+            if rank is None:
                 raise InputError(f"lora: expected a rank like lora:8, got {item!r}", param=param)
-            rank = int(r)
         else:
             raise InputError(f"unknown item {item!r}; expected all, last:K, from:NAME, none, "
                              "bias or lora:R", param=param)

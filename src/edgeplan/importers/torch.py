@@ -31,6 +31,7 @@ from ..torchrun._tensors import first_embedding_size, make_input
 from ..torchrun.meter import (
     StageMeasure,
     alloc_events_supported,
+    amp_dtype,
     grouped_conv_fix_active,
     measure_stages,
 )
@@ -41,7 +42,6 @@ from ..training import FROZEN, lora_rank, modes_for, parse_modes, parse_train
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 INPUT_DTYPES = DTYPES + ("int64", "int32", "uint8", "bool")
 PRECISION_KEY = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
-AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -78,6 +78,11 @@ class ImportResult:
     @property
     def total_saved_bytes(self) -> int:
         return sum(s.saved_bytes for s in self.stages)
+
+    @property
+    def lora_layer_count(self) -> int:
+        """How many linear layers the LoRA modes wrapped."""
+        return 0 if self.lora is None else sum(len(v) for v in self.lora["layers"].values())
 
 
 def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch: int,
@@ -119,12 +124,10 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
                          param="input_dtype")
     if batch < 1:
         raise InputError(f"expected a batch >= 1, got {batch}", param="batch")
-    if amp is not None and amp not in AMP_DTYPES:
-        raise InputError(f"expected one of {', '.join(AMP_DTYPES)}, got {amp!r}", param="amp")
+    cast = amp_dtype(amp)
     if amp is not None and dtype != "float32":
         raise InputError(f"mixed precision keeps fp32 parameters: --amp {amp} needs --dtype "
                          f"float32, got {dtype}", param="amp")
-    cast = None if amp is None else getattr(torch, AMP_DTYPES[amp])
     if (input_shape is None) == (not inputs):
         raise InputError("give the input shape, or named inputs (one of them)",
                          param="input_shape")
@@ -186,8 +189,7 @@ def import_torch(spec: str, *, input_shape: tuple[int, ...] | None = None, batch
                              autocast=cast)
     if train is not None:
         train = parse_train(train).text
-        modes = parse_modes(tuple(modes) + modes_for(train))
-    modes = parse_modes(modes)
+    modes = parse_modes(tuple(modes) + modes_for(train))
     by_mode, wrapped = measure_modes(stages, x0, modes, lora_targets or None, lora_alpha,
                                      measure_tmp=measure_tmp, timing=timing, progress=progress,
                                      autocast=cast)
@@ -239,7 +241,8 @@ def derivation_text(r: ImportResult, width: int = 92) -> str:
         f"Measured by `edgeplan import torch` on {r.date} with torch {r.torch_version}, on the "
         f"CPU, parameters in {r.dtype}, model in train() mode (dropout and batch-norm statistics "
         f"active), one random input batch (seed {r.seed})"
-        + (f", every forward under torch.autocast('cpu', dtype={AMP_DTYPES[r.amp]}) (mixed "
+        + (f", every forward under torch.autocast('cpu', dtype="
+           f"{str(amp_dtype(r.amp)).removeprefix('torch.')}) (mixed "
            "precision: fp32 parameters and gradients, 16-bit matmul and convolution outputs; "
            "the 16-bit weight copies autograd keeps count as saved; backward outside autocast)"
            if r.amp else "")
@@ -320,7 +323,7 @@ def _modes_text(r: ImportResult) -> str:
             names.append(what[mode])
             continue
         assert r.lora is not None
-        n = sum(len(v) for v in r.lora["layers"].values())
+        n = r.lora_layer_count
         targets = ", ".join(r.lora["targets"]) or "every linear layer"
         alpha = r.lora["alpha"] if r.lora["alpha"] is not None else rank
         names.append(f"{mode} ({n} nn.Linear layers matching {targets} wrapped as W x + "
@@ -373,8 +376,7 @@ def mode_lines(r: ImportResult) -> list[str]:
         full_bwd = sum(s.bwd_flops for s in r.stages)
         extra = ""
         if lora_rank(mode) is not None and r.lora is not None:
-            n = sum(len(v) for v in r.lora["layers"].values())
-            extra = f", {n} linear layers wrapped, adapters {iec(added)}"
+            extra = f", {r.lora_layer_count} linear layers wrapped, adapters {iec(added)}"
         out.append(f"mode {mode}: trains {iec(train)}{extra}; every stage in this mode saves "
                    f"{iec(saved)} (trained: {iec(r.total_saved_bytes)}), backward "
                    f"{flops_txt(bwd)} (trained: {flops_txt(full_bwd)})")

@@ -49,7 +49,7 @@ def finetune_table(ft: Finetune, *, every: bool = False) -> Table:
                      f"{first.problem.batch}, "
                      f"optimizer {first.model.optimizer}"),
               box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    several = len({c.plan.model.source for c in ft.candidates}) > 1
+    several = ft.several_models
     for name, justify in (("", "left"), ("--train", "left"),
                           *((("dtype", "left"),) if several else ()), ("accum", "right"),
                           ("trains", "right"), ("stages", "right"), ("peak", "right"),
@@ -102,10 +102,9 @@ def summary_lines(ft: Finetune) -> list[str]:
     c = ft.recommended
     if c is not None:
         t = c.training
-        several = len({x.plan.model.source for x in ft.candidates}) > 1
         return [f"Recommended: --train {c.train}"
                 + (f" --grad-accum {c.grad_accum}" if c.grad_accum > 1 else "")
-                + (f" ({c.precision}, {c.plan.model.source})" if several else "")
+                + (f" ({c.precision}, {c.plan.model.source})" if ft.several_models else "")
                 + f": {format_size(t.trainable_bytes)} of {format_size(t.param_bytes)} "
                 f"parameters train ({format_percent(t.trainable_fraction)}), peak "
                 f"{format_size(c.peak_bytes, precision=2)} of "

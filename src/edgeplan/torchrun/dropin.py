@@ -39,7 +39,7 @@ from ..errors import InfeasibleError, InputError
 from ..schedule import OpKind, Schedule
 from ..simulator import simulate
 from .capture import CapturedChain, bind_inputs, capture
-from .executor import ChainExecutor, _Run
+from .executor import ChainExecutor, _Run, frozen_prefix_of
 
 __all__ = ["LOSSES", "CheckpointedModule", "LossHead", "checkpoint", "fit", "measure_captured",
            "captured_spec", "example_target", "nominal_times", "with_loss"]
@@ -107,13 +107,13 @@ def measure_captured(captured: CapturedChain, example: Any, *,
     grad) is unchanged."""
     from ..training import TRAIN
     from ._tensors import leaves, preserved_state, storage_key
-    from .meter import measure_stages
+    from .meter import amp_dtype, measure_stages
     from .trainable import measure_modes, mode_grads, stage_mode_numbers
 
     x0 = _graph_inputs(captured, example)
     stages = with_loss(captured, x0, loss)
     targets = tuple(lora_targets) if lora_targets else None
-    cast = _amp_dtype(amp)
+    cast = amp_dtype(amp)
     with preserved_state(m for _, m in stages):
         with mode_grads(stages, TRAIN):  # the trained numbers, whatever is frozen now
             measured = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing,
@@ -122,15 +122,6 @@ def measure_captured(captured: CapturedChain, example: Any, *,
                                          measure_tmp=measure_tmp, timing=timing, autocast=cast)
     x0_bytes = sum(n for _, n in {storage_key(t) for t in leaves(x0)})
     return measured, int(x0_bytes), stage_mode_numbers(stages, measured, by_mode, wrapped)
-
-
-AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def _amp_dtype(amp: str | None) -> Any:
-    if amp is not None and amp not in AMP:
-        raise InputError(f"expected one of {', '.join(AMP)}, got {amp!r}", param="amp")
-    return None if amp is None else AMP[amp]
 
 
 def with_loss(captured: CapturedChain, x0: tuple[Any, ...],
@@ -301,6 +292,7 @@ class CheckpointedModule(nn.Module):
                              "with the granularity, carry and leaves it was planned with",
                              param="schedule")
         self._fwd, self._bwd = _split(schedule, length)
+        self._prefix = frozen_prefix_of(schedule)  # docs/chain-model.md §8
         if chain is not None:
             if chain.length != length + 1:
                 raise InputError(f"the schedule's chain has {chain.length} stages, the captured "
@@ -329,8 +321,8 @@ class CheckpointedModule(nn.Module):
                 raise InputError("the input batch requires grad; the checkpointed model "
                                  "computes no input gradient (the batch is data)",
                                  param="example_input")
-        prefix = self._executor.check_frozen(self.schedule)
-        step = _Step(self._executor, self._fwd, self._bwd, self.measure, prefix)
+        self._executor.check_frozen(self._prefix)
+        step = _Step(self._executor, self._fwd, self._bwd, self.measure, self._prefix)
         dummy = torch.empty(0, requires_grad=True)
         outs = _apply(step, dummy, x0)
         self._last_step = step

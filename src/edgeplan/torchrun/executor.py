@@ -444,7 +444,8 @@ class ChainExecutor:
         ``loss_fn``. ``measure=False`` skips the storage accounting (for timing).
         """
         check_schedule(schedule, self.length)
-        prefix = self.check_frozen(schedule)
+        prefix = frozen_prefix_of(schedule)
+        self.check_frozen(prefix)
         last = self.stages[-1][1]
         if isinstance(last, LossStage):
             last.target = target
@@ -503,10 +504,10 @@ class ChainExecutor:
                           strict=self.strict, cuda_start_bytes=cuda_start,
                           cuda_peak_bytes=cuda_peak)
 
-    def check_frozen(self, schedule: Schedule) -> int:
-        """The schedule's frozen prefix ``p``; ``InputError`` when a stage in it has parameters
-        that require grad (the schedule runs no backward for them)."""
-        prefix = frozen_prefix_of(schedule)
+    def check_frozen(self, prefix: int) -> None:
+        """``InputError`` when a stage of the frozen prefix ``1..prefix`` (``frozen_prefix_of``
+        the schedule) has parameters that require grad: the schedule runs no backward for
+        them. Checked at every step: the caller may change ``requires_grad`` between steps."""
         for name, module in self.stages[:prefix]:
             trains = [n for n, p in module.named_parameters() if p.requires_grad]
             if trains:
@@ -514,7 +515,6 @@ class ChainExecutor:
                                  f"(a frozen prefix), but {name}.{trains[0]} requires grad",
                                  where=name, hint="freeze the prefix's parameters "
                                  "(requires_grad_(False)) or plan with them trained")
-        return prefix
 
     def _do(self, run: _Run, kind: OpKind, i: int) -> int | None:
         """Execute one op; return its transient live bytes (None for frees)."""

@@ -71,8 +71,8 @@ import torch
 from ..errors import InputError
 from ._tensors import detach_all, leaves, storage_key
 
-__all__ = ["AllocTrace", "StageMeasure", "alloc_events_supported", "grouped_conv_fix_active",
-           "measure_stages"]
+__all__ = ["AMP_DTYPES", "AllocTrace", "StageMeasure", "alloc_events_supported", "amp_dtype",
+           "grouped_conv_fix_active", "measure_stages"]
 
 
 @dataclass
@@ -307,6 +307,19 @@ def _run_stage(name: str, module: Any, inp: Any) -> Any:
         return module(inp)
     except Exception as e:
         raise InputError(f"running the stage failed: {type(e).__name__}: {e}", where=name) from e
+
+
+#: ``--amp`` / ``amp=`` names and the autocast dtypes they measure under
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(amp: str | None) -> Any:
+    """The autocast dtype of ``amp`` (``bf16``, ``fp16``), None for None."""
+    if amp is None:
+        return None
+    if amp not in AMP_DTYPES:
+        raise InputError(f"expected one of {', '.join(AMP_DTYPES)}, got {amp!r}", param="amp")
+    return AMP_DTYPES[amp]
 
 
 def _amp(dtype: Any) -> AbstractContextManager[Any]:

@@ -90,6 +90,14 @@ def _linears(root: nn.Module) -> Iterator[tuple[str, nn.Module, str, nn.Linear]]
                 yield (f"{pname}.{attr}" if pname else attr), parent, attr, child
 
 
+def _targeted(sname: str, module: nn.Module, targets: Sequence[str] | None
+              ) -> list[tuple[str, nn.Module, str, nn.Linear]]:
+    """(``stage.qualified.name``, parent, attribute, layer) of every linear layer inside stage
+    ``sname`` that ``targets`` select (by its name in the stage or with the stage's prefix)."""
+    return [(f"{sname}.{qual}", parent, attr, lin) for qual, parent, attr, lin in _linears(module)
+            if _matches(qual, targets) or _matches(f"{sname}.{qual}", targets)]
+
+
 def linear_names(stages: Iterable[tuple[str, nn.Module]]) -> list[str]:
     """``stage.qualified.name`` of every linear layer of the chain."""
     out: list[str] = []
@@ -127,11 +135,10 @@ def lora_adapters(stages: Sequence[tuple[str, nn.Module]], rank: int,
                     module = wrap(module)
                     found.append(sname)
             else:
-                for qual, parent, attr, lin in list(_linears(module)):
-                    if _matches(qual, targets) or _matches(f"{sname}.{qual}", targets):
-                        setattr(parent, attr, wrap(lin))
-                        undo.append((parent, attr, lin))
-                        found.append(f"{sname}.{qual}")
+                for name, parent, attr, lin in _targeted(sname, module, targets):
+                    setattr(parent, attr, wrap(lin))
+                    undo.append((parent, attr, lin))
+                    found.append(name)
             per_stage[sname] = found
             new_stages.append((sname, module))
         if not any(per_stage.values()):
@@ -215,6 +222,11 @@ def measure_modes(stages: Sequence[tuple[str, nn.Module]], x0: Any, modes: Seque
     return out, wrapped_layers
 
 
+def _diff(new: int, old: int) -> int | None:
+    """A mode's number where it differs from the trained one (None: the same)."""
+    return None if new == old else new
+
+
 def stage_mode_numbers(stages: Sequence[tuple[str, nn.Module]], trained: Sequence[StageMeasure],
                        by_mode: dict[str, list[StageMeasure]],
                        wrapped: dict[str, list[str]]) -> list[dict[str, dict[str, Any]]]:
@@ -230,17 +242,14 @@ def stage_mode_numbers(stages: Sequence[tuple[str, nn.Module]], trained: Sequenc
                 if lora_rank(mode) is not None and not wrapped.get(name):
                     continue
                 m = measured[k]
-
-                def diff(new: int, old: int) -> int | None:
-                    return None if new == old else new
                 modes[mode] = {
                     "trainable_bytes": m.trainable_bytes,
                     "added_bytes": max(0, m.param_bytes - s.param_bytes),
-                    "saved_bytes": diff(m.saved_bytes, s.saved_bytes),
-                    "fwd_tmp_bytes": diff(m.fwd_tmp_bytes, s.fwd_tmp_bytes),
-                    "bwd_tmp_bytes": diff(m.bwd_tmp_bytes, s.bwd_tmp_bytes),
-                    "fwd_flops": diff(m.fwd_flops, s.fwd_flops),
-                    "bwd_flops": diff(m.bwd_flops, s.bwd_flops),
+                    "saved_bytes": _diff(m.saved_bytes, s.saved_bytes),
+                    "fwd_tmp_bytes": _diff(m.fwd_tmp_bytes, s.fwd_tmp_bytes),
+                    "bwd_tmp_bytes": _diff(m.bwd_tmp_bytes, s.bwd_tmp_bytes),
+                    "fwd_flops": _diff(m.fwd_flops, s.fwd_flops),
+                    "bwd_flops": _diff(m.bwd_flops, s.bwd_flops),
                     "fwd_time_s": m.fwd_time_s, "bwd_time_s": m.bwd_time_s}
         out.append(modes)
     return out
@@ -261,9 +270,7 @@ def apply_modes(model: nn.Module, stages: Sequence[tuple[str, nn.Module]],
         rank = lora_rank(mode)
         if rank is None:
             continue
-        for qual, parent, attr, lin in list(_linears(module)):
-            if not (_matches(qual, targets) or _matches(f"{sname}.{qual}", targets)):
-                continue
+        for name, parent, attr, lin in _targeted(sname, module, targets):
             if id(lin) not in made:
                 made[id(lin)] = LoRALinear(lin, rank, alpha)
                 path = by_path.get(id(lin))
@@ -272,7 +279,7 @@ def apply_modes(model: nn.Module, stages: Sequence[tuple[str, nn.Module]],
                     owner = model.get_submodule(owner_path) if owner_path else model
                     setattr(owner, owner_attr, made[id(lin)])
             setattr(parent, attr, made[id(lin)])
-            names.append(f"{sname}.{qual}")
+            names.append(name)
     trains: dict[int, bool] = {}
     params: dict[int, nn.Parameter] = {}
     for (_, module), mode in zip(stages, modes, strict=True):
