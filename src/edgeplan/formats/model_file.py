@@ -452,8 +452,8 @@ def write_model(m: ImportedModel, *, command: str | None = None,
 
 
 def _mode_lines(mode: str, ms: ImportedMode) -> list[str]:
-    """One ``modes:`` entry: what trains and what is added, then the numbers given."""
-    out = [f"      {mode}:" + ("" if mode != FROZEN or _mode_has_numbers(ms) else " {}")]
+    """One ``modes:`` entry: what trains and what is added, then the numbers given (``{}``
+    when a frozen stage has none: the same as its trained numbers)."""
     items: list[tuple[str, int, str]] = []
     if mode != FROZEN:
         items.append(("trainable", ms.trainable_bytes, iec(ms.trainable_bytes)))
@@ -466,14 +466,8 @@ def _mode_lines(mode: str, ms: ImportedMode) -> list[str]:
     for key, v in (("fwd_flops", ms.fwd_flops), ("bwd_flops", ms.bwd_flops)):
         if v is not None:
             items.append((key, v, flops_txt(v)))
-    out += [f"        {key}: {v:<{max(1, 23 - len(key))}d} # {note}" for key, v, note in items]
+    body = [f"        {key}: {v:<{max(1, 23 - len(key))}d} # {note}" for key, v, note in items]
     for key, t in (("fwd_time", ms.fwd_time_s), ("bwd_time", ms.bwd_time_s)):
         if t is not None:
-            out.append(f"        {key}: {t * 1e3:.6g} ms")
-    return out
-
-
-def _mode_has_numbers(ms: ImportedMode) -> bool:
-    return any(v is not None for v in (ms.saved_bytes, ms.fwd_tmp_bytes, ms.bwd_tmp_bytes,
-                                       ms.fwd_flops, ms.bwd_flops, ms.fwd_time_s,
-                                       ms.bwd_time_s)) or ms.added_bytes > 0
+            body.append(f"        {key}: {t * 1e3:.6g} ms")
+    return [f"      {mode}:" + ("" if body else " {}")] + body
