@@ -20,6 +20,12 @@ def test_calibrate_writes_a_profile_of_measurements(run_cli, tmp_path, tiny_mode
     for key in ("memory.total", "memory.reserved", "memory.bandwidth",
                 "compute.sustained.fp32", "storage[0].read", "storage[0].write_latency"):
         assert d.sources[key].startswith("[M]"), key
+    # every op family is priced, fitted to operations timed here
+    from edgeplan.work import FAMILIES
+    costs = d.family_costs("fp32")
+    assert costs is not None and set(costs) == set(FAMILIES)
+    assert costs["matmul"].flop_rate and costs["elementwise"].flop_rate is None
+    assert d.sources["compute.families.fp32"].startswith("[M]")
     # power is not measured, and says so
     assert d.sources["power.training"].startswith("[A]")
     assert "edgeplan calibrate" in out.read_text().splitlines()[0]

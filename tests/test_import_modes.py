@@ -72,6 +72,10 @@ def test_frozen_keeps_no_input_for_a_weight_gradient(built):
     assert trained["ll"].bwd_flops == 2 * fwd     # input and weight gradients
     assert frozen["ll"].bwd_flops == fwd          # input gradients only
     assert frozen["ll"].trainable_bytes == 0
+    # the work per op family follows: a frozen backward runs the two input-gradient matmuls only
+    assert trained["ll"].bwd_work.get("matmul").flops == 2 * fwd
+    assert frozen["ll"].bwd_work.get("matmul").flops == fwd
+    assert frozen["ll"].bwd_work.get("matmul").ops < trained["ll"].bwd_work.get("matmul").ops
     # stage 1 frozen: a_0 needs no gradient, so nothing runs backward at all
     assert frozen["lin1"].bwd_flops == 0 and frozen["lin1"].saved_bytes == B * H * F32
 
@@ -137,11 +141,14 @@ def test_written_modes_resolve_in_solve(built):
     assert set(ll.modes) == {"frozen", "bias", "lora-r4"}
     assert ll.modes["frozen"].saved_bytes == B * O * F32
     assert ll.modes["frozen"].bwd_flops == 2 * B * (H * H + H * O)
+    assert ll.modes["frozen"].bwd_work.get("matmul").flops == 2 * B * (H * H + H * O)
+    assert ll.modes["frozen"].fwd_work is None  # the forward does the same work: not repeated
     assert "modes" not in yaml.safe_load(ti.to_yaml(r))["stages"][2]  # the loss has no params
     m, tr = resolve(spec, "none,lora:4")
     assert tr.modes == ("frozen", "lora-r4", "frozen") and tr.frozen_prefix == 1
     assert tr.trainable_bytes == (R * (H + H) + R * (H + O)) * F32
     assert tr.computed == ()
+    assert m.stages[1].bwd_work == ll.modes["lora-r4"].bwd_work  # resolved to the mode's work
     m, tr = resolve(spec, "last:1")
     assert m.stages[0].saved_bytes == B * H * F32 and tr.frozen_prefix == 1
     assert "measured again in each training mode" in spec.derivation

@@ -27,10 +27,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from .errors import InputError
+from .work import COMPUTE_FAMILIES, FAMILIES, FamilyCost
 
-__all__ = ["Calibration", "Measurement", "calibrate"]
+__all__ = ["Calibration", "Measurement", "calibrate", "fit_family"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,8 @@ class Calibration:
     reserved_bytes: Measurement
     bandwidth_bytes_per_s: Measurement
     sustained_flops: dict[str, Measurement]          # precision -> conv+matmul training mix
-    families: dict[str, dict[str, Measurement]]      # family -> precision -> rate
+    families: dict[str, dict[str, FamilyCost]]       # precision -> family -> fitted cost
+    fit_error: dict[str, dict[str, float]]           # precision -> family -> median rel. error
     storage: dict[str, Measurement] = field(default_factory=dict)  # read, write, *_latency
     kind: str = "cpu"
     torch_version: str = ""
@@ -94,21 +98,168 @@ def _best_time(fn: Callable[[], object], seconds: float, sync: Callable[[], None
     return best
 
 
-def _training_rate(torch: object, make: Callable[[], tuple[object, object]], seconds: float,
-                   sync: Callable[[], None]) -> tuple[float, float]:
-    """(FLOP/s, FLOPs per step) of forward + backward of ``make() -> (module, input)``."""
-    from torch.utils.flop_counter import FlopCounterMode
+def _ladders(torch: Any, quick: bool) -> dict[str, list[tuple[str, Callable[[], Any]]]]:
+    """Micro-networks per op family: the layer shapes of the usual CNN pyramids (ResNet, VGG,
+    MobileNet stages at small batches) and transformer blocks, small to large, so that each
+    family's fit sees operations from a few KiB to tens of MiB. ``(label, make)``; ``make()``
+    returns ``(module, input)``. Each network's forward + backward is timed op by op."""
+    nn = torch.nn
+    base: Any = nn.Module
 
+    class Attention(base):
+        def __init__(self, heads: int):
+            super().__init__()
+            self.heads = heads
+
+        def forward(self, x: Any) -> Any:
+            b, n, d = x.shape
+            q = x.view(b, n, self.heads, d // self.heads).transpose(1, 2)
+            return (q @ q.transpose(-2, -1)).softmax(-1) @ q
+
+    class Residual(base):
+        def forward(self, x: Any) -> Any:
+            y = torch.relu(x) + x
+            return torch.nn.functional.gelu(y).softmax(-1) * 0.5
+
+    def conv(c: int, h: int, b: int, k: int = 3, cin: int | None = None, stride: int = 1,
+             groups: int = 1) -> tuple[str, Callable[[], Any]]:
+        ci = cin or c
+        label = f"Conv2d {ci}->{c} {k}x{k}/{stride}{' dw' if groups > 1 else ''} on {b}x{h}x{h}"
+        return label, lambda: (nn.Conv2d(ci, c, k, stride=stride, padding=k // 2, groups=groups),
+                               torch.randn(b, ci, h, h))
+
+    def lin(i: int, o: int, rows: int) -> tuple[str, Callable[[], Any]]:
+        return f"Linear {i}->{o} on {rows} rows", lambda: (nn.Linear(i, o), torch.randn(rows, i))
+
+    def net(label: str, make_mod: Callable[[], Any], shape: tuple[int, ...],
+            ids: int = 0) -> tuple[str, Callable[[], Any]]:
+        def make() -> Any:
+            x = torch.randint(0, ids, shape) if ids else torch.randn(*shape)
+            return make_mod(), x
+        return label, make
+
+    if quick:
+        return {
+            "conv": [conv(16, 16, 2), conv(64, 4, 2)],
+            "depthwise": [conv(32, 16, 2, groups=32), conv(128, 4, 2, groups=128)],
+            "matmul": [lin(128, 128, 64), lin(512, 512, 2), net("attention", lambda: Attention(2),
+                                                                 (2, 32, 64))],
+            "norm": [net("BatchNorm2d", lambda: nn.BatchNorm2d(16), (2, 16, 16, 16)),
+                     net("LayerNorm", lambda: nn.LayerNorm(128), (64, 128))],
+            "pool": [net("MaxPool2d", lambda: nn.MaxPool2d(3, 2, 1), (2, 16, 16, 16))],
+            "gather": [net("Embedding", lambda: nn.Embedding(500, 64), (2, 32), ids=500)],
+            "random": [net("Dropout", lambda: nn.Dropout(0.1), (64, 128))],
+            "elementwise": [net("relu, add, gelu, softmax, mul", Residual, (64, 128))],
+        }
+    bn = nn.BatchNorm2d
+    return {
+        "conv": [conv(64, 56, 2), conv(128, 28, 2), conv(256, 14, 2), conv(512, 7, 2),
+                 conv(64, 16, 4), conv(256, 4, 4), conv(512, 2, 4), conv(32, 112, 1),
+                 conv(64, 56, 2, k=1, cin=256), conv(256, 14, 2, k=1, cin=1024),
+                 conv(128, 56, 2, cin=64, stride=2), conv(64, 224, 1, k=7, cin=3, stride=2)],
+        "depthwise": [conv(c, h, b, groups=c) for c, h, b in
+                      ((32, 112, 2), (144, 56, 2), (192, 28, 2), (384, 14, 2), (960, 7, 2),
+                       (96, 16, 4), (384, 4, 4))]
+        + [conv(96, 112, 2, groups=96, stride=2), conv(144, 56, 2, groups=144, stride=2)],
+        "matmul": [lin(768, 768, 256), lin(768, 3072, 256), lin(3072, 768, 256),
+                   lin(256, 1024, 256), lin(1024, 256, 64), lin(4096, 4096, 2),
+                   lin(2048, 1000, 8), lin(256, 256, 16), lin(256, 1024, 8), lin(64, 64, 16),
+                   net("attention 12 heads, 128 x 768", lambda: Attention(12), (2, 128, 768)),
+                   net("attention 4 heads, 64 x 256", lambda: Attention(4), (4, 64, 256))],
+        "norm": [net(f"BatchNorm2d {c} on {b}x{h}x{h}", partial(bn, c), (b, c, h, h))
+                 for c, h, b in ((64, 56, 4), (64, 16, 4), (256, 4, 4), (32, 112, 2))]
+        + [net(f"LayerNorm {n} on 256 rows", partial(nn.LayerNorm, n), (256, n))
+           for n in (256, 768, 3072)],
+        "pool": [net("MaxPool2d 3/2 64 on 2x112x112", lambda: nn.MaxPool2d(3, 2, 1),
+                     (2, 64, 112, 112)),
+                 net("MaxPool2d 3/2 64 on 4x32x32", lambda: nn.MaxPool2d(3, 2, 1),
+                     (4, 64, 32, 32)),
+                 net("AdaptiveAvgPool2d 512 on 2x7x7", lambda: nn.AdaptiveAvgPool2d(1),
+                     (2, 512, 7, 7)),
+                 net("AvgPool2d 2 256 on 2x28x28", lambda: nn.AvgPool2d(2), (2, 256, 28, 28))],
+        "gather": [net("Embedding 30522x768 on 2x128", lambda: nn.Embedding(30522, 768),
+                       (2, 128), ids=30522),
+                   net("Embedding 1000x256 on 4x64", lambda: nn.Embedding(1000, 256), (4, 64),
+                       ids=1000),
+                   net("Embedding 8000x512 on 8x64", lambda: nn.Embedding(8000, 512), (8, 64),
+                       ids=8000)],
+        "random": [net(f"Dropout 0.1 on {'x'.join(map(str, sh))}", lambda: nn.Dropout(0.1), sh)
+                   for sh in ((256, 768), (2, 64, 56, 56), (128, 3072), (16, 64))],
+        "elementwise": [net(f"relu, add, gelu, softmax, mul on {'x'.join(map(str, sh))}",
+                            Residual, sh)
+                        for sh in ((2, 64, 56, 56), (4, 256, 14, 14), (256, 768), (64, 256),
+                                   (2, 8))],
+    }
+
+
+def _op_rows(torch: Any, make: Callable[[], Any], seconds: float, dtype: Any, dev: Any,
+             sync: Callable[[], None]) -> list[tuple[str, float, int, float]]:
+    """(family, flops, bytes, seconds) of every operation of one forward + backward of
+    ``make()``: the operations of the fastest of repeated steps."""
+    from .torchrun.opwork import WorkCounter
     module, x = make()
+    module = module.to(dev, dtype)
+    x = x.to(dev, dtype).requires_grad_(True) if x.is_floating_point() else x.to(dev)
 
-    def step() -> None:
-        module.zero_grad(set_to_none=True)  # type: ignore[attr-defined]
-        module(x).sum().backward()  # type: ignore[operator]
+    def step() -> list[tuple[str, str, float, int, float]]:
+        module.zero_grad(set_to_none=True)
+        with WorkCounter(timed=True) as wc:
+            module(x).float().sum().backward()
+            sync()
+        return wc.rows
 
-    with FlopCounterMode(display=False) as fc:
-        step()
-    flops = float(fc.get_total_flops())
-    return flops / _best_time(step, seconds, sync), flops
+    step()  # warm-up
+    best = step()
+    start, n = time.perf_counter(), 1
+    while n < 3 or (time.perf_counter() - start < seconds and n < 30):
+        rows = step()
+        n += 1
+        if sum(r[4] for r in rows) < sum(r[4] for r in best):
+            best = rows  # the fastest whole step, as the executor's timing keeps
+    return [(str(r[1]), float(r[2]), int(r[3]), float(r[4])) for r in best]
+
+
+def _nnls(a: Any, y: Any) -> Any:
+    """Non-negative least squares for a few unknowns: the best of the unconstrained fits on
+    every subset of columns whose coefficients are all >= 0 (exact for these sizes)."""
+    import itertools
+
+    import numpy as np
+    best_r, best = np.inf, np.zeros(a.shape[1])
+    for k in range(1, a.shape[1] + 1):
+        for sub in itertools.combinations(range(a.shape[1]), k):
+            c = np.linalg.lstsq(a[:, sub], y, rcond=None)[0]
+            if (c < 0).any():
+                continue
+            r = float(np.sum((a[:, sub] @ c - y) ** 2))
+            if r < best_r:
+                best_r, best = r, np.zeros(a.shape[1])
+                best[list(sub)] = c
+    return best
+
+
+def fit_family(rows: list[tuple[float, int, float]], compute: bool) -> tuple[FamilyCost, float]:
+    """``FamilyCost`` of ``(flops, bytes, seconds)`` rows for ``t = overhead + flops / rate +
+    bytes / bandwidth``, all >= 0, in two least-squares fits: the overhead from a fit in
+    relative error (each operation counts alike, so the small ones, whose time is mostly
+    overhead, decide it), then rate and bandwidth from a fit in absolute error of the time
+    above that overhead (the large operations, which make up a training step's time, decide
+    them). Returns the cost and the fit's median relative error."""
+    import numpy as np
+    t = np.array([r[2] for r in rows])
+    work = [np.array([r[1] for r in rows], dtype=float) / 1e9]  # GB; coefficients: s per G
+    if compute:
+        work.insert(0, np.array([r[0] for r in rows], dtype=float) / 1e9)
+    w = 1.0 / np.maximum(t, 1e-9)
+    a = np.stack([np.ones(len(rows)), *work], axis=1)
+    overhead = float(_nnls(a * w[:, None], t * w)[0])
+    c = _nnls(np.stack(work, axis=1), np.maximum(t - overhead, 0.0))
+    rate = (1e9 / c[0] if c[0] > 0 else None) if compute else None
+    per_gb = c[-1]
+    bw = 1e9 / per_gb if per_gb > 0 else None
+    pred = overhead + np.stack(work, axis=1) @ c
+    err = float(np.median(np.abs(pred - t) / t))
+    return FamilyCost(overhead_s=overhead, flop_rate=rate, bandwidth_bytes_per_s=bw), err
 
 
 def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: bool = False,
@@ -153,52 +304,47 @@ def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: b
                                                 f"({(total - avail) / 2**20:.0f} MiB) + importing "
                                                 f"torch ({framework / 2**20:.0f} MiB RSS{ctx}) "
                                                 f"({how_mem}); close other programs first")
-    # compute
+    # compute: every family's ladder, op by op, per precision
     seconds = 0.3 if quick else seconds
-    n = 256 if quick else 1024
-    hw, ch, b = (16, 32, 4) if quick else (56, 64, 8)
-    families: dict[str, dict[str, Measurement]] = {"matmul": {}, "conv": {}, "depthwise": {}}
-    sustained: dict[str, Measurement] = {}
     precisions = {"fp32": torch.float32}
     if dev.type == "cuda" or _cpu_has_bf16(torch):
         precisions["bf16"] = torch.bfloat16
     if dev.type == "cuda":
         precisions["fp16"] = torch.float16
+    families: dict[str, dict[str, FamilyCost]] = {}
+    fit_err: dict[str, dict[str, float]] = {}
+    sustained: dict[str, Measurement] = {}
+    ladders = _ladders(torch, quick)
     for pname, dt in precisions.items():
-        def lin(dt: object = dt) -> tuple[object, object]:
-            return (torch.nn.Linear(n, n).to(dev, dt),
-                    torch.randn(n, n, device=dev, dtype=dt))  # type: ignore[arg-type]
-
-        def conv(dt: object = dt) -> tuple[object, object]:
-            return (torch.nn.Conv2d(ch, ch, 3, padding=1).to(dev, dt),
-                    torch.randn(b, ch, hw, hw, device=dev, dtype=dt))  # type: ignore[arg-type]
-
-        def dw(dt: object = dt) -> tuple[object, object]:
-            return (torch.nn.Conv2d(ch * 4, ch * 4, 3, padding=1, groups=ch * 4).to(dev, dt),
-                    torch.randn(b, ch * 4, hw, hw, device=dev, dtype=dt))  # type: ignore[arg-type]
-
-        rates = {}
-        for fam, make, what in (("matmul", lin, f"Linear {n}x{n} on {n} rows"),
-                                ("conv", conv, f"Conv2d {ch}->{ch} 3x3 on {b}x{ch}x{hw}x{hw}"),
-                                ("depthwise", dw, f"depthwise Conv2d {ch * 4} 3x3 on "
-                                                  f"{b}x{ch * 4}x{hw}x{hw}")):
-            say(f"{fam} {pname}")
-            try:
-                rate, flops = _training_rate(torch, make, seconds, sync)
-            except RuntimeError:  # this build has no kernel for the dtype
-                continue
-            rates[fam] = rate
-            families[fam][pname] = Measurement(
-                rate, f"[M] forward+backward of {what}, {pname}, {flops / 1e6:.0f} MFLOP per "
-                      f"step (torch.utils.flop_counter) / best wall time, "
-                      f"{torch.get_num_threads()} threads ({how_mem})")
-        if "matmul" in rates and "conv" in rates:
-            mix = 2.0 / (1.0 / rates["matmul"] + 1.0 / rates["conv"])  # equal FLOPs of each
-            sustained[pname] = Measurement(
-                mix, f"[M] harmonic mean of the training throughput of convolution "
-                     f"({rates['conv'] / 1e9:.3g} GFLOP/s) and matmul "
-                     f"({rates['matmul'] / 1e9:.3g} GFLOP/s), {pname}; depthwise and "
-                     f"element-wise layers run slower (notes) ({how_mem})")
+        rows: dict[str, list[tuple[float, int, float]]] = {f: [] for f in FAMILIES}
+        try:
+            for fam, nets in ladders.items():
+                say(f"{fam} {pname}")
+                for _label, make in nets:
+                    for f, flops, moved, sec in _op_rows(torch, make, seconds / len(nets), dt,
+                                                         dev, sync):
+                        rows[f].append((flops, moved, sec))
+        except RuntimeError:  # this build has no kernel for the dtype
+            if pname == "fp32":
+                raise
+            continue
+        costs, errs = {}, {}
+        for f in FAMILIES:
+            if not rows[f]:
+                raise InputError(f"calibrate measured no {f} operation", param="device")
+            costs[f], errs[f] = fit_family(rows[f], f in COMPUTE_FAMILIES)
+        families[pname], fit_err[pname] = costs, errs
+        # the profile's one sustained figure: conv and matmul FLOPs over their time
+        flops = sum(r[0] for f in ("conv", "matmul") for r in rows[f])
+        secs = sum(r[2] for f in ("conv", "matmul") for r in rows[f])
+        per = {f: sum(r[0] for r in rows[f]) / sum(r[2] for r in rows[f])
+               for f in ("conv", "matmul")}
+        sustained[pname] = Measurement(
+            flops / secs, f"[M] training forward + backward FLOPs (torch.utils.flop_counter) / "
+                          f"time of the convolution ({per['conv'] / 1e9:.3g} GFLOP/s) and "
+                          f"matmul ({per['matmul'] / 1e9:.3g} GFLOP/s) operations of the "
+                          f"calibration ladder, {pname}, {torch.get_num_threads()} threads; "
+                          f"compute.families prices each op family ({how_mem})")
     if "fp32" not in sustained:
         raise InputError("could not measure fp32 training throughput on this machine",
                          param="device")
@@ -215,6 +361,7 @@ def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: b
     import platform
     return Calibration(total_bytes=cal_total, reserved_bytes=cal_reserved,
                        bandwidth_bytes_per_s=bw, sustained_flops=sustained, families=families,
+                       fit_error=fit_err,
                        storage=storage, kind="gpu" if dev.type == "cuda" else "cpu",
                        torch_version=str(torch.__version__), threads=torch.get_num_threads(),
                        machine=f"{platform.machine()} {platform.processor() or ''}".strip())

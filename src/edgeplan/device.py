@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .errors import InputError
 from .optimizers import optimizer_state_bytes
+from .work import FamilyCost
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEVICE_KINDS = ("gpu", "cpu", "mcu")
@@ -50,6 +51,13 @@ class DeviceProfile:
     sources: dict[str, str] = field(default_factory=dict)
     notes: str = ""
     path: str = ""
+    # calibrated per op family (``edgeplan.work``): precision -> family -> cost
+    families: dict[str, dict[str, FamilyCost]] = field(default_factory=dict)
+
+    def family_costs(self, precision: str | None = None) -> dict[str, FamilyCost] | None:
+        """The calibrated op-family costs at ``precision`` (None: not calibrated for it, so
+        stage times come from FLOPs at the sustained rate)."""
+        return self.families.get(precision or self.precision)
 
     @property
     def usable_bytes(self) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from .chain import Chain, Stage
 from .device import DeviceProfile
 from .errors import InputError
+from .work import FamilyCost, Work, work_time_s
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +34,8 @@ class ModeSpec:
     fwd_time_s: float | None = None
     bwd_flops: float | None = None
     bwd_time_s: float | None = None
+    fwd_work: Work | None = None
+    bwd_work: Work | None = None
     computed: bool = False
 
 
@@ -48,19 +51,30 @@ class StageSpec:
     fwd_tmp_bytes: int = 0
     bwd_tmp_bytes: int = 0
     param_bytes: int = 0
+    # per op family (``edgeplan.work``): priced by a device with calibrated families
+    fwd_work: Work | None = None
+    bwd_work: Work | None = None
     # training modes (``training``): numbers per mode from the file; None: every parameter
     # trains (after ``training.resolve``: the bytes that train in the chosen mode)
     modes: Mapping[str, ModeSpec] = field(default_factory=dict)
     trainable_bytes: int | None = None
     where: str = ""
 
-    def times(self, rate: float | None) -> tuple[float, float]:
-        """(forward, backward) seconds; ``rate`` is the device's sustained FLOP/s."""
+    def times(self, rate: float | None,
+              costs: Mapping[str, FamilyCost] | None = None) -> tuple[float, float]:
+        """(forward, backward) seconds. Measured times win; then, with ``costs`` (a device's
+        calibrated op families), the work per family (``edgeplan.work``); then FLOPs at
+        ``rate``, the device's sustained FLOP/s. A backward given by nothing is 2x forward."""
         def from_flops(flops: float) -> float:
             if rate is None:
                 raise InputError("the stage is given in FLOPs; a device (or times) is needed",
                                  where=self.where)
             return flops / rate
+
+        def priced(work: Work | None, flops: float | None) -> float | None:
+            if costs is not None and work is not None:
+                return work_time_s(work, costs)
+            return None if flops is None else from_flops(flops)
         if self.bwd_time_s is not None and self.fwd_time_s is not None:
             return self.fwd_time_s, self.bwd_time_s
         if self.fwd_time_s is not None:  # measured forward time
@@ -72,14 +86,11 @@ class StageSpec:
             else:
                 bwd = 2.0 * fwd
             return fwd, bwd
-        fwd = from_flops(self.fwd_flops or 0.0)
-        if self.bwd_time_s is not None:
-            bwd = self.bwd_time_s
-        elif self.bwd_flops is not None:
-            bwd = from_flops(self.bwd_flops)
-        else:
-            bwd = 2.0 * fwd
-        return fwd, bwd
+        f = priced(self.fwd_work, self.fwd_flops or 0.0)
+        assert f is not None
+        b = self.bwd_time_s if self.bwd_time_s is not None else priced(self.bwd_work,
+                                                                        self.bwd_flops)
+        return f, 2.0 * f if b is None else b
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,18 +135,26 @@ class ModelSpec:
         return any(s.fwd_time_s is None for s in self.stages)
 
     @property
+    def has_work(self) -> bool:
+        """Every stage timed from FLOPs has its forward work per op family (``work:``)."""
+        return any(s.fwd_work is not None for s in self.stages) and all(
+            s.fwd_work is not None for s in self.stages if s.fwd_time_s is None)
+
+    @property
     def total_fwd_flops(self) -> float:
         return float(sum(s.fwd_flops or 0.0 for s in self.stages))
 
     def to_chain(self, device: DeviceProfile | None = None, precision: str | None = None) -> Chain:
         """Resolve to a chain in seconds and bytes on ``device`` (needed when FLOPs are used)."""
-        rate = None
+        rate = costs = None
         if self.uses_flops and device is not None:
             rate = device.flop_rate(precision or self.precision)
+            if self.has_work:
+                costs = device.family_costs(precision or self.precision)
         stages = []
         for st in self.stages:
             try:
-                fwd, bwd = st.times(rate)
+                fwd, bwd = st.times(rate, costs)
             except InputError as e:
                 raise InputError(e.message, source=self.source, where=st.where) from None
             stages.append(Stage(name=st.name, fwd_time_s=fwd, bwd_time_s=bwd,
@@ -160,16 +179,21 @@ class ModelSpec:
         def osz(v: int | None) -> int | None:
             return None if v is None else sz(v)
 
+        def wk(w: Work | None) -> Work | None:
+            return None if w is None else w.scaled(r)
+
         def mode(m: ModeSpec) -> ModeSpec:
             return replace(m, saved_bytes=osz(m.saved_bytes), fwd_tmp_bytes=osz(m.fwd_tmp_bytes),
                            bwd_tmp_bytes=osz(m.bwd_tmp_bytes), fwd_time_s=tm(m.fwd_time_s),
                            bwd_time_s=tm(m.bwd_time_s), fwd_flops=tm(m.fwd_flops),
-                           bwd_flops=tm(m.bwd_flops))
+                           bwd_flops=tm(m.bwd_flops), fwd_work=wk(m.fwd_work),
+                           bwd_work=wk(m.bwd_work))
 
         stages = tuple(replace(s, out_bytes=sz(s.out_bytes), saved_bytes=sz(s.saved_bytes),
                                fwd_tmp_bytes=sz(s.fwd_tmp_bytes), bwd_tmp_bytes=sz(s.bwd_tmp_bytes),
                                fwd_time_s=tm(s.fwd_time_s), bwd_time_s=tm(s.bwd_time_s),
                                fwd_flops=tm(s.fwd_flops), bwd_flops=tm(s.bwd_flops),
+                               fwd_work=wk(s.fwd_work), bwd_work=wk(s.bwd_work),
                                modes={k: mode(m) for k, m in s.modes.items()})
                        for s in self.stages)
         return replace(self, stages=stages, input_bytes=sz(self.input_bytes), batch=batch)

@@ -198,6 +198,11 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
     if device is not None and model.uses_flops:
         used = precision or model.precision or device.precision
     notes = []
+    if time_model(model, device, used) == "op-families":
+        assert device is not None
+        notes.append(f"stage times: the work per op family priced by {device.name}'s "
+                     f"calibrated {used} families (overhead + FLOPs / rate + bytes / bandwidth "
+                     "per operation), not one sustained FLOP/s")
     if precision is not None and model.precision is not None and precision != model.precision:
         how = (f"measure mixed precision with `edgeplan import torch --amp {precision}`"
                if precision in ("bf16", "fp16") else "docs/finetune.md")
@@ -206,6 +211,17 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
     return Problem(model=model, device=device, chain=chain, memory=mem, precision=used,
                    grad_accum=grad_accum, training=None if training.spec.is_all else training,
                    notes=tuple(notes))
+
+
+def time_model(model: ModelSpec, device: DeviceProfile | None, precision: str | None) -> str:
+    """How stage times were obtained: ``measured`` (the file's times), ``op-families`` (the
+    work per op family priced by the device's calibrated families, ``edgeplan.work``) or
+    ``sustained`` (FLOPs at the device's one sustained FLOP/s)."""
+    if precision is None or device is None:
+        return "measured"
+    if model.has_work and device.family_costs(precision) is not None:
+        return "op-families"
+    return "sustained"
 
 
 def solve_problem(problem: Problem, strategy: str = "optimal", **opts: Any) -> SolveResult:

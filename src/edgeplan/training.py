@@ -91,6 +91,7 @@ def frozen_default(stage: StageSpec) -> ModeSpec:
         return ModeSpec()
     return ModeSpec(bwd_flops=None if stage.bwd_flops is None else stage.bwd_flops / 2,
                     bwd_time_s=None if stage.bwd_time_s is None else stage.bwd_time_s / 2,
+                    bwd_work=None if stage.bwd_work is None else stage.bwd_work.scaled(0.5),
                     computed=True)
 
 
@@ -335,5 +336,7 @@ def _apply(st: StageSpec, ms: ModeSpec) -> StageSpec:
                    fwd_time_s=pick(ms.fwd_time_s, st.fwd_time_s),
                    bwd_flops=pick(ms.bwd_flops, st.bwd_flops),
                    bwd_time_s=pick(ms.bwd_time_s, st.bwd_time_s),
+                   fwd_work=pick(ms.fwd_work, st.fwd_work),
+                   bwd_work=pick(ms.bwd_work, st.bwd_work),
                    param_bytes=st.param_bytes + ms.added_bytes,
                    trainable_bytes=ms.trainable_bytes, modes={})

@@ -38,9 +38,11 @@ def calibrate_cmd(out: Output, name: str | None, title: str | None, storage_path
                   output: str) -> int:
     """Measure this machine (run it on the device) and write a device profile with [M] sources.
 
-    Memory and reserve (/proc/meminfo, the framework's own footprint), training throughput of
-    matmul, convolution and depthwise convolution per precision, memory bandwidth, and with
-    --storage the storage tier for offload. About a minute by default. The built-in profiles
+    Memory and reserve (/proc/meminfo, the framework's own footprint); per precision the cost
+    of each op family (matmul, convolution, depthwise, normalisation, pooling, gather, random,
+    element-wise: overhead, FLOP/s, bytes/s fitted to timed training operations), which prices
+    a model file's work per family; memory bandwidth; and with --storage the storage tier for
+    offload. About a minute by default. The built-in profiles
     keep their sourced vendor figures; use this one with --device FILE.
 
     Example: edgeplan calibrate --storage /mnt/sd --power "7.2 W" -o my-pi.yaml
@@ -71,14 +73,18 @@ def calibrate_cmd(out: Output, name: str | None, title: str | None, storage_path
                         "write_latency": cal.storage["write_latency"].value})
         for k, m in cal.storage.items():
             sources[f"storage[0].{k}"] = m.how
-    fam = []
-    for f, per in cal.families.items():
-        for p, m in per.items():
-            fam.append(f"  {f} {p}: {m.value / 1e9:.4g} GFLOP/s")
-    notes = ("Measured by `edgeplan calibrate` on this machine: training throughput per op "
-             f"family ({cal.threads} threads):\n" + "\n".join(fam) + "\n"
-             f"Element-wise and normalisation layers are bound by the memory bandwidth "
-             f"({cal.bandwidth_bytes_per_s.value / 1e9:.3g} GB/s copy). Quick mode: "
+    for p, errs in cal.fit_error.items():
+        sources[f"compute.families.{p}"] = (
+            f"[M] fitted to every operation of forward + backward steps of the calibration "
+            f"ladder (edgeplan.calibrate: CNN-pyramid and transformer layer shapes), {p}, "
+            f"{cal.threads} threads, each op's best time; median error of the fit per family: "
+            + ", ".join(f"{f} {e:.0%}" for f, e in errs.items())
+            + f" (edgeplan calibrate {time.strftime('%Y-%m-%d')}, torch {cal.torch_version})")
+    notes = ("Measured by `edgeplan calibrate` on this machine "
+             f"({cal.threads} threads). compute.families prices a model file's work per op "
+             "family (written by `edgeplan import torch`): per operation overhead + FLOPs / "
+             "rate + bytes / bandwidth. memory.bandwidth is a numpy copy "
+             f"({cal.bandwidth_bytes_per_s.value / 1e9:.3g} GB/s). Quick mode: "
              f"{'yes (not a profile to trust)' if quick else 'no'}.")
     cmd = " ".join(shlex.quote(a) for a in ["edgeplan", "calibrate", *sys.argv[2:]]) \
         if sys.argv[1:2] == ["calibrate"] else "edgeplan calibrate"
@@ -90,7 +96,7 @@ def calibrate_cmd(out: Output, name: str | None, title: str | None, storage_path
         bandwidth_bytes_per_s=cal.bandwidth_bytes_per_s.value, precision="fp32",
         sustained_flops={p: m.value for p, m in cal.sustained_flops.items()},
         training_power_w=power if power is not None else 5.0, storage=storage,
-        sources=sources, notes=notes,
+        sources=sources, notes=notes, families=cal.families,
         header=f"produced by: {cmd}\nedgeplan calibrate {time.strftime('%Y-%m-%d')}, torch "
                f"{cal.torch_version}, {cal.machine}")
     if output == "-":

@@ -14,6 +14,7 @@ from typing import Any
 from .. import units
 from ..device import DEVICE_KINDS, PRECISIONS, DeviceProfile, StorageTier
 from ..errors import InputError, ModelError, UnknownNameError
+from ..work import COMPUTE_FAMILIES, FAMILIES, FamilyCost
 from ._yaml import Node, check_format, read_yaml
 
 FORMAT_VERSION = 1
@@ -71,7 +72,7 @@ def device_from_data(data: Any, src: str) -> DeviceProfile:
         raise mem.error("reserved", f"is {units.format_size(reserved)}, not less than the "
                                     f"device's total memory ({units.format_size(total)})",
                         ModelError)
-    comp = top.child("compute", ("precision", "peak", "sustained"), required=True)
+    comp = top.child("compute", ("precision", "peak", "sustained", "families"), required=True)
     precision = comp.choice("precision", PRECISIONS, "fp32")
     peak = _rates(comp.child("peak", PRECISIONS))
     sustained = _rates(comp.child("sustained", PRECISIONS, required=True))
@@ -84,6 +85,7 @@ def device_from_data(data: Any, src: str) -> DeviceProfile:
         if p in peak and r > peak[p] * (1 + 1e-9):
             raise comp.error(f"sustained.{p}", f"({units.format_flop_rate(r)}) exceeds the peak "
                                                f"({units.format_flop_rate(peak[p])})", ModelError)
+    families = _families(comp.child("families", PRECISIONS))
     power = top.child("power", ("training", "idle"), required=True)
     training_w = power.get("training", units.parse_power, required=True)
     storage = []
@@ -109,7 +111,36 @@ def device_from_data(data: Any, src: str) -> DeviceProfile:
         training_power_w=training_w, idle_power_w=power.get("idle", units.parse_power),
         bandwidth_bytes_per_s=mem.get("bandwidth", units.parse_bandwidth),
         storage=tuple(storage), sources=dict(sources_raw),
-        notes=(top.text("notes", "") or ""), path=src)
+        notes=(top.text("notes", "") or ""), path=src, families=families)
+
+
+def _families(node: Node | None) -> dict[str, dict[str, FamilyCost]]:
+    """``compute.families.<precision>.<family>: {overhead, rate, bandwidth}`` (edgeplan.work):
+    every family of ``FAMILIES`` for each precision listed; ``rate`` for the compute families
+    only; a missing ``rate`` or ``bandwidth`` costs nothing (calibrate found no such term)."""
+    if node is None:
+        return {}
+    out: dict[str, dict[str, FamilyCost]] = {}
+    for p in node.data:
+        per = node.child(p, FAMILIES, required=True)
+        missing = [f for f in FAMILIES if f not in per.data]
+        if missing:
+            raise per.error(None, f"needs every op family (missing: {', '.join(missing)}); "
+                                  "`edgeplan calibrate` writes them all")
+        costs = {}
+        for f in FAMILIES:
+            c = per.child(f, ("overhead", "rate", "bandwidth") if f in COMPUTE_FAMILIES
+                          else ("overhead", "bandwidth"), required=True)
+            overhead = c.get("overhead", units.parse_time, 0.0)
+            rate = c.get("rate", units.parse_flop_rate)
+            bw = c.get("bandwidth", units.parse_bandwidth)
+            for key, v in (("overhead", overhead), ("rate", rate), ("bandwidth", bw)):
+                if (v is not None and not (0 <= v < math.inf)) or (key != "overhead" and v == 0):
+                    raise c.error(key, "must be a finite number more than 0" if key != "overhead"
+                                  else "must be finite and not negative", ModelError)
+            costs[f] = FamilyCost(overhead_s=overhead, flop_rate=rate, bandwidth_bytes_per_s=bw)
+        out[p] = costs
+    return out
 
 
 def _rates(node: Node | None) -> dict[str, float]:
@@ -129,7 +160,8 @@ def device_yaml(*, name: str, title: str, kind: str, total_bytes: int, reserved_
                 bandwidth_bytes_per_s: float | None, precision: str,
                 sustained_flops: dict[str, float], training_power_w: float,
                 storage: list[dict] | None = None, sources: dict[str, str] | None = None,
-                notes: str = "", header: str = "") -> str:
+                notes: str = "", header: str = "",
+                families: dict[str, dict[str, FamilyCost]] | None = None) -> str:
     """Device format 1 text (``find_device`` reads it back): sizes in exact bytes, rates with
     four significant digits, every ``sources`` entry quoted."""
     from .model_file import quoted
@@ -141,6 +173,17 @@ def device_yaml(*, name: str, title: str, kind: str, total_bytes: int, reserved_
         out.append(f"  bandwidth: {bandwidth_bytes_per_s / 1e9:.4g} GB/s")
     out += ["compute:", f"  precision: {precision}", "  sustained:"]
     out += [f"    {p}: {r / 1e9:.4g} GFLOP/s" for p, r in sustained_flops.items()]
+    if families:
+        out.append("  families:  # per op: overhead + flops / rate + bytes / bandwidth")
+        for p, costs in families.items():
+            out.append(f"    {p}:")
+            for f, c in costs.items():
+                parts = [f"overhead: {c.overhead_s * 1e6:.4g} us"]
+                if c.flop_rate:
+                    parts.append(f"rate: {c.flop_rate / 1e9:.4g} GFLOP/s")
+                if c.bandwidth_bytes_per_s:
+                    parts.append(f"bandwidth: {c.bandwidth_bytes_per_s / 1e9:.4g} GB/s")
+                out.append(f"      {f}: {{{', '.join(parts)}}}")
     out += ["power:", f"  training: {training_power_w:g} W"]
     if storage:
         out.append("storage:")

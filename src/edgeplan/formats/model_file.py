@@ -21,6 +21,7 @@ from ..device import PRECISIONS
 from ..errors import InputError, ModelError, UnknownNameError
 from ..model import ModelSpec, StageSpec
 from ..training import BIAS, FROZEN, OPTIMIZER_STATE, ModeSpec, is_mode, parse_train
+from ..work import FAMILIES, FamilyWork, Work
 from ._yaml import Node, check_format, parse_yaml_text, read_yaml
 
 FORMAT_VERSION = 1
@@ -35,9 +36,9 @@ DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, 
 MODEL_KEYS = ("format", "name", "description", "derivation", "batch", "input", "parameters",
               "optimizer", "precision", "amp", "lora", "train", "stages")
 STAGE_KEYS = ("name", "fwd_time", "fwd_flops", "bwd_time", "bwd_flops", "out", "saved",
-              "fwd_tmp", "bwd_tmp", "params", "modes")
+              "fwd_tmp", "bwd_tmp", "params", "work", "modes")
 MODE_KEYS = ("trainable", "added", "saved", "fwd_tmp", "bwd_tmp", "fwd_flops", "fwd_time",
-             "bwd_flops", "bwd_time")
+             "bwd_flops", "bwd_time", "work")
 REPEAT_KEYS = ("repeat", "name", "stages")
 
 
@@ -187,12 +188,48 @@ def _stage(node: Node, prefix: str, index: int) -> StageSpec:
         raise node.error("saved", f"is {saved:,} bytes, less than out ({out:,} bytes); saved "
                                   "includes the stage's output, so saved >= out", ModelError)
     params = node.get("params", units.parse_size, 0)
+    fwd_work, bwd_work = _work(node)
     return StageSpec(name=prefix + name, out_bytes=out, saved_bytes=saved, fwd_time_s=fwd_time,
                      fwd_flops=fwd_flops, bwd_time_s=node.get("bwd_time", units.parse_time),
                      bwd_flops=node.get("bwd_flops", units.parse_flops),
                      fwd_tmp_bytes=node.get("fwd_tmp", units.parse_size, 0),
                      bwd_tmp_bytes=node.get("bwd_tmp", units.parse_size, 0),
-                     param_bytes=params, modes=_modes(node, params), where=node.where)
+                     param_bytes=params, fwd_work=fwd_work, bwd_work=bwd_work,
+                     modes=_modes(node, params), where=node.where)
+
+
+def _work(node: Node) -> tuple[Work | None, Work | None]:
+    """``work: {fwd: {conv: [ops, flops, bytes], ...}, bwd: {...}}`` (edgeplan.work)."""
+    w = node.child("work", ("fwd", "bwd"))
+    if w is None:
+        return None, None
+    out: list[Work | None] = []
+    for key in ("fwd", "bwd"):
+        raw = w.raw(key)
+        if raw is None:
+            out.append(None)
+            continue
+        passes = w.child(key, FAMILIES)
+        assert passes is not None
+        fams = {}
+        for fam, triple in passes.data.items():
+            where = passes.path(fam)
+            if not isinstance(triple, list) or len(triple) != 3:
+                raise InputError(f"expected [operations, FLOPs, bytes], e.g. [2, 1.5 GFLOP, "
+                                 f"3 MiB], got {triple!r}"[:200], source=node.source, where=where)
+            ops, flops, moved = triple
+            if isinstance(ops, bool) or not isinstance(ops, int) or ops < 0:
+                raise InputError(f"expected a count of operations, got {ops!r}",
+                                 source=node.source, where=f"{where}[0]")
+            try:
+                fl = units.parse_flops(flops)
+                nb = units.parse_size(moved)
+            except InputError as e:
+                raise InputError(e.message, source=node.source,
+                                 where=f"{where}[{1 if 'FLOP' in e.message else 2}]") from None
+            fams[fam] = FamilyWork(ops, float(fl), int(nb))
+        out.append(Work.of(fams))
+    return out[0], out[1]
 
 
 def _modes(node: Node, params: int) -> dict[str, ModeSpec]:
@@ -225,6 +262,7 @@ def _modes(node: Node, params: int) -> dict[str, ModeSpec]:
         if name == BIAS and trainable > params:
             raise m.error("trainable", f"is {trainable:,} bytes, more than the stage's params "
                                        f"({params:,} bytes)")
+        work = _work(m)
         out[name] = ModeSpec(trainable_bytes=trainable, added_bytes=added,
                              saved_bytes=m.get("saved", units.parse_size),
                              fwd_tmp_bytes=m.get("fwd_tmp", units.parse_size),
@@ -232,7 +270,8 @@ def _modes(node: Node, params: int) -> dict[str, ModeSpec]:
                              fwd_flops=m.get("fwd_flops", units.parse_flops),
                              fwd_time_s=m.get("fwd_time", units.parse_time),
                              bwd_flops=m.get("bwd_flops", units.parse_flops),
-                             bwd_time_s=m.get("bwd_time", units.parse_time))
+                             bwd_time_s=m.get("bwd_time", units.parse_time),
+                             fwd_work=work[0], bwd_work=work[1])
     return out
 
 
@@ -356,6 +395,8 @@ class ImportedMode:
     bwd_flops: int | None = None
     fwd_time_s: float | None = None
     bwd_time_s: float | None = None
+    fwd_work: Work | None = None
+    bwd_work: Work | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -374,6 +415,8 @@ class ImportedStage:
     fwd_time_s: float | None = None      # measured host times, when the importer timed them
     bwd_time_s: float | None = None
     tmp_estimated: bool = True           # False: fwd_tmp/bwd_tmp were not estimated (0)
+    fwd_work: Work | None = None         # per op family (torch importer)
+    bwd_work: Work | None = None
     comment: str | None = None           # a line above the numbers (e.g. uncosted ops)
     modes: tuple[tuple[str, ImportedMode], ...] = ()   # (file mode name, numbers), in order
 
@@ -444,11 +487,25 @@ def write_model(m: ImportedModel, *, command: str | None = None,
             note = iec(v) if s.tmp_estimated else "not estimated"
             out.append(f"    {key}: {v:<{16}d} # {note}")
         out.append(f"    params: {s.param_bytes:<17d} # {s.param_count:,} parameters")
+        out += _work_lines(s.fwd_work, s.bwd_work, "    ")
         if s.modes:
             out.append("    modes:")
             for mode, ms in s.modes:
                 out += _mode_lines(mode, ms)
     return "\n".join(out) + "\n"
+
+
+def _work_lines(fwd: Work | None, bwd: Work | None, indent: str) -> list[str]:
+    """``work:`` with one line per pass: ``family: [operations, FLOPs, bytes]``."""
+    if fwd is None and bwd is None:
+        return []
+    out = [f"{indent}work:  # per op family: [operations, FLOPs, bytes read + written]"]
+    for key, w in (("fwd", fwd), ("bwd", bwd)):
+        if w is not None:
+            items = ", ".join(f"{f}: [{x.ops}, {int(x.flops)}, {x.moved_bytes}]"
+                              for f, x in w.families)
+            out.append(f"{indent}  {key}: {{{items}}}")
+    return out
 
 
 def _mode_lines(mode: str, ms: ImportedMode) -> list[str]:
@@ -470,4 +527,5 @@ def _mode_lines(mode: str, ms: ImportedMode) -> list[str]:
     for key, t in (("fwd_time", ms.fwd_time_s), ("bwd_time", ms.bwd_time_s)):
         if t is not None:
             body.append(f"        {key}: {t * 1e3:.6g} ms")
+    body += _work_lines(ms.fwd_work, ms.bwd_work, "        ")
     return [f"      {mode}:" + ("" if body else " {}")] + body

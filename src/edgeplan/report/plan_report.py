@@ -14,7 +14,7 @@ from rich.text import Text
 
 from ..batch import BatchPlan
 from ..plan import Plan
-from ..problem import overhead_of
+from ..problem import overhead_of, time_model
 from ..schedule import OpKind, Schedule
 from ..solvers.base import SolveResult
 from ..training import everything
@@ -365,6 +365,7 @@ def plan_doc(plan: Plan, exit_code: int) -> dict:
         d is not None and plan.memory.usable_bytes != d.usable_bytes else None,
         "precision": plan.precision,
         "flop_rate": None if plan.precision is None or d is None else d.flop_rate(plan.precision),
+        "time_model": time_model(m, d, plan.precision),
         "slots": None if res.discretization is None else res.discretization.slots,
     }
     data = {

@@ -69,6 +69,7 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # silence the profiler's start/s
 import torch
 
 from ..errors import InputError
+from ..work import Work
 from ._tensors import detach_all, leaves, storage_key
 
 __all__ = ["AMP_DTYPES", "AllocTrace", "StageMeasure", "alloc_events_supported", "amp_dtype",
@@ -91,6 +92,8 @@ class StageMeasure:
     trainable_bytes: int = 0           # of param_bytes, the parameters that require grad
     fwd_time_s: float | None = None
     bwd_time_s: float | None = None
+    fwd_work: Work | None = None       # per op family (``torchrun.opwork``)
+    bwd_work: Work | None = None
     # diagnostics (not written to the model file)
     saved_hook_bytes: int = 0          # packed storages, before the output is added
     alloc_net_fwd: int | None = None   # allocator: bytes still held after the recording forward
@@ -268,9 +271,44 @@ def grouped_conv_fix_active(stages: list[tuple[str, Any]]) -> bool:
     return bool(_grouped_conv_backward_fix()) and _has_grouped_conv(stages)
 
 
+def _cpu_attention_flops() -> dict[Any, Any]:
+    """FLOP formulas for the CPU kernels of ``scaled_dot_product_attention``, which
+    ``torch.utils.flop_counter`` (through at least torch 2.13) does not know: it counts an
+    attention layer on the CPU as 0 FLOPs. Torch's own formulas for the other attention kernels
+    (``sdpa_flop_count``, ``sdpa_backward_flop_count``) are applied to the same shapes."""
+    from torch.utils import flop_counter as fcm
+    aten = torch.ops.aten
+    fwd_op = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    bwd_op = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if fwd_op is None or bwd_op is None or fwd_op in fcm.flop_registry or \
+            not hasattr(fcm, "sdpa_flop_count"):
+        return {}
+
+    def fwd(query: Any, key: Any, value: Any, *args: Any, out_val: Any = None,
+            **kwargs: Any) -> int:
+        return int(fcm.sdpa_flop_count(query.shape, key.shape, value.shape))
+
+    def bwd(grad_out: Any, query: Any, key: Any, value: Any, *args: Any, out_val: Any = None,
+            **kwargs: Any) -> int:
+        return int(fcm.sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape,
+                                                value.shape))
+    fwd._get_raw = True  # type: ignore[attr-defined]
+    bwd._get_raw = True  # type: ignore[attr-defined]
+    return {fwd_op: fwd, bwd_op: bwd}
+
+
+def flop_mapping() -> dict[Any, Any]:
+    """edgeplan's additions to ``torch.utils.flop_counter``'s formulas (raw: called with the
+    op's real arguments and ``out_val``): the grouped-convolution backward fix and the CPU
+    attention kernels."""
+    if "mapping" not in _PROBE_MAP:
+        _PROBE_MAP["mapping"] = {**_grouped_conv_backward_fix(), **_cpu_attention_flops()}
+    return _PROBE_MAP["mapping"]
+
+
 def _flop_counter() -> Any:
     from torch.utils.flop_counter import FlopCounterMode
-    return FlopCounterMode(display=False, custom_mapping=_grouped_conv_backward_fix())
+    return FlopCounterMode(display=False, custom_mapping=flop_mapping())
 
 
 def _prepare(prev: Any, a0_keys: set[int], clone: bool = False) -> tuple[Any, list[Any]]:
@@ -334,7 +372,9 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
     """Measure each stage on the output of the previous one (see the module docstring);
     ``autocast``: a 16-bit dtype for mixed precision."""
     from torch.autograd.graph import saved_tensors_hooks
-    _grouped_conv_backward_fix()  # probe now, not inside a measured pass
+
+    from .opwork import WorkCounter
+    flop_mapping()  # probe now, not inside a measured pass
     if measure_tmp and not alloc_events_supported():
         measure_tmp = False
 
@@ -380,7 +420,8 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
             packed.clear()
             try:
                 with AllocTrace(measure_tmp) as tr_fwd, saved_tensors_hooks(pack, unpack), \
-                        torch.enable_grad(), _flop_counter() as fc, _amp(autocast):
+                        torch.enable_grad(), _flop_counter() as fc, WorkCounter() as wc_f, \
+                        _amp(autocast):
                     out = _run_stage(name, module, inp)
                 break
             except InputError as e:
@@ -403,19 +444,22 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
         # 2. backward seeded with ones: FLOPs, allocator peak, input-gradient size
         grad_outs = [t for t in out_leaves if t.requires_grad]
         bwd_flops = 0
+        bwd_work = Work()
         peak_bwd = None
         in_grad_bytes = 0
         if grad_outs:
             seeds = [torch.ones_like(t) for t in grad_outs]
             for p in stage_params:
                 p.grad = None
-            with AllocTrace(measure_tmp) as tr_bwd, _flop_counter() as fcb:
+            with AllocTrace(measure_tmp) as tr_bwd, _flop_counter() as fcb, \
+                    WorkCounter() as wc_b:
                 try:
                     torch.autograd.backward(grad_outs, seeds)
                 except Exception as e:
                     raise InputError(f"backward of the stage failed: {type(e).__name__}: {e}",
                                      where=name) from e
             bwd_flops = int(fcb.get_total_flops())
+            bwd_work = wc_b.work()
             in_grads = [t.grad for t in in_leaves if t.grad is not None]
             in_grad_bytes = sum(_storage_map(in_grads).values())
             if measure_tmp:
@@ -453,7 +497,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
             fwd_flops=fwd_flops, bwd_flops=bwd_flops, fwd_tmp_bytes=int(fwd_tmp),
             bwd_tmp_bytes=int(bwd_tmp), param_bytes=int(pbytes), param_count=int(pcount),
             trainable_bytes=int(tbytes), fwd_time_s=fwd_t, bwd_time_s=bwd_t,
-            saved_hook_bytes=int(saved_hook),
+            fwd_work=wc_f.work(), bwd_work=bwd_work, saved_hook_bytes=int(saved_hook),
             alloc_net_fwd=net_fwd, alloc_peak_fwd=peak_fwd, alloc_peak_nograd=peak_ng,
             alloc_peak_bwd=peak_bwd, input_grad_bytes=int(in_grad_bytes)))
         # the next stage starts from this output, detached (its graph is gone)

@@ -250,7 +250,9 @@ def stage_mode_numbers(stages: Sequence[tuple[str, nn.Module]], trained: Sequenc
                     "bwd_tmp_bytes": _diff(m.bwd_tmp_bytes, s.bwd_tmp_bytes),
                     "fwd_flops": _diff(m.fwd_flops, s.fwd_flops),
                     "bwd_flops": _diff(m.bwd_flops, s.bwd_flops),
-                    "fwd_time_s": m.fwd_time_s, "bwd_time_s": m.bwd_time_s}
+                    "fwd_time_s": m.fwd_time_s, "bwd_time_s": m.bwd_time_s,
+                    "fwd_work": None if m.fwd_work == s.fwd_work else m.fwd_work,
+                    "bwd_work": None if m.bwd_work == s.bwd_work else m.bwd_work}
         out.append(modes)
     return out
 

@@ -1,0 +1,106 @@
+"""Predicted vs measured training-step time for the zoo, on this machine (docs/run.md).
+
+    python benchmarks/time_model.py                      # calibrate, then the table (~5 min)
+    python benchmarks/time_model.py --profile me.yaml    # a profile from `edgeplan calibrate`
+    python benchmarks/time_model.py --only resnet18-224  # one case
+
+Everything runs with one thread (``torch.set_num_threads(1)``), calibration included, so that
+the numbers are steady on a shared machine. Per case: ``edgeplan import torch`` (through its
+library: the file text is written and read back) measures the work per op family of every stage;
+the stage times are that work priced by the calibrated profile's families (``edgeplan.work``):
+*predicted* is the simulator's cost of the schedule on that chain, with no host timing of the
+model at all. *measured* is the fastest of 5 executed steps of the same schedule
+(``torchrun.verify_plan``, the executor). *host-timed* is the simulator's cost on the stage
+times measured on this host (store-all executor steps), the chain model alone without the
+time model: the part of the error that is not the time model's. Budgets: store-all, half way
+between it and the least activation budget, and the least.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from edgeplan.calibrate import calibrate
+from edgeplan.device import DeviceProfile
+from edgeplan.formats.device_file import load_device
+from edgeplan.formats.model_file import model_from_text
+from edgeplan.importers.torch import import_torch, to_yaml
+from edgeplan.problem import prepare
+from edgeplan.solvers.base import store_all_peak_bytes
+from edgeplan.solvers.optimal import solve_optimal
+from edgeplan.torchrun import verify_plan, without_tmp
+
+ZOO = "edgeplan.importers.zoo"
+#: (label, zoo builder, kwargs, per-sample input shape, batch, input dtype)
+CASES = [
+    ("resnet18-224", "resnet18", {}, (3, 224, 224), 2, "float32"),
+    ("resnet50-160", "resnet50", {}, (3, 160, 160), 1, "float32"),
+    ("mobilenetv2-224", "mobilenetv2", {}, (3, 224, 224), 2, "float32"),
+    ("vgg16-224", "vgg16", {}, (3, 224, 224), 1, "float32"),
+    ("bert-base-2l-128", "bert_base_encoder", {"layers": 2}, (128,), 2, "int64"),
+    ("gpt2-small-2l-128", "gpt2_small", {"layers": 2}, (128,), 2, "int64"),
+    ("resnet18-64", "resnet18", {"classes": 10}, (3, 64, 64), 4, "float32"),
+    ("mobilenetv2-64", "mobilenetv2", {"classes": 10, "width": 0.5}, (3, 64, 64), 4, "float32"),
+    ("bert-small", "bert_base_encoder",
+     {"layers": 2, "hidden": 256, "heads": 4, "ffn": 1024, "vocab": 1000}, (64,), 4, "int64"),
+    ("lstm-16", "lstm_unrolled", {"steps": 16, "features": 64, "hidden": 256}, (16, 64), 8,
+     "float32"),
+]
+
+
+def calibrated_profile() -> DeviceProfile:
+    print("calibrating this machine (1 thread) ...", file=sys.stderr)
+    cal = calibrate()
+    return DeviceProfile(
+        name="this-host", title="this host, calibrated", kind=cal.kind,
+        total_bytes=int(cal.total_bytes.value), reserved_bytes=int(cal.reserved_bytes.value),
+        precision="fp32", peak_flops={}, training_power_w=5.0,
+        sustained_flops={p: m.value for p, m in cal.sustained_flops.items()},
+        bandwidth_bytes_per_s=cal.bandwidth_bytes_per_s.value, families=cal.families)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", help="a calibrated device profile (default: calibrate now)")
+    ap.add_argument("--only", action="append", help="run only this case (repeatable)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    device = load_device(args.profile) if args.profile else calibrated_profile()
+    if device.family_costs("fp32") is None:
+        sys.exit(f"{args.profile}: no compute.families for fp32; run `edgeplan calibrate`")
+    print("| model | budget | predicted | measured | measured / predicted | host-timed / "
+          "measured |")
+    print("|---|---|---|---|---|---|")
+    worst = 0.0
+    for label, fn, kwargs, shape, batch, dtype in CASES:
+        if args.only and label not in args.only:
+            continue
+        spec = f"{ZOO}:{fn}"
+        high = kwargs.get("vocab", 30522 if "bert" in fn else 50257) if dtype == "int64" \
+            else None
+        r = import_torch(spec, input_shape=shape, batch=batch, input_dtype=dtype,
+                         input_high=high, kwargs=kwargs, name=label, measure_tmp=False)
+        model = model_from_text(to_yaml(r), f"{label}.yaml")
+        chain = prepare(model, device).chain
+        bare = without_tmp(chain)
+        hi = store_all_peak_bytes(bare)
+        lo = solve_optimal(bare, hi).min_budget_bytes
+        for name, budget in (("store-all", hi), ("half way", (lo + hi) // 2), ("least", lo)):
+            res = solve_optimal(bare, budget)
+            assert res.schedule is not None and res.cost_s is not None
+            v = verify_plan(spec, res.schedule, chain, kwargs=kwargs, input_shape=shape,
+                            batch=batch, input_dtype=dtype, input_high=high, timing=True,
+                            repeats=5, time_reps=3, independent=False, measure_tmp=False)
+            ratio = v.measured_time_s / res.cost_s
+            host = v.predicted_time_s / v.measured_time_s if v.predicted_time_s else float("nan")
+            worst = max(worst, abs(ratio - 1))
+            print(f"| {label} | {name} | {res.cost_s * 1e3:.1f} ms | "
+                  f"{v.measured_time_s * 1e3:.1f} ms | {ratio:.2f} | {host:.2f} |", flush=True)
+    print(f"\nlargest |measured / predicted - 1|: {worst:.0%}")
+
+
+if __name__ == "__main__":
+    main()

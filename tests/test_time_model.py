@@ -1,0 +1,155 @@
+"""The time model per op family (``edgeplan.work``, docs/chain-model.md §7): the work a stage
+does, how a calibrated device prices it, the file formats that carry both."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from edgeplan.errors import InputError
+from edgeplan.formats._yaml import parse_yaml_text
+from edgeplan.formats.device_file import device_from_data, device_yaml
+from edgeplan.formats.model_file import (
+    ImportedModel,
+    ImportedStage,
+    model_from_text,
+    write_model,
+)
+from edgeplan.problem import prepare, time_model
+from edgeplan.work import (
+    COMPUTE_FAMILIES,
+    FAMILIES,
+    FamilyCost,
+    FamilyWork,
+    Work,
+    work_time_s,
+)
+
+COSTS = {f: FamilyCost(overhead_s=10e-6, flop_rate=100e9 if f in COMPUTE_FAMILIES else None,
+                       bandwidth_bytes_per_s=10e9) for f in FAMILIES}
+
+
+def _device_text(families: dict | None = COSTS) -> str:
+    return device_yaml(name="cal", title="calibrated", kind="cpu", total_bytes=2**30,
+                       reserved_bytes=0, bandwidth_bytes_per_s=20e9, precision="fp32",
+                       sustained_flops={"fp32": 50e9}, training_power_w=5.0,
+                       families=None if families is None else {"fp32": families})
+
+
+def _device(families: dict | None = COSTS):  # type: ignore[no-untyped-def]
+    return device_from_data(parse_yaml_text(_device_text(families), "cal.yaml"), "cal.yaml")
+
+
+def test_work_time_is_the_sum_over_operations_of_overhead_flops_and_bytes():
+    w = Work.of({"conv": FamilyWork(2, 2e9, 10**9), "elementwise": FamilyWork(3, 0.0, 2 * 10**9)})
+    # conv: 2 x 10 us + 2 GFLOP / 100 GFLOP/s + 1 GB / 10 GB/s; elementwise: 3 x 10 us + 0.2 s
+    assert work_time_s(w, COSTS) == pytest.approx(2e-5 + 0.02 + 0.1 + 3e-5 + 0.2)
+    # linear in the work: the time of the sum is the sum of the times
+    v = Work.of({"conv": FamilyWork(1, 1e9, 5 * 10**8), "norm": FamilyWork(1, 0.0, 10**6)})
+    assert work_time_s(w + v, COSTS) == pytest.approx(work_time_s(w, COSTS)
+                                                      + work_time_s(v, COSTS))
+    # a batch r times larger: FLOPs and bytes scale, the number of operations does not
+    s = w.scaled(2.0)
+    assert s.get("conv") == FamilyWork(2, 4e9, 2 * 10**9)
+    with pytest.raises(InputError, match="unknown op family 'convv'"):
+        Work.of({"convv": FamilyWork(1, 1.0, 1)})
+    with pytest.raises(InputError, match="prices no 'pool'"):
+        work_time_s(Work.of({"pool": FamilyWork(1, 0.0, 8)}), {"conv": COSTS["conv"]})
+
+
+def _model_text(times: bool = False) -> str:
+    fwd = Work.of({"matmul": FamilyWork(1, 4e9, 10**8), "elementwise": FamilyWork(2, 0, 10**8)})
+    bwd = Work.of({"matmul": FamilyWork(2, 8e9, 3 * 10**8), "elementwise": FamilyWork(1, 0,
+                                                                                  10**8)})
+    stages = tuple(ImportedStage(name=f"s{i}", fwd_flops=4 * 10**9, bwd_flops=8 * 10**9,
+                                 out_bytes=2**20, saved_bytes=2**21, param_bytes=4096,
+                                 fwd_work=fwd, bwd_work=bwd,
+                                 fwd_time_s=0.5 if times else None,
+                                 bwd_time_s=1.0 if times else None) for i in range(3))
+    m = ImportedModel(name="w", description="", derivation="by hand", provenance="test",
+                      batch=4, input_bytes=2**20, stages=stages)
+    return write_model(m)
+
+
+def test_model_file_work_round_trips_and_prices_the_stage_times():
+    text = _model_text()
+    assert "work:  # per op family" in text and "matmul: [1, 4000000000, 100000000]" in text
+    model = model_from_text(text)
+    st = model.stages[0]
+    assert st.fwd_work is not None and st.fwd_work.get("matmul") == FamilyWork(1, 4e9, 10**8)
+    assert st.bwd_work is not None and st.bwd_work.get("elementwise") == FamilyWork(1, 0.0,
+                                                                                    10**8)
+    assert model.has_work
+    # calibrated device: forward = 1 x 10 us + 4 GFLOP / 100 G + 0.1 GB / 10 G + 2 x 10 us
+    #                              + 0.1 GB / 10 G
+    cal = _device()
+    p = prepare(model, cal)
+    assert p.chain.stages[0].fwd_time_s == pytest.approx(3e-5 + 0.04 + 0.01 + 0.01)
+    assert p.chain.stages[0].bwd_time_s == pytest.approx(3e-5 + 0.08 + 0.03 + 0.01)
+    assert time_model(model, cal, "fp32") == "op-families"
+    assert any("op family" in n for n in p.notes)
+    # a device without families: FLOPs at the sustained 50 GFLOP/s, as before
+    plain = _device(None)
+    q = prepare(model, plain)
+    assert q.chain.stages[0].fwd_time_s == pytest.approx(4e9 / 50e9)
+    assert time_model(model, plain, "fp32") == "sustained" and not q.notes
+    # measured times in the file still win
+    timed = model_from_text(_model_text(times=True))
+    assert prepare(timed, cal).chain.stages[0].fwd_time_s == 0.5
+    assert time_model(timed, cal, None) == "measured"
+    # the batch scales the work: twice the batch, twice the FLOPs and bytes
+    big = prepare(model, cal, batch=8).chain.stages[0]
+    assert big.fwd_time_s == pytest.approx(3e-5 + 2 * (0.04 + 0.01 + 0.01))
+
+
+@pytest.mark.parametrize("work, message", [
+    ("{fwd: {convv: [1, 1, 1]}}", "did you mean 'conv'"),
+    ("{fwd: {conv: [1, 2]}}", "expected \\[operations, FLOPs, bytes\\]"),
+    ("{fwd: {conv: [-1, 2, 3]}}", "expected a count of operations"),
+    ("{fwd: {conv: [1, big, 3]}}", "FLOP"),
+    ("{fwd: {conv: [1, 2, lots]}}", "size"),
+    ("{fwds: {}}", "did you mean 'fwd'"),
+])
+def test_bad_work_is_one_line_with_its_key_path(work: str, message: str):
+    text = ("format: 1\nname: m\ninput: 1 KiB\nstages:\n"
+            f"  - {{name: a, fwd_flops: 1 GFLOP, out: 1 KiB, work: {work}}}\n")
+    with pytest.raises(InputError, match=message) as e:
+        model_from_text(text, "m.yaml")
+    assert "stages[0].work" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_device_families_round_trip_and_are_checked():
+    d = _device()
+    assert d.family_costs("fp32") == COSTS or all(
+        math.isclose(d.family_costs("fp32")[f].overhead_s, COSTS[f].overhead_s) for f in FAMILIES)
+    assert d.family_costs("bf16") is None
+    text = _device_text()
+    # every family is needed for a precision
+    missing = text.replace("      pool: {overhead: 10 us, bandwidth: 10 GB/s}\n", "")
+    with pytest.raises(InputError, match="missing: pool"):
+        device_from_data(parse_yaml_text(missing, "d.yaml"), "d.yaml")
+    # a memory family has no FLOP rate
+    rated = text.replace("pool: {overhead: 10 us,", "pool: {overhead: 10 us, rate: 1 GFLOP/s,")
+    with pytest.raises(InputError, match=r"compute\.families\.fp32\.pool\.rate"):
+        device_from_data(parse_yaml_text(rated, "d.yaml"), "d.yaml")
+    zero = text.replace("conv: {overhead: 10 us, rate: 100 GFLOP/s",
+                        "conv: {overhead: 10 us, rate: 0 GFLOP/s")
+    with pytest.raises(InputError, match=r"conv\.rate: must be a finite number more than 0"):
+        device_from_data(parse_yaml_text(zero, "d.yaml"), "d.yaml")
+
+
+def test_fit_family_recovers_the_constants_it_was_given():
+    from edgeplan.calibrate import fit_family
+    rows = [(f, b, 20e-6 + f / 150e9 + b / 8e9)
+            for f, b in ((1e6, 10**4), (5e7, 2 * 10**6), (2e9, 10**7), (3e8, 5 * 10**7),
+                         (1e5, 10**3), (8e9, 4 * 10**8))]
+    cost, err = fit_family(rows, compute=True)
+    assert cost.overhead_s == pytest.approx(20e-6, rel=1e-3)
+    assert cost.flop_rate == pytest.approx(150e9, rel=1e-3)
+    assert cost.bandwidth_bytes_per_s == pytest.approx(8e9, rel=1e-3)
+    assert err < 1e-6
+    mem = [(0.0, b, 3e-6 + b / 12e9) for b in (10**3, 10**5, 10**7, 10**8)]
+    cost, _ = fit_family(mem, compute=False)
+    assert cost.flop_rate is None and cost.bandwidth_bytes_per_s == pytest.approx(12e9, rel=1e-3)
+    assert cost.overhead_s == pytest.approx(3e-6, rel=1e-3)
