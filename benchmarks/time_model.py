@@ -71,7 +71,8 @@ def main() -> None:
     device = load_device(args.profile) if args.profile else calibrated_profile()
     if device.family_costs("fp32") is None:
         sys.exit(f"{args.profile}: no compute.families for fp32; run `edgeplan calibrate`")
-    print("| model | budget | predicted | measured | measured / predicted | host-timed / "
+    print(f"profile: {device.title}", file=sys.stderr)
+    print("| model | budget | predicted | measured | predicted / measured | host-timed / "
           "measured |")
     print("|---|---|---|---|---|---|")
     worst = 0.0
@@ -94,12 +95,12 @@ def main() -> None:
             v = verify_plan(spec, res.schedule, chain, kwargs=kwargs, input_shape=shape,
                             batch=batch, input_dtype=dtype, input_high=high, timing=True,
                             repeats=5, time_reps=3, independent=False, measure_tmp=False)
-            ratio = v.measured_time_s / res.cost_s
+            ratio = res.cost_s / v.measured_time_s
             host = v.predicted_time_s / v.measured_time_s if v.predicted_time_s else float("nan")
             worst = max(worst, abs(ratio - 1))
             print(f"| {label} | {name} | {res.cost_s * 1e3:.1f} ms | "
                   f"{v.measured_time_s * 1e3:.1f} ms | {ratio:.2f} | {host:.2f} |", flush=True)
-    print(f"\nlargest |measured / predicted - 1|: {worst:.0%}")
+    print(f"\nlargest |predicted / measured - 1|: {worst:.0%}")
 
 
 if __name__ == "__main__":

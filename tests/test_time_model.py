@@ -153,3 +153,13 @@ def test_fit_family_recovers_the_constants_it_was_given():
     cost, _ = fit_family(mem, compute=False)
     assert cost.flop_rate is None and cost.bandwidth_bytes_per_s == pytest.approx(12e9, rel=1e-3)
     assert cost.overhead_s == pytest.approx(3e-6, rel=1e-3)
+
+
+def test_the_benchmark_profile_behind_the_docs_table_loads():
+    from conftest import ROOT
+
+    from edgeplan.formats.device_file import load_device
+    d = load_device(ROOT / "benchmarks" / "dev-host-2core.yaml")
+    costs = d.family_costs("fp32")
+    assert costs is not None and set(costs) == set(FAMILIES)
+    assert d.sources["compute.families.fp32"].startswith("[M]")

@@ -98,11 +98,14 @@ def _best_time(fn: Callable[[], object], seconds: float, sync: Callable[[], None
     return best
 
 
-def _ladders(torch: Any, quick: bool) -> dict[str, list[tuple[str, Callable[[], Any]]]]:
+def _ladders(torch: Any, quick: bool, big_elements: int = 2**24
+             ) -> dict[str, list[tuple[str, Callable[[], Any]]]]:
     """Micro-networks per op family: the layer shapes of the usual CNN pyramids (ResNet, VGG,
     MobileNet stages at small batches) and transformer blocks, small to large, so that each
-    family's fit sees operations from a few KiB to tens of MiB. ``(label, make)``; ``make()``
-    returns ``(module, input)``. Each network's forward + backward is timed op by op."""
+    family's fit sees operations from a few KiB to tens of MiB (softmax up to ``big_elements``
+    per tensor: a language model's vocabulary-wide logits; element-wise up to a CNN stem's
+    activation, 4 x 64 x 112 x 112). ``(label, make)``; ``make()`` returns ``(module, input)``.
+    Each network's forward + backward is timed op by op."""
     nn = torch.nn
     base: Any = nn.Module
 
@@ -119,7 +122,11 @@ def _ladders(torch: Any, quick: bool) -> dict[str, list[tuple[str, Callable[[], 
     class Residual(base):
         def forward(self, x: Any) -> Any:
             y = torch.relu(x) + x
-            return torch.nn.functional.gelu(y).softmax(-1) * 0.5
+            return torch.nn.functional.gelu(y) * 0.5
+
+    class Softmax(base):
+        def forward(self, x: Any) -> Any:
+            return x.softmax(-1) + x.log_softmax(-1)
 
     def conv(c: int, h: int, b: int, k: int = 3, cin: int | None = None, stride: int = 1,
              groups: int = 1) -> tuple[str, Callable[[], Any]]:
@@ -149,7 +156,8 @@ def _ladders(torch: Any, quick: bool) -> dict[str, list[tuple[str, Callable[[], 
             "pool": [net("MaxPool2d", lambda: nn.MaxPool2d(3, 2, 1), (2, 16, 16, 16))],
             "gather": [net("Embedding", lambda: nn.Embedding(500, 64), (2, 32), ids=500)],
             "random": [net("Dropout", lambda: nn.Dropout(0.1), (64, 128))],
-            "elementwise": [net("relu, add, gelu, softmax, mul", Residual, (64, 128))],
+            "elementwise": [net("relu, add, gelu, mul", Residual, (64, 128))],
+            "softmax": [net("softmax, log_softmax", Softmax, (64, 128))],
         }
     bn = nn.BatchNorm2d
     return {
@@ -185,10 +193,13 @@ def _ladders(torch: Any, quick: bool) -> dict[str, list[tuple[str, Callable[[], 
                        ids=8000)],
         "random": [net(f"Dropout 0.1 on {'x'.join(map(str, sh))}", lambda: nn.Dropout(0.1), sh)
                    for sh in ((256, 768), (2, 64, 56, 56), (128, 3072), (16, 64))],
-        "elementwise": [net(f"relu, add, gelu, softmax, mul on {'x'.join(map(str, sh))}",
-                            Residual, sh)
+        "elementwise": [net(f"relu, add, gelu, mul on {'x'.join(map(str, sh))}", Residual, sh)
                         for sh in ((2, 64, 56, 56), (4, 256, 14, 14), (256, 768), (64, 256),
-                                   (2, 8))],
+                                   (2, 8), (max(1, min(4, big_elements // 802816)), 64, 112,
+                                            112))],
+        "softmax": [net(f"softmax, log_softmax on {'x'.join(map(str, sh))}", Softmax, sh)
+                    for sh in ((2, 12, 128, 128), (256, 1000), (16, 64), (4, 4, 64, 64),
+                               (max(1, big_elements // 50257), 50257))],
     }
 
 
@@ -314,7 +325,8 @@ def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: b
     families: dict[str, dict[str, FamilyCost]] = {}
     fit_err: dict[str, dict[str, float]] = {}
     sustained: dict[str, Measurement] = {}
-    ladders = _ladders(torch, quick)
+    # the largest calibration tensors: 64 MiB of fp32, or 1/64 of the memory available now
+    ladders = _ladders(torch, quick, big_elements=max(2**16, min(2**24, avail // 256)))
     for pname, dt in precisions.items():
         rows: dict[str, list[tuple[float, int, float]]] = {f: [] for f in FAMILIES}
         try:

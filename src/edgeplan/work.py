@@ -18,8 +18,10 @@ machine (never to a user's model).
 Families (``FAMILIES``): ``matmul`` (mm, addmm, bmm, attention kernels), ``conv`` (dense and
 grouped convolutions), ``depthwise`` (one input channel per group), ``norm`` (batch, layer,
 group normalisation), ``pool`` (max / average pooling), ``gather`` (embedding, index, scatter),
-``random`` (dropout masks, random fills) and ``elementwise`` (everything else that moves data:
-activations, additions, reductions, copies, softmax).
+``random`` (dropout masks, random fills), ``softmax`` (softmax, log-softmax and their
+backward: an exponential and a reduction per element, several times the cost of a plain
+element-wise pass) and ``elementwise`` (everything else that moves data: activations,
+additions, reductions, copies).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from .errors import InputError
 
 COMPUTE_FAMILIES = ("matmul", "conv", "depthwise")
-MEMORY_FAMILIES = ("norm", "pool", "gather", "random", "elementwise")
+MEMORY_FAMILIES = ("norm", "pool", "gather", "random", "softmax", "elementwise")
 FAMILIES = COMPUTE_FAMILIES + MEMORY_FAMILIES
 
 __all__ = ["COMPUTE_FAMILIES", "FAMILIES", "MEMORY_FAMILIES", "FamilyCost", "FamilyWork",

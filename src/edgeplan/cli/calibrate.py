@@ -40,10 +40,11 @@ def calibrate_cmd(out: Output, name: str | None, title: str | None, storage_path
 
     Memory and reserve (/proc/meminfo, the framework's own footprint); per precision the cost
     of each op family (matmul, convolution, depthwise, normalisation, pooling, gather, random,
-    element-wise: overhead, FLOP/s, bytes/s fitted to timed training operations), which prices
-    a model file's work per family; memory bandwidth; and with --storage the storage tier for
-    offload. About a minute by default. The built-in profiles
-    keep their sourced vendor figures; use this one with --device FILE.
+    softmax, element-wise: overhead, FLOP/s, bytes/s fitted to timed training operations),
+    which prices a model file's work per family; memory bandwidth; and with --storage the
+    storage tier for offload. A minute or two by default; calibrate with the thread count you
+    train with (OMP_NUM_THREADS). The built-in profiles keep their sourced vendor figures; use
+    this one with --device FILE.
 
     Example: edgeplan calibrate --storage /mnt/sd --power "7.2 W" -o my-pi.yaml
     """

@@ -63,6 +63,8 @@ _GATHER = _packets("embedding", "embedding_dense_backward", "embedding_backward"
 _RANDOM = _packets("bernoulli", "native_dropout", "_fused_dropout", "rand", "randn",
                    "rand_like", "randn_like", "uniform", "normal", "randint", "randint_like",
                    "randperm", "multinomial", "exponential")
+_SOFTMAX = _packets("_softmax", "_log_softmax", "_softmax_backward_data",
+                    "_log_softmax_backward_data", "_safe_softmax", "special_log_softmax")
 _FREE = _packets("detach", "alias", "lift_fresh", "empty", "empty_like", "empty_strided",
                  "_local_scalar_dense", "set_", "resize_", "sym_size", "sym_stride")
 
@@ -97,6 +99,8 @@ def family_of(pkt: Any, args: tuple[Any, ...], kwargs: dict[str, Any], has_flops
         return "gather"
     if pkt in _RANDOM:
         return "random"
+    if pkt in _SOFTMAX:
+        return "softmax"
     return "elementwise"
 
 
