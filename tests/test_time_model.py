@@ -157,7 +157,6 @@ def test_fit_family_recovers_the_constants_it_was_given():
 
 def test_the_benchmark_profile_behind_the_docs_table_loads():
     from conftest import ROOT
-
     from edgeplan.formats.device_file import load_device
     d = load_device(ROOT / "benchmarks" / "dev-host-2core.yaml")
     costs = d.family_costs("fp32")
