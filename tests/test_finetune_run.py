@@ -183,3 +183,34 @@ def test_wrapper_replays_the_users_autocast():
         assert torch.equal(p.grad, q.grad), n
     measured, predicted = w.measured_peak_bytes(), w.plan.result.peak_bytes
     assert 0.8 * predicted <= measured <= predicted, (measured, predicted)
+
+
+def test_solve_verify_runs_an_autocast_file_under_autocast(tmp_path):
+    """A file measured under bf16 autocast (`import torch --amp bf16`) is verified with every
+    forward under the same autocast: the executor's accounting matches the plan's chain exactly,
+    and its activations are the 16-bit ones (well under the fp32 run's at the same schedule)."""
+    from conftest import ROOT
+    from edgeplan.formats.device_file import find_device
+    from edgeplan.formats.model_file import load_model
+    from edgeplan.importers.torch import import_torch, to_yaml
+    from edgeplan.solvers.base import store_all_peak_bytes
+    from edgeplan.solvers.optimal import solve_optimal
+    from edgeplan.torchrun import verify_plan, without_tmp
+    spec = f"{ROOT / 'examples' / 'train_with_edgeplan.py'}:small_cnn_with_loss"
+    peaks = {}
+    for amp in (None, "bf16"):
+        r = import_torch(spec, input_shape=(3, 16, 16), batch=4, amp=amp, measure_tmp=False)
+        path = tmp_path / f"{amp}.yaml"
+        path.write_text(to_yaml(r))
+        model = load_model(path)
+        assert model.amp == amp
+        chain = without_tmp(model.to_chain(find_device("rpi-4-4gb"), "fp32"))
+        budget = (solve_optimal(chain, store_all_peak_bytes(chain)).min_budget_bytes
+                  + store_all_peak_bytes(chain)) // 2
+        res = solve_optimal(chain, budget)
+        v = verify_plan(spec, res.schedule, chain, input_shape=(3, 16, 16), batch=4,
+                        timing=False, independent=False, amp=model.amp)
+        assert v.peak_ratio == 1.0 and v.measured_peak_bytes == res.peak_bytes
+        peaks[amp] = v.measured_peak_bytes
+    assert peaks["bf16"] < 0.7 * peaks[None]
+

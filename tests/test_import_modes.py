@@ -131,6 +131,19 @@ def test_lora_wrapper_starts_equal_to_its_base(torch):
     torch.testing.assert_close(w(x), want + delta)
 
 
+def test_apply_modes_wraps_a_stage_that_is_a_linear_layer(torch):
+    """A stage that is itself a targeted nn.Linear is replaced by its LoRA wrapper, in the
+    stage list the executor runs and in the model (an nn.Sequential's child)."""
+    from edgeplan.torchrun.trainable import LoRALinear, apply_modes
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    stages = list(model.named_children())
+    names = apply_modes(model, stages, ("lora-r2", "frozen", "frozen"), ("0",), 4.0)
+    assert names == ["0"]
+    assert isinstance(stages[0][1], LoRALinear) and model[0] is stages[0][1]
+    trains = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trains == {"0.lora_A", "0.lora_B"}
+
+
 def test_written_modes_resolve_in_solve(built):
     from edgeplan.formats.model_file import model_from_text
     from edgeplan.importers import torch as ti

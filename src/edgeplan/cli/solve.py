@@ -172,13 +172,9 @@ def _verify(spec: str, model_path: str, plan: Plan) -> Any:
         raise InputError("the model file records no input shape (input: {shape: [...]}); "
                          "use `edgeplan run --input-shape` instead", source=model_path,
                          where="input")
-    if inp.get("amp"):
-        raise InputError(f"the file was measured under torch.autocast ({inp['amp']}); --verify "
-                         "runs fp32 steps and would not compare like with like",
-                         source=model_path, where="amp")
     training = plan.problem.training
     return verify_plan(spec, plan.result.schedule, plan.chain, input_shape=inp["shape"],
                        batch=plan.model.batch, dtype=inp["dtype_params"] or "float32",
                        input_dtype=inp["dtype"], budget_bytes=plan.memory.activation_bytes,
                        modes=None if training is None else training.modes,
-                       lora=inp.get("lora"))
+                       lora=inp.get("lora"), amp=inp.get("amp"))

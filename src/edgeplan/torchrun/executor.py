@@ -55,6 +55,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -360,7 +361,7 @@ class _Run:
         try:
             if first:
                 self.rng[i] = get_rng()
-                out = self._call(name, module, inp, record)
+                out = self._call(name, module, inp, record, self.ex.autocast)
             else:
                 self.recomputes += 1
                 now = get_rng()
@@ -369,7 +370,7 @@ class _Run:
                     with frozen_running_stats(module) as clones:
                         if record is not None:
                             record.extra_fixed = {storage_key(c)[0] for c in clones}
-                        out = self._call(name, module, inp, record)
+                        out = self._call(name, module, inp, record, self.ex.autocast)
                 finally:
                     set_rng(now)
         except InputError:
@@ -393,11 +394,16 @@ class _Run:
         return out
 
     @staticmethod
-    def _call(name: str, module: nn.Module, inp: Any, record: _Record | None) -> Any:
+    def _call(name: str, module: nn.Module, inp: Any, record: _Record | None,
+              autocast: tuple[str, Any] | None = None) -> Any:
+        # mixed precision: forwards (and recomputations) under torch.autocast, backwards
+        # outside it, as torch.amp recommends and as the stage measurer measured them
+        amp = nullcontext() if autocast is None else torch.autocast(autocast[0],
+                                                                    dtype=autocast[1])
         if record is None:
-            with torch.no_grad():
+            with torch.no_grad(), amp:
                 return module(inp)
-        with torch.enable_grad(), saved_tensors_hooks(record.pack, _unpack):
+        with torch.enable_grad(), saved_tensors_hooks(record.pack, _unpack), amp:
             return module(inp)
 
 
@@ -414,13 +420,16 @@ class ChainExecutor:
     synchronise after each op so op times are device times (default: when the input is on CUDA).
     ``loss_outside``: the last stage returns the model's output, not the loss; its backward is
     seeded with the output's gradient (``_Run.d``), as the drop-in wrapper (``torchrun.dropin``)
-    does with the gradient the user's own loss produces.
+    does with the gradient the user's own loss produces. ``autocast``: ``(device type, dtype)``,
+    every forward (recomputations too) under ``torch.autocast``, the backwards outside it.
     """
 
     def __init__(self, model: Any, *, loss_fn: Callable[..., torch.Tensor] | None = None,
                  strict: bool = True, check_inplace: bool = True,
-                 synchronize: bool | None = None, loss_outside: bool = False):
+                 synchronize: bool | None = None, loss_outside: bool = False,
+                 autocast: tuple[str, Any] | None = None):
         self.stages = stage_list(model, loss_fn)
+        self.autocast = autocast  # (device type, 16-bit dtype): forwards under torch.autocast
         self.loss_fn = loss_fn
         self.loss_outside = loss_outside
         self.strict = strict

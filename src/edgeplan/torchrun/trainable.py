@@ -257,30 +257,40 @@ def stage_mode_numbers(stages: Sequence[tuple[str, nn.Module]], trained: Sequenc
     return out
 
 
-def apply_modes(model: nn.Module, stages: Sequence[tuple[str, nn.Module]],
+def apply_modes(model: nn.Module, stages: list[tuple[str, nn.Module]],
                 modes: Sequence[str], targets: Sequence[str] | None = None,
                 alpha: float | None = None) -> list[str]:
     """Make ``model`` train as ``modes`` (one per stage) say, for good: LoRA adapters are put
     on the targeted linear layers of ``lora-rR`` stages (in the stage modules and at the same
-    path in ``model``, which the captured stages share), and every parameter's
+    path in ``model``, which the captured stages share; a stage that is itself a targeted
+    linear layer is replaced in ``stages`` by its wrapper), and every parameter's
     ``requires_grad`` is set (a parameter several stages use trains if one of them trains it).
     Returns the wrapped layers' names."""
     made: dict[int, LoRALinear] = {}
     names: list[str] = []
     by_path = {id(m): path for path, m in model.named_modules()}
-    for (sname, module), mode in zip(stages, modes, strict=True):
+
+    def wrap(lin: nn.Linear, rank: int) -> LoRALinear:
+        if id(lin) not in made:
+            made[id(lin)] = LoRALinear(lin, rank, alpha)
+            path = by_path.get(id(lin))
+            if path:  # the same layer in the user's model (captured stages share it)
+                owner_path, _, owner_attr = path.rpartition(".")
+                owner = model.get_submodule(owner_path) if owner_path else model
+                setattr(owner, owner_attr, made[id(lin)])
+        return made[id(lin)]
+
+    for k, ((sname, module), mode) in enumerate(zip(stages, modes, strict=True)):
         rank = lora_rank(mode)
         if rank is None:
             continue
+        if isinstance(module, nn.Linear):
+            if _matches(sname, targets):
+                stages[k] = (sname, wrap(module, rank))
+                names.append(sname)
+            continue
         for name, parent, attr, lin in _targeted(sname, module, targets):
-            if id(lin) not in made:
-                made[id(lin)] = LoRALinear(lin, rank, alpha)
-                path = by_path.get(id(lin))
-                if path:  # the same layer in the user's model (captured stages share it)
-                    owner_path, _, owner_attr = path.rpartition(".")
-                    owner = model.get_submodule(owner_path) if owner_path else model
-                    setattr(owner, owner_attr, made[id(lin)])
-            setattr(parent, attr, made[id(lin)])
+            setattr(parent, attr, wrap(lin, rank))
             names.append(name)
     trains: dict[int, bool] = {}
     params: dict[int, nn.Parameter] = {}

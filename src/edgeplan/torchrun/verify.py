@@ -343,7 +343,8 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                 copy_model: bool = True, seed: int = 0, name: str | None = None,
                 measured: MeasuredChain | None = None, independent: bool = True,
                 modes: Sequence[str] | None = None,
-                lora: tuple[Sequence[str], float | None] | None = None) -> Verification:
+                lora: tuple[Sequence[str], float | None] | None = None,
+                amp: str | None = None) -> Verification:
     """Execute ``schedule`` on ``model`` and compare with the simulator's prediction.
 
     ``model``: an ``nn.Sequential`` / list of stage modules (the last returns the loss, or give
@@ -363,7 +364,9 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
     peak RSS (:func:`_independent_peaks`), a check that does not rely on edgeplan's accounting.
     ``modes``: the training mode of every stage (``Training.modes``, from ``solve --train``):
     frozen, bias-only and LoRA stages are set up before anything runs (``torchrun.trainable``);
-    ``lora`` gives the adapters' (targets, alpha), as the model file records them.
+    ``lora`` gives the adapters' (targets, alpha), as the model file records them. ``amp``
+    (``bf16``, ``fp16``; a model file's ``amp:``): mixed precision, every forward under
+    ``torch.autocast`` on the model's device (parameters stay fp32), backwards outside it.
     """
     if not 0 <= tolerance < 10:
         raise InputError(f"expected a tolerance between 0 and 10, got {tolerance}",
@@ -423,6 +426,10 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                 high = first_embedding_size(stages)
             x = make_input(tuple(input_shape), batch, idt, high=high, device=device or "cpu")
         xs = leaves(x)
+        cast = None
+        if amp is not None:
+            from .meter import amp_dtype
+            cast = (xs[0].device.type if xs else "cpu", amp_dtype(amp))
         real_batch = int(xs[0].shape[0]) if xs and xs[0].dim() > 0 else batch
         stages_for_run = stages  # already wrapped with the loss
         if measured is not None:
@@ -432,12 +439,12 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
             mc = measured
         else:
             mc = measure_chain(stages_for_run, x, target=target, timing=False,
-                               measure_tmp=measure_tmp, name=label)
+                               measure_tmp=measure_tmp, name=label, autocast=cast)
         prefix = frozen_prefix_of(schedule)  # docs/chain-model.md §8: as the plan's chain
         if prefix and mc.chain.frozen_prefix != prefix:
             mc = replace(mc, chain=replace(mc.chain, frozen_prefix=prefix))
         plan_trace = simulate(chain, schedule) if chain is not None else None
-        ex = ChainExecutor(stages_for_run, strict=strict)
+        ex = ChainExecutor(stages_for_run, strict=strict, autocast=cast)
         for _, m in stages:
             for p in m.parameters():
                 p.grad = None
@@ -449,7 +456,7 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
         # and both sides keep their fastest whole step (interference only adds time; see
         # StageTimer for why not per-op minimums or medians). The model ends as after the
         # measured step.
-        timer = StageTimer(stages_for_run, x, target=target) \
+        timer = StageTimer(stages_for_run, x, target=target, autocast=cast) \
             if timing and not (measured is not None and measured.timed) else None
         times: list[float] = []
         isolated = False
