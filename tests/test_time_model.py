@@ -89,11 +89,18 @@ def test_model_file_work_round_trips_and_prices_the_stage_times():
     assert p.chain.stages[0].bwd_time_s == pytest.approx(3e-5 + 0.08 + 0.03 + 0.01)
     assert time_model(model, cal, "fp32") == "op-families"
     assert any("op family" in n for n in p.notes)
+    # the breakdown per family adds up to the step without recomputation
+    fam = dict(p.family_time_s)
+    assert set(fam) == {"matmul", "elementwise"}
+    assert sum(fam.values()) == pytest.approx(p.chain.compute_time_s)
+    assert fam["matmul"] == pytest.approx(3 * (1e-5 + 0.04 + 0.01 + 2e-5 + 0.08 + 0.03))
+    assert any(n.startswith("compute by op family") and "matmul 8" in n for n in p.notes)
     # a device without families: FLOPs at the sustained 50 GFLOP/s, as before
     plain = _device(None)
     q = prepare(model, plain)
     assert q.chain.stages[0].fwd_time_s == pytest.approx(4e9 / 50e9)
     assert time_model(model, plain, "fp32") == "sustained" and not q.notes
+    assert q.family_time_s == ()
     # measured times in the file still win
     timed = model_from_text(_model_text(times=True))
     assert prepare(timed, cal).chain.stages[0].fwd_time_s == 0.5
@@ -162,3 +169,19 @@ def test_the_benchmark_profile_behind_the_docs_table_loads():
     costs = d.family_costs("fp32")
     assert costs is not None and set(costs) == set(FAMILIES)
     assert d.sources["compute.families.fp32"].startswith("[M]")
+
+
+def test_solve_json_says_how_stage_times_were_obtained(run_cli, tmp_path):
+    import json
+    model = tmp_path / "m.yaml"
+    model.write_text(_model_text())
+    cal = tmp_path / "cal.yaml"
+    cal.write_text(_device_text())
+    doc = json.loads(run_cli("solve", model, "-d", cal, "--json").stdout)
+    assert doc["inputs"]["time_model"] == "op-families"
+    fam = doc["data"]["chain"]["time_by_family_s"]
+    assert set(fam) == {"matmul", "elementwise"} and fam["matmul"] > fam["elementwise"]
+    assert sum(fam.values()) == pytest.approx(doc["data"]["chain"]["compute_time_s"])
+    doc = json.loads(run_cli("solve", model, "-d", "rpi-4-4gb", "--json").stdout)
+    assert doc["inputs"]["time_model"] == "sustained"
+    assert doc["data"]["chain"]["time_by_family_s"] is None

@@ -214,7 +214,7 @@ def _op_rows(torch: Any, make: Callable[[], Any], seconds: float, dtype: Any, de
 
     def step() -> list[tuple[str, str, float, int, float]]:
         module.zero_grad(set_to_none=True)
-        with WorkCounter(timed=True) as wc:
+        with WorkCounter(timed=True, sync=sync if dev.type == "cuda" else None) as wc:
             module(x).float().sum().backward()
             sync()
         return wc.rows

@@ -11,6 +11,7 @@ budget.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -23,6 +24,7 @@ from .progress import Progress  # noqa: F401 - re-exported for the use cases
 from .solvers.base import SolveResult, store_all_peak_bytes
 from .solvers.registry import get_strategy
 from .training import Training, TrainSpec, resolve
+from .work import FamilyCost
 
 NOTHING_FITS = "parameters, gradients and optimizer state alone exceed the memory"
 
@@ -49,6 +51,8 @@ class Problem:
     grad_accum: int = 1    # micro-batches per optimizer step
     training: Training | None = None  # what trains (None: every parameter, ``training.ALL``)
     notes: tuple[str, ...] = ()  # what the set-up assumed (shown with the answer)
+    # seconds per op family of one step without recomputation (``time_model == op-families``)
+    family_time_s: tuple[tuple[str, float], ...] = ()
 
     @property
     def batch(self) -> int:
@@ -198,8 +202,13 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
     if device is not None and model.uses_flops:
         used = precision or model.precision or device.precision
     notes = []
+    family_time: tuple[tuple[str, float], ...] = ()
     if time_model(model, device, used) == "op-families":
-        assert device is not None
+        assert device is not None and used is not None
+        family_time = family_times(model, device.family_costs(used) or {})
+        total = sum(t for _, t in family_time) or 1.0
+        notes.append("compute by op family (one step without recomputation): " + ", ".join(
+            f"{f} {t / total:.0%}" for f, t in family_time if t / total >= 0.005))
         notes.append(f"stage times: the work per op family priced by {device.name}'s "
                      f"calibrated {used} families (overhead + FLOPs / rate + bytes / bandwidth "
                      "per operation), not one sustained FLOP/s")
@@ -210,7 +219,25 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
                      f"{model.precision} measurements ({how})")
     return Problem(model=model, device=device, chain=chain, memory=mem, precision=used,
                    grad_accum=grad_accum, training=None if training.spec.is_all else training,
-                   notes=tuple(notes))
+                   notes=tuple(notes), family_time_s=family_time)
+
+
+def family_times(model: ModelSpec, costs: Mapping[str, FamilyCost]
+                 ) -> tuple[tuple[str, float], ...]:
+    """Seconds per op family of one step without recomputation: every stage's forward work,
+    and the backward work of every stage after the frozen prefix (docs/chain-model.md §8),
+    priced by ``costs``; largest first. Stages with measured times are not included."""
+    acc: dict[str, float] = {}
+    for i, st in enumerate(model.stages, start=1):
+        if st.fwd_time_s is not None:
+            continue
+        works = [st.fwd_work] + ([st.bwd_work] if i > model.frozen_prefix else [])
+        for w in works:
+            for f, fw in (w.families if w is not None else ()):
+                c = costs.get(f)
+                if c is not None:
+                    acc[f] = acc.get(f, 0.0) + c.time_s(fw)
+    return tuple(sorted(acc.items(), key=lambda kv: -kv[1]))
 
 
 def time_model(model: ModelSpec, device: DeviceProfile | None, precision: str | None) -> str:

@@ -371,7 +371,8 @@ def plan_doc(plan: Plan, exit_code: int) -> dict:
     data = {
         "memory": plan.memory.to_dict(),
         "chain": {"stages": plan.chain.length, "input_bytes": plan.chain.input_bytes,
-                  "compute_time_s": ct, "store_all_peak_bytes": plan.store_all_peak_bytes},
+                  "compute_time_s": ct, "store_all_peak_bytes": plan.store_all_peak_bytes,
+                  "time_by_family_s": dict(plan.problem.family_time_s) or None},
         "fits_without_checkpointing": plan.fits_without_checkpointing,
         "feasible": plan.feasible,
         "budget_bytes": plan.memory.activation_bytes,

@@ -12,8 +12,9 @@ mixed-precision pass is seen in its real dtypes) is sorted into a family:
 * views, ``detach``, ``alias`` and bare allocations (``empty*``) move no data and are not
   counted.
 
-``timed=True`` also records every operation with its wall time (``rows``): ``calibrate`` fits
-the families' constants to such rows.
+``timed=True`` also records every operation with its wall time (``rows``; give ``sync``, e.g.
+``torch.cuda.synchronize``, on an asynchronous device so that the time is the kernel's, not its
+launch's): ``calibrate`` fits the families' constants to such rows.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ def _nbytes(t: torch.Tensor) -> int:
 class WorkCounter(TorchDispatchMode):
     """``with WorkCounter() as wc: ...`` then ``wc.work()`` (see the module docstring)."""
 
-    def __init__(self, timed: bool = False) -> None:
+    def __init__(self, timed: bool = False, sync: Any = None) -> None:
         super().__init__()
+        self._sync = sync  # timed on CUDA: synchronise before and after each op
         from torch.utils.flop_counter import flop_registry
         self._formulas = {**flop_registry, **flop_mapping()}
         self._acc: dict[str, list[float]] = {}
@@ -126,8 +128,12 @@ class WorkCounter(TorchDispatchMode):
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         if self.timed:
+            if self._sync is not None:
+                self._sync()
             t0 = time.perf_counter()
             out = func(*args, **kwargs)
+            if self._sync is not None:
+                self._sync()
             dt = time.perf_counter() - t0
         else:
             out = func(*args, **kwargs)
