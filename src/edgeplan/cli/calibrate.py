@@ -78,7 +78,8 @@ def calibrate_cmd(out: Output, name: str | None, title: str | None, storage_path
         sources[f"compute.families.{p}"] = (
             f"[M] fitted to every operation of forward + backward steps of the calibration "
             f"ladder (edgeplan.calibrate: CNN-pyramid and transformer layer shapes), {p}, "
-            f"{cal.threads} threads, each op's best time; median error of the fit per family: "
+            f"{cal.threads} threads, the fastest of repeated steps; median error of the fit "
+            f"per family: "
             + ", ".join(f"{f} {e:.0%}" for f, e in errs.items())
             + f" (edgeplan calibrate {time.strftime('%Y-%m-%d')}, torch {cal.torch_version})")
     notes = ("Measured by `edgeplan calibrate` on this machine "

@@ -9,6 +9,7 @@ from rich.text import Text
 
 from ..device import DeviceProfile
 from ..units import format_bandwidth, format_flop_rate, format_size, format_time
+from ..work import FamilyCost
 from ._json import envelope
 
 
@@ -47,6 +48,12 @@ def device_detail(d: DeviceProfile) -> Group:
     for p, r in d.sustained_flops.items():
         row(f"compute.sustained.{p}",
             format_flop_rate(r) + (" (default)" if p == d.precision else ""))
+    for p, costs in d.families.items():
+        first = True
+        for f, c in costs.items():
+            key = f"compute.families.{p}"
+            t.add_row(f"{key}.{f}", family_cost_text(c), src.get(key, "-") if first else "")
+            first = False
     row("power.training", f"{d.training_power_w:g} W")
     if d.idle_power_w is not None:
         row("power.idle", f"{d.idle_power_w:g} W")
@@ -67,6 +74,16 @@ def device_detail(d: DeviceProfile) -> Group:
     return Group(*parts)
 
 
+def family_cost_text(c: FamilyCost) -> str:
+    """``5 us + FLOPs / 134 GFLOP/s + bytes / 4.39 GB/s`` (the terms the family has)."""
+    parts = [format_time(c.overhead_s)]
+    if c.flop_rate:
+        parts.append(f"FLOPs / {format_flop_rate(c.flop_rate)}")
+    if c.bandwidth_bytes_per_s:
+        parts.append(f"bytes / {format_bandwidth(c.bandwidth_bytes_per_s)}")
+    return " + ".join(parts)
+
+
 def device_dict(d: DeviceProfile) -> dict:
     return {"name": d.name, "title": d.title, "kind": d.kind, "total_bytes": d.total_bytes,
             "reserved_bytes": d.reserved_bytes, "usable_bytes": d.usable_bytes,
@@ -77,6 +94,9 @@ def device_dict(d: DeviceProfile) -> dict:
                          "write_bytes_per_s": s.write_bytes_per_s,
                          "read_latency_s": s.read_latency_s, "write_latency_s": s.write_latency_s,
                          "capacity_bytes": s.capacity_bytes} for s in d.storage],
+            "families": {p: {f: {"overhead_s": c.overhead_s, "flop_rate": c.flop_rate,
+                                 "bandwidth_bytes_per_s": c.bandwidth_bytes_per_s}
+                             for f, c in costs.items()} for p, costs in d.families.items()},
             "sources": d.sources, "path": d.path}
 
 
