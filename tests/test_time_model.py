@@ -185,3 +185,15 @@ def test_solve_json_says_how_stage_times_were_obtained(run_cli, tmp_path):
     doc = json.loads(run_cli("solve", model, "-d", "rpi-4-4gb", "--json").stdout)
     assert doc["inputs"]["time_model"] == "sustained"
     assert doc["data"]["chain"]["time_by_family_s"] is None
+
+
+def test_devices_show_lists_the_family_costs(run_cli, tmp_path):
+    import json
+    cal = tmp_path / "cal.yaml"
+    cal.write_text(_device_text())
+    r = run_cli("devices", "show", cal)
+    assert r.exit_code == 0 and "compute.families.fp32.conv" in r.stdout
+    assert "FLOPs / 100 GFLOP/s" in r.stdout
+    doc = json.loads(run_cli("devices", "show", cal, "--json").stdout)
+    assert doc["data"]["device"]["families"]["fp32"]["pool"] == pytest.approx({
+        "overhead_s": 1e-5, "flop_rate": None, "bandwidth_bytes_per_s": 1e10})
