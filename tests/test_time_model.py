@@ -110,20 +110,20 @@ def test_model_file_work_round_trips_and_prices_the_stage_times():
     assert big.fwd_time_s == pytest.approx(3e-5 + 2 * (0.04 + 0.01 + 0.01))
 
 
-@pytest.mark.parametrize("work, message", [
-    ("{fwd: {convv: [1, 1, 1]}}", "did you mean 'conv'"),
-    ("{fwd: {conv: [1, 2]}}", "expected \\[operations, FLOPs, bytes\\]"),
-    ("{fwd: {conv: [-1, 2, 3]}}", "expected a count of operations"),
-    ("{fwd: {conv: [1, big, 3]}}", "FLOP"),
-    ("{fwd: {conv: [1, 2, lots]}}", "size"),
-    ("{fwds: {}}", "did you mean 'fwd'"),
+@pytest.mark.parametrize("work, message, where", [
+    ("{fwd: {convv: [1, 1, 1]}}", "did you mean 'conv'", "work.fwd.convv"),
+    ("{fwd: {conv: [1, 2]}}", "expected \\[operations, FLOPs, bytes\\]", "work.fwd.conv"),
+    ("{fwd: {conv: [-1, 2, 3]}}", "expected a count of operations", "work.fwd.conv[0]"),
+    ("{fwd: {conv: [1, big, 3]}}", "FLOP", "work.fwd.conv[1]"),
+    ("{bwd: {conv: [1, 2, lots]}}", "size", "work.bwd.conv[2]"),
+    ("{fwds: {}}", "did you mean 'fwd'", "work.fwds"),
 ])
-def test_bad_work_is_one_line_with_its_key_path(work: str, message: str):
+def test_bad_work_is_one_line_with_its_key_path(work: str, message: str, where: str):
     text = ("format: 1\nname: m\ninput: 1 KiB\nstages:\n"
             f"  - {{name: a, fwd_flops: 1 GFLOP, out: 1 KiB, work: {work}}}\n")
     with pytest.raises(InputError, match=message) as e:
         model_from_text(text, "m.yaml")
-    assert "stages[0].work" in str(e.value) and "\n" not in str(e.value)
+    assert f"stages[0].{where}:" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_device_families_round_trip_and_are_checked():

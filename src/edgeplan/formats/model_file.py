@@ -221,13 +221,15 @@ def _work(node: Node) -> tuple[Work | None, Work | None]:
             if isinstance(ops, bool) or not isinstance(ops, int) or ops < 0:
                 raise InputError(f"expected a count of operations, got {ops!r}",
                                  source=node.source, where=f"{where}[0]")
-            try:
-                fl = units.parse_flops(flops)
-                nb = units.parse_size(moved)
-            except InputError as e:
-                raise InputError(e.message, source=node.source,
-                                 where=f"{where}[{1 if 'FLOP' in e.message else 2}]") from None
-            fams[fam] = FamilyWork(ops, float(fl), int(nb))
+            parsed = []
+            for k, (value, parse) in enumerate(((flops, units.parse_flops),
+                                                (moved, units.parse_size)), start=1):
+                try:
+                    parsed.append(parse(value))
+                except InputError as e:
+                    raise InputError(e.message, source=node.source, where=f"{where}[{k}]",
+                                     hint=e.hint) from None
+            fams[fam] = FamilyWork(ops, float(parsed[0]), int(parsed[1]))
         out.append(Work.of(fams))
     return out[0], out[1]
 
