@@ -188,3 +188,33 @@ def test_step_replay_equals_the_simulator():
         assert [p.budget_bytes for p in fast] == [p.budget_bytes for p in slow]
         for a, b in zip(fast, slow):
             assert abs(a.cost_s - b.cost_s) <= 1e-9 * max(1.0, b.cost_s)
+
+
+def test_compiled_step_replay_is_identical():
+    """The compiled replay (``replay_numba``, used after a numba fill) gives bit-identical peaks
+    and costs to ``StepReplay`` on every step, frozen prefixes included."""
+    pytest.importorskip("numba")
+    from dataclasses import replace
+
+    from edgeplan.solvers.optimal import StepReplay, _replay_compiled, _solve_range
+
+    rng = random.Random(5)
+    for _ in range(60):
+        L = rng.randint(1, 30)
+        out = [rng.randint(1, 900) for _ in range(L)]
+        chain = make_chain("r", fwd=[rng.random() * 3 for _ in range(L)],
+                           bwd=[rng.random() * 5 for _ in range(L)], out=out,
+                           saved=[o + rng.randint(0, 600) for o in out],
+                           input_bytes=rng.randint(0, 600),
+                           fwd_tmp=[rng.randint(0, 300) for _ in range(L)],
+                           bwd_tmp=[rng.randint(0, 300) for _ in range(L)])
+        if rng.random() < 0.3:
+            chain = replace(chain, frozen_prefix=rng.randint(0, L - 1))
+        _, table = _solve_range(chain, store_all_peak_bytes(chain), rng.choice([20, 200]),
+                                   cover_store_all=True)
+        assert table is not None
+        col = table.column()
+        steps = [m for m in range(len(col)) if np.isfinite(col[m])]
+        py = StepReplay(chain, table)
+        want = [py.peak_cost(m) for m in steps]
+        assert _replay_compiled(chain, table, steps) == want

@@ -136,6 +136,27 @@ class StepReplay:
         return self.x0 + max(peak, 0), cost
 
 
+def _replay_compiled(chain: Chain, table: DPTable, steps: list[int]
+                     ) -> list[tuple[int, float]]:
+    """``StepReplay.peak_cost`` of every step, compiled (``replay_numba``; the fill used numba,
+    so it is loaded already)."""
+    from .replay_numba import replay_steps
+    cl = chain.lists()
+    L = chain.length
+    i64 = np.int64
+    d = np.array([cl.dsize(i) if i >= 1 else 0 for i in range(L + 1)], dtype=i64)
+    peaks, costs, ok = replay_steps(
+        np.array(steps, dtype=i64), L, table.max_slots, table.meta, table.rst, table.rch,
+        np.asarray(table.sc.s, dtype=i64), np.asarray(table.sc.x, dtype=i64),
+        np.array(cl.x, dtype=i64), np.array(cl.s, dtype=i64), np.array(cl.f, dtype=i64),
+        np.array(cl.b, dtype=i64), d, np.array(cl.tf, dtype=np.float64),
+        np.array(cl.tb, dtype=np.float64))
+    if not ok.all():
+        raise InfeasibleError("no schedule in this memory")
+    x0 = chain.input_bytes
+    return [(x0 + max(int(p), 0), float(c)) for p, c in zip(peaks, costs, strict=True)]
+
+
 def frontier_from_table(chain: Chain, disc: Discretization, table: DPTable, *,
                         replay: str = "fast") -> tuple[FrontierPoint, ...]:
     """Every step of ``C(1, L, m)`` over ``m``: the exact-byte peak and the cost of each step's
@@ -143,20 +164,25 @@ def frontier_from_table(chain: Chain, disc: Discretization, table: DPTable, *,
     replay it in the simulator, the reference)."""
     col = table.column()
     x0s = int(table.sc.x[0])
-    points = []
+    steps = []
     prev = INF
-    fast = StepReplay(chain, table) if replay == "fast" else None
     for m in range(len(col)):
         v = col[m]
         if np.isfinite(v) and v < prev - 1e-12 * max(1.0, abs(v)):
-            if fast is not None:
-                peak, cost = fast.peak_cost(m)
-            else:
-                tr = verified(chain, rebuild(table, m))
-                peak, cost = tr.peak_bytes, tr.cost_s
-            points.append(FrontierPoint(budget_bytes=(m + x0s) * disc.unit_bytes,
-                                        peak_bytes=peak, cost_s=cost))
+            steps.append(m)
             prev = v
+    if replay == "fast" and table.backend == "numba":
+        replayed = _replay_compiled(chain, table, steps)
+    elif replay == "fast":
+        fast = StepReplay(chain, table)
+        replayed = [fast.peak_cost(m) for m in steps]
+    else:
+        replayed = []
+        for m in steps:
+            tr = verified(chain, rebuild(table, m))
+            replayed.append((tr.peak_bytes, tr.cost_s))
+    points = [FrontierPoint(budget_bytes=(m + x0s) * disc.unit_bytes, peak_bytes=peak,
+                            cost_s=cost) for m, (peak, cost) in zip(steps, replayed, strict=True)]
     # Keep the Pareto front in exact bytes: a step whose replayed peak is not below a cheaper
     # step's peak is dominated (slot rounding can make that happen).
     front: list[FrontierPoint] = []

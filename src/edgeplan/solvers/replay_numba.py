@@ -1,0 +1,146 @@
+"""Compiled (numba) ``StepReplay``: exact-byte peak and cost of every step of the curve.
+
+``optimal.StepReplay`` walks the tree of the table's choices for one memory ``m`` and memoises
+each sub-chain cell ``(s, t, m)``; the frontier asks it for every step of ``C(1, L, m)``
+(hundreds), which is most of a large solve's time after the fill. This is the same walk,
+compiled, over all the steps at once with one memo (a typed dict keyed by the cell). The peak
+arithmetic is on exact int64 bytes and every cost is summed in the same order as
+``StepReplay._cell``, so the results are identical (``tests/test_optimal.py``). Used by
+``optimal.frontier_from_table`` when the fill used the numba back end (numba is then loaded and
+the function comes from numba's on-disk cache).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.typed import Dict
+
+LO, HV, OFF, ROFF, NRUN = 0, 1, 2, 3, 4
+
+
+@njit(cache=True)
+def _choice(meta, rst, rch, M, s, t, m):
+    """``DPTable.choice_at`` (``-1``: infeasible)."""
+    if m > M:
+        m = M
+    lo = meta[s, t, LO]
+    if m < lo or lo > M:
+        return -1
+    roff = meta[s, t, ROFF]
+    nrun = meta[s, t, NRUN]
+    key = m - lo
+    a, b = roff, roff + nrun  # bisect_right(rst, key, roff, roff + nrun) - 1
+    while a < b:
+        mid = (a + b) // 2
+        if key < rst[mid]:
+            b = mid
+        else:
+            a = mid + 1
+    return rch[a - 1]
+
+
+@njit(cache=True)
+def replay_steps(ms, L, M, meta, rst, rch, slot_s, slot_x, x, sv, f, b, d, tf, tb):
+    """``(peak above x_0, cost)`` of the schedule of ``C(1, L, m)`` for each ``m`` in ``ms``;
+    ``ok[i]`` is False where a choice on the way is infeasible."""
+    n = len(ms)
+    peaks = np.zeros(n, dtype=np.int64)
+    costs = np.zeros(n, dtype=np.float64)
+    ok = np.ones(n, dtype=np.bool_)
+    W = M + 1
+    memo = Dict.empty(key_type=types.int64, value_type=types.int64)
+    mp = np.zeros(1024, dtype=np.int64)     # memoised peaks, by memo index
+    mc = np.zeros(1024, dtype=np.float64)   # memoised costs
+    used = 0
+    st = np.zeros((1024, 3), dtype=np.int64)
+    for i in range(n):
+        root_m = min(ms[i], M)
+        top = 0
+        st[0, 0], st[0, 1], st[0, 2] = 1, L, root_m
+        top = 1
+        bad = False
+        while top > 0:
+            s, t, mm = st[top - 1, 0], st[top - 1, 1], st[top - 1, 2]
+            key = (s * (L + 2) + t) * W + mm
+            if key in memo:
+                top -= 1
+                continue
+            c = _choice(meta, rst, rch, M, s, t, mm)
+            if c < 0:
+                bad = True
+                break
+            # children (s, t, m) as StepReplay._children, m capped at M
+            k1s = k1t = k1m = k2s = k2t = k2m = -1
+            nk = 0
+            if s != t:
+                if c == 0:
+                    k1s, k1t, k1m = s + 1, t, min(mm - slot_s[s], M)
+                    nk = 1
+                else:
+                    k1s, k1t, k1m = c, t, min(mm - slot_x[c - 1], M)
+                    k2s, k2t, k2m = s, c - 1, min(mm, M)
+                    nk = 2
+            pending = False
+            if nk >= 1:
+                key1 = (k1s * (L + 2) + k1t) * W + k1m
+                if key1 not in memo:
+                    pending = True
+                    if top + 2 >= st.shape[0]:
+                        st2 = np.zeros((st.shape[0] * 2, 3), dtype=np.int64)
+                        st2[:top] = st[:top]
+                        st = st2
+                    st[top, 0], st[top, 1], st[top, 2] = k1s, k1t, k1m
+                    top += 1
+            if nk == 2:
+                key2 = (k2s * (L + 2) + k2t) * W + k2m
+                if key2 not in memo:
+                    pending = True
+                    if top + 2 >= st.shape[0]:
+                        st2 = np.zeros((st.shape[0] * 2, 3), dtype=np.int64)
+                        st2[:top] = st[:top]
+                        st = st2
+                    st[top, 0], st[top, 1], st[top, 2] = k2s, k2t, k2m
+                    top += 1
+            if pending:
+                continue
+            top -= 1
+            # the cell, as StepReplay._cell (same integer and float operations, same order)
+            if s == t:
+                peak = max(sv[s] + f[s], sv[s] + d[s - 1] + b[s])
+                cost = tf[s] + tb[s]
+            elif c == 0:
+                j1 = memo[(k1s * (L + 2) + k1t) * W + k1m]
+                pc, tc = mp[j1], mc[j1]
+                peak = max(sv[s] + f[s], sv[s] + pc, sv[s] - d[t] + d[s] + d[s - 1] + b[s])
+                cost = tf[s] + tc + tb[s]
+            else:
+                j1 = memo[(k1s * (L + 2) + k1t) * W + k1m]
+                j2 = memo[(k2s * (L + 2) + k2t) * W + k2m]
+                pr, tr = mp[j1], mc[j1]
+                pl, tl = mp[j2], mc[j2]
+                sweep = x[s] + f[s]
+                for j in range(s + 1, c):
+                    sweep = max(sweep, x[j - 1] + x[j] + f[j])
+                peak = max(sweep, x[c - 1] + pr, d[c - 1] - d[t] + pl)
+                acc = 0.0
+                for j in range(s, c):
+                    acc += tf[j]
+                cost = acc + tr + tl
+            if used >= mp.shape[0]:
+                mp2 = np.zeros(mp.shape[0] * 2, dtype=np.int64)
+                mc2 = np.zeros(mc.shape[0] * 2, dtype=np.float64)
+                mp2[:used] = mp[:used]
+                mc2[:used] = mc[:used]
+                mp, mc = mp2, mc2
+            mp[used] = peak
+            mc[used] = cost
+            memo[key] = used
+            used += 1
+        if bad:
+            ok[i] = False
+            continue
+        j = memo[(1 * (L + 2) + L) * W + root_m]
+        peaks[i] = mp[j]
+        costs[i] = mc[j]
+    return peaks, costs, ok
