@@ -218,3 +218,11 @@ def test_compiled_step_replay_is_identical():
         py = StepReplay(chain, table)
         want = [py.peak_cost(m) for m in steps]
         assert _replay_compiled(chain, table, steps) == want
+
+
+def test_the_result_reports_the_dp_table_footprint():
+    chain = make_chain("c", fwd=[1.0] * 12, bwd=[2.0] * 12, out=[10] * 12, saved=[20] * 12,
+                       input_bytes=10)
+    res = solve_optimal(chain, 150, slots=50)
+    assert res.feasible and res.params["dp_backend"] in ("numpy", "numba")
+    assert 0 < res.params["dp_table_bytes"] < 12 * 12 * 51 * 16

@@ -160,8 +160,11 @@ def frontier_table(plan: Plan) -> Table:
                   format_time(p.cost_s), format_energy(plan.energy_j(p.cost_s)), mark)
     caption = []
     if disc is not None:
+        table = plan.result.params.get("dp_table_bytes")
         caption.append(f"memory in {disc.slots} slots of {format_size(disc.unit_bytes)}, "
-                       "peaks replayed in exact bytes")
+                       "peaks replayed in exact bytes"
+                       + (f" (DP table {format_size(int(table))})"
+                          if isinstance(table, int) else ""))
     if len(points) > len(rows):
         caption.append(f"{len(rows)} of {len(points)} steps shown; --json lists all")
     t.caption = "; ".join(caption)

@@ -194,6 +194,16 @@ def frontier_from_table(chain: Chain, disc: Discretization, table: DPTable, *,
     return tuple(front)
 
 
+def _table_params(*tables: DPTable | None) -> dict[str, object]:
+    """The DP table's footprint for the result (the largest table filled; its packed bands,
+    choice runs and per-cell index) and the back end that filled it."""
+    filled = [t for t in tables if t is not None]
+    if not filled:
+        return {}
+    big = max(filled, key=lambda t: t.nbytes)
+    return {"dp_table_bytes": int(big.nbytes), "dp_backend": big.backend}
+
+
 def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS,
                   with_frontier: bool = True, progress: Progress | None = None) -> SolveResult:
     """Least-cost persistent schedule for ``chain`` within ``budget_bytes`` of activation memory.
@@ -217,7 +227,8 @@ def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS
                            schedule=sched,
                            trace=tr, min_budget_bytes=min_b, discretization=disc,
                            frontier=frontier, notes=("the budget holds every activation: no "
-                                                     "recomputation needed",))
+                                                     "recomputation needed",),
+                           params=_table_params(table))
     disc, table = _solve_range(chain, budget_bytes, slots, progress)
     m = disc.down(budget_bytes) - disc.up(chain.input_bytes)
     if table is not None and np.isfinite(table.answer(m)):
@@ -240,7 +251,7 @@ def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS
         min_b = frontier[0].peak_bytes if frontier else min_first
         return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=True,
                            schedule=sched, trace=tr, min_budget_bytes=min_b, discretization=disc,
-                           frontier=frontier, notes=tuple(notes))
+                           frontier=frontier, notes=tuple(notes), params=_table_params(table))
     # Nothing fits in this discretisation: fill over the whole store-all range. Its steps are
     # replayed in exact bytes, so one of them may still fit the budget (slot rounding is
     # conservative); otherwise the first step is the least budget that would fit.
@@ -257,8 +268,9 @@ def solve_optimal(chain: Chain, budget_bytes: int, *, slots: int = DEFAULT_SLOTS
         return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=True,
                            schedule=sched, trace=tr, min_budget_bytes=frontier2[0].peak_bytes,
                            discretization=disc2, frontier=tuple(fitting) if with_frontier else (),
-                           notes=tuple(notes))
+                           notes=tuple(notes), params=_table_params(table, table2))
     return SolveResult(solver="optimal", budget_bytes=budget_bytes, feasible=False, schedule=None,
                        trace=None, min_budget_bytes=frontier2[0].peak_bytes if frontier2
                        else all_peak, discretization=disc,
-                       frontier=frontier2 if with_frontier else (), notes=tuple(notes))
+                       frontier=frontier2 if with_frontier else (), notes=tuple(notes),
+                       params=_table_params(table, table2))
