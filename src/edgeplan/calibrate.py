@@ -204,11 +204,18 @@ def _ladders(torch: Any, quick: bool, big_elements: int = 2**24
 
 
 def _op_rows(torch: Any, make: Callable[[], Any], seconds: float, dtype: Any, dev: Any,
-             sync: Callable[[], None]) -> list[tuple[str, float, int, float]]:
+             sync: Callable[[], None], max_bytes: int | None = None
+             ) -> list[tuple[str, float, int, float]]:
     """(family, flops, bytes, seconds) of every operation of one forward + backward of
-    ``make()``: the operations of the fastest of repeated steps."""
+    ``make()``: the operations of the fastest of repeated steps. A network whose parameters
+    and input, with their gradients, would take more than ``max_bytes`` is skipped (no rows):
+    on a small board the largest layers of the ladder do not fit beside the rest."""
     from .torchrun.opwork import WorkCounter
     module, x = make()
+    size = sum(p.numel() * p.element_size() for p in module.parameters()) + \
+        x.numel() * x.element_size()
+    if max_bytes is not None and 3 * size > max_bytes:
+        return []
     module = module.to(dev, dtype)
     x = x.to(dev, dtype).requires_grad_(True) if x.is_floating_point() else x.to(dev)
 
@@ -334,7 +341,7 @@ def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: b
                 say(f"{fam} {pname}")
                 for _label, make in nets:
                     for f, flops, moved, sec in _op_rows(torch, make, seconds / len(nets), dt,
-                                                         dev, sync):
+                                                         dev, sync, max_bytes=avail // 8 or None):
                         rows[f].append((flops, moved, sec))
         except RuntimeError:  # this build has no kernel for the dtype
             if pname == "fp32":
