@@ -34,7 +34,7 @@ from edgeplan.solvers.optimal import solve_optimal
 from edgeplan.torchrun import verify_plan, without_tmp
 
 ZOO = "edgeplan.importers.zoo"
-#: (label, zoo builder, kwargs, per-sample input shape, batch, input dtype)
+#: (label, zoo builder, kwargs, per-sample input shape, batch, input dtype[, autocast dtype])
 CASES = [
     ("resnet18-224", "resnet18", {}, (3, 224, 224), 2, "float32"),
     ("resnet50-160", "resnet50", {}, (3, 160, 160), 1, "float32"),
@@ -48,6 +48,9 @@ CASES = [
      {"layers": 2, "hidden": 256, "heads": 4, "ffn": 1024, "vocab": 1000}, (64,), 4, "int64"),
     ("lstm-16", "lstm_unrolled", {"steps": 16, "features": 64, "hidden": 256}, (16, 64), 8,
      "float32"),
+    # mixed precision: imported and executed under bf16 autocast, priced by the bf16 families
+    ("resnet18-224 bf16", "resnet18", {}, (3, 224, 224), 2, "float32", "bf16"),
+    ("bert-base-2l-128 bf16", "bert_base_encoder", {"layers": 2}, (128,), 2, "int64", "bf16"),
 ]
 
 
@@ -76,14 +79,18 @@ def main() -> None:
           "measured |")
     print("|---|---|---|---|---|---|")
     worst = 0.0
-    for label, fn, kwargs, shape, batch, dtype in CASES:
+    for label, fn, kwargs, shape, batch, dtype, *amp_ in CASES:
         if args.only and label not in args.only:
+            continue
+        amp = amp_[0] if amp_ else None
+        if amp is not None and device.family_costs(amp) is None:
+            print(f"| {label} | - | the profile has no {amp} families | | | |")
             continue
         spec = f"{ZOO}:{fn}"
         high = kwargs.get("vocab", 30522 if "bert" in fn else 50257) if dtype == "int64" \
             else None
         r = import_torch(spec, input_shape=shape, batch=batch, input_dtype=dtype,
-                         input_high=high, kwargs=kwargs, name=label, measure_tmp=False)
+                         input_high=high, kwargs=kwargs, name=label, measure_tmp=False, amp=amp)
         model = model_from_text(to_yaml(r), f"{label}.yaml")
         chain = prepare(model, device).chain
         bare = without_tmp(chain)
@@ -94,7 +101,8 @@ def main() -> None:
             assert res.schedule is not None and res.cost_s is not None
             v = verify_plan(spec, res.schedule, chain, kwargs=kwargs, input_shape=shape,
                             batch=batch, input_dtype=dtype, input_high=high, timing=True,
-                            repeats=5, time_reps=3, independent=False, measure_tmp=False)
+                            repeats=5, time_reps=3, independent=False, measure_tmp=False,
+                            amp=amp)
             ratio = res.cost_s / v.measured_time_s
             host = v.predicted_time_s / v.measured_time_s if v.predicted_time_s else float("nan")
             worst = max(worst, abs(ratio - 1))
