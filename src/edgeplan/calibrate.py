@@ -7,13 +7,13 @@ profile with ``[M]`` sources, the command, the date and the torch version.
 * memory: ``MemTotal`` of ``/proc/meminfo``; the reserve is what is not available to a new
   process (``MemTotal - MemAvailable``) plus what importing the training framework costs
   (this process's RSS growth when torch is imported, and on CUDA the context);
-* compute: training-step throughput (forward and backward FLOPs counted by
-  ``torch.utils.flop_counter``, divided by the best wall time of repeated steps) of the op
-  families that matter: matrix multiplication, convolution, depthwise convolution; the
-  profile's sustained figure is the convolution and matmul mix's, the others go in the notes;
-  per precision where this torch build computes it (bf16/fp16 on CPUs that have them);
-* element-wise / normalisation work is memory bound: the bandwidth of a large copy (numpy, read
-  plus write bytes);
+* compute, per precision this torch build computes (bf16 / fp16 where the CPU or GPU has
+  them): every operation of forward + backward steps of a ladder of layers (``_ladders``) is
+  timed and counted (``torchrun.opwork.WorkCounter``: family, FLOPs, bytes); each op family's
+  ``overhead + flops / rate + bytes / bandwidth`` is fitted to its operations
+  (:func:`fit_family`, ``edgeplan.work``), and the profile's one sustained figure is the conv
+  and matmul operations' FLOPs over their time (for model files without work per family);
+* memory bandwidth: a large numpy copy (read plus write bytes);
 * storage (optional ``path``): sequential write with ``fsync`` and read after dropping the page
   cache (``posix_fadvise``), and the latency of one 4 KiB synchronous write and read.
 

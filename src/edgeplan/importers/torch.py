@@ -287,6 +287,14 @@ def derivation_text(r: ImportResult, width: int = 92) -> str:
                   "`groups` times too high; that term was divided by groups (torch's formula "
                   "otherwise kept).")
     out += para(flops, True)
+    out += para(
+        "work: per pass (the same recording forward and backward) and op family (matmul, conv, "
+        "depthwise, norm, pool, gather, random, softmax, elementwise), [operations, FLOPs, "
+        "bytes]: a torch.utils._python_dispatch.TorchDispatchMode below autograd and autocast "
+        "sees every ATen operation; FLOPs by the formulas above (the families add up to "
+        "fwd_flops / bwd_flops), bytes those of every tensor argument and result (views, "
+        "detach and bare allocations move none). A device profile from `edgeplan calibrate` "
+        "prices it per family (docs/chain-model.md §7).", True)
     if r.measured_tmp:
         out += para(
             "fwd_tmp / bwd_tmp: PyTorch CPU-allocator events (torch.profiler, "

@@ -24,6 +24,10 @@ model prices it. Per stage ``i`` (``a_{i-1}`` -> ``a_i``):
     elementwise ops, normalisation, pooling and softmax count 0. Where this torch's counter
     over-counts the weight gradient of grouped convolutions (``groups`` times; torch <= 2.13),
     that one term is divided by ``groups`` (``_grouped_conv_backward_fix``).
+``fwd_work`` / ``bwd_work``
+    Per op family, the operations, FLOPs (the same formulas: the families add up to
+    ``fwd_flops`` / ``bwd_flops``) and bytes read and written of the same two passes, counted
+    by ``torchrun.opwork.WorkCounter`` (``edgeplan.work``); a calibrated device prices them.
 ``fwd_tmp`` / ``bwd_tmp`` (``f_i``, ``b_i``)
     Allocation events of PyTorch's CPU allocator (``torch.profiler``, ``profile_memory=True``).
     ``fwd_tmp = max(peak of the recording forward - saved, peak of a no-grad forward - out, 0)``
