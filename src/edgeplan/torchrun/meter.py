@@ -49,7 +49,7 @@ input gradient, as in real training; every later stage's floating-point inputs g
 ``requires_grad=True``.
 
 With ``autocast`` (``torch.bfloat16`` or ``torch.float16``) every forward runs under
-``torch.autocast("cpu", dtype)``, mixed-precision training as ``torch.amp`` does it: the
+``torch.autocast`` on the input's device, mixed-precision training as ``torch.amp`` does it: the
 parameters stay as they are (fp32 master weights), matmuls and convolutions compute and return
 16-bit tensors, the 16-bit copies of the weights autograd keeps count as saved (they are not
 the parameters' storage), and the backward runs outside the autocast region, as PyTorch
@@ -364,9 +364,13 @@ def amp_dtype(amp: str | None) -> Any:
     return AMP_DTYPES[amp]
 
 
-def _amp(dtype: Any) -> AbstractContextManager[Any]:
-    """``torch.autocast`` on the CPU for ``dtype`` (nothing for None)."""
-    return nullcontext() if dtype is None else torch.autocast("cpu", dtype=dtype)
+def _amp(dtype: Any, x: Any = None) -> AbstractContextManager[Any]:
+    """``torch.autocast`` for ``dtype`` (nothing for None) on the device of the tensors in
+    ``x`` (the CPU when there are none)."""
+    if dtype is None:
+        return nullcontext()
+    xs = leaves(x) if x is not None else []
+    return torch.autocast(xs[0].device.type if xs else "cpu", dtype=dtype)
 
 
 def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool = True,
@@ -425,7 +429,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
             try:
                 with AllocTrace(measure_tmp) as tr_fwd, saved_tensors_hooks(pack, unpack), \
                         torch.enable_grad(), _flop_counter() as fc, WorkCounter() as wc_f, \
-                        _amp(autocast):
+                        _amp(autocast, inp):
                     out = _run_stage(name, module, inp)
                 break
             except InputError as e:
@@ -480,7 +484,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
         peak_ng = None
         if measure_tmp:
             inp_ng = _prepare(prev, a0_keys, clone)[0]
-            with AllocTrace(True) as tr_ng, torch.no_grad(), _amp(autocast):
+            with AllocTrace(True) as tr_ng, torch.no_grad(), _amp(autocast, inp_ng):
                 out_ng = _run_stage(name, module, inp_ng)
             peak_ng, _ = tr_ng.peak()
             del out_ng, inp_ng
@@ -548,7 +552,7 @@ def _time_stage(name: str, module: Any, prev: Any, a0_keys: set[int], clone: boo
     while k < max_reps and (k < min_reps or total < min_total_s):
         inp = _prepare(prev, a0_keys, clone)[0]
         t0 = time.perf_counter()
-        with torch.enable_grad(), _amp(autocast):
+        with torch.enable_grad(), _amp(autocast, inp):
             out = _run_stage(name, module, inp)
         t1 = time.perf_counter()
         gouts = [t for t in leaves(out) if t.requires_grad]
