@@ -287,8 +287,11 @@ def plan_finetune(model: ModelSpec | Sequence[ModelSpec], device: DeviceProfile 
     fits = [c for c in marked if c.feasible]
     final = tuple(replace(c, pareto=c.feasible and not any(_dominates(o, c) for o in fits))
                   for c in marked)
-    return Finetune(candidates=final, recommended=_pick(final, prefer), requirement=req,
-                    prefer=prefer, notes=tuple(notes))
+    rec = _pick(final, prefer)
+    if rec is not None and rec.plan.problem.step_note:
+        notes.append(f"recommended plan: {rec.plan.problem.step_note}")
+    return Finetune(candidates=final, recommended=rec, requirement=req, prefer=prefer,
+                    notes=tuple(notes))
 
 
 def _pick(candidates: Sequence[Candidate], prefer: str) -> Candidate | None:

@@ -30,3 +30,21 @@ def optimizer_state_bytes(optimizer: str, trainable_bytes: int) -> int:
                                         param="optimizer")
     f = OPTIMIZER_STATE[optimizer] * trainable_bytes
     return -(-f.numerator // f.denominator)
+
+
+def step_transient_bytes(optimizer: str, trainable_bytes: int, largest_bytes: int,
+                         device_kind: str) -> int:
+    """Bytes ``torch.optim``'s step allocates for its temporaries, after the backward (measured
+    with PyTorch's allocator, torch 2.13, ``benchmarks``-free: tests/test_optimizers.py): SGD and
+    momentum update in place (0); Adam and AdamW in their for-loop implementation (torch's
+    default off CUDA) two temporaries the size of the tensor being updated (``2 x
+    largest_bytes``), in their foreach implementation (the default on CUDA) one copy of every
+    trainable parameter (``trainable_bytes``), fused (``fused=True``) none. 8-bit Adam
+    (bitsandbytes) is not measured: 0. ``largest_bytes``: the largest trainable tensor, or an
+    upper bound of it."""
+    if optimizer not in OPTIMIZER_STATE:
+        raise UnknownNameError.for_name("optimizer", optimizer, OPTIMIZER_STATE,
+                                        param="optimizer")
+    if optimizer not in ("adam", "adamw"):
+        return 0
+    return trainable_bytes if device_kind == "gpu" else 2 * largest_bytes

@@ -20,10 +20,12 @@ from .chain import Chain
 from .device import DeviceProfile, MemoryBudget, memory_budget
 from .errors import InputError
 from .model import ModelSpec
+from .optimizers import step_transient_bytes
 from .progress import Progress  # noqa: F401 - re-exported for the use cases
 from .solvers.base import SolveResult, store_all_peak_bytes
 from .solvers.registry import get_strategy
 from .training import Training, TrainSpec, resolve
+from .units import format_size
 from .work import FamilyCost
 
 NOTHING_FITS = "parameters, gradients and optimizer state alone exceed the memory"
@@ -53,6 +55,8 @@ class Problem:
     notes: tuple[str, ...] = ()  # what the set-up assumed (shown with the answer)
     # seconds per op family of one step without recomputation (``time_model == op-families``)
     family_time_s: tuple[tuple[str, float], ...] = ()
+    # the optimizer step's temporaries do not fit beside the input (also in ``notes``)
+    step_note: str | None = None
 
     @property
     def batch(self) -> int:
@@ -202,6 +206,9 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
     if device is not None and model.uses_flops:
         used = precision or model.precision or device.precision
     notes = []
+    step_note = _optimizer_step_note(model, device, mem)
+    if step_note:
+        notes.append(step_note)
     family_time: tuple[tuple[str, float], ...] = ()
     if time_model(model, device, used) == "op-families":
         assert device is not None and used is not None
@@ -219,7 +226,27 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
                      f"{model.precision} measurements ({how})")
     return Problem(model=model, device=device, chain=chain, memory=mem, precision=used,
                    grad_accum=grad_accum, training=None if training.spec.is_all else training,
-                   notes=tuple(notes), family_time_s=family_time)
+                   notes=tuple(notes), family_time_s=family_time, step_note=step_note)
+
+
+def _optimizer_step_note(model: ModelSpec, device: DeviceProfile | None,
+                         mem: MemoryBudget) -> str | None:
+    """A note when ``torch.optim``'s step temporaries (``optimizers.step_transient_bytes``), live
+    after the backward beside the input batch, would not fit in the activation budget."""
+    kind = device.kind if device is not None else "cpu"
+    largest = max((s.param_bytes if s.trainable_bytes is None else s.trainable_bytes
+                   for s in model.stages), default=0)
+    step = step_transient_bytes(model.optimizer, mem.grad_bytes, largest, kind)
+    budget = mem.activation_bytes
+    if step == 0 or budget < 0 or step + model.input_bytes <= budget:
+        return None
+    how = ("foreach, the default on CUDA: a copy of every trained parameter" if kind == "gpu"
+           else "for-loop, the default off CUDA: 2x the largest tensor, bounded by the largest "
+                "stage's trained parameters")
+    return (f"torch.optim's {model.optimizer} step allocates about {format_size(step)} of "
+            f"temporaries ({how}) after the backward, more than the "
+            f"{format_size(budget)} activation budget leaves beside the input: create it with "
+            "fused=True (no temporaries), or train fewer parameters (--train)")
 
 
 def family_times(model: ModelSpec, costs: Mapping[str, FamilyCost]

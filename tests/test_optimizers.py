@@ -1,0 +1,79 @@
+"""The optimizer step's temporaries (``optimizers.step_transient_bytes``): measured with
+PyTorch's allocator against the rule, and the note a plan gets when they do not fit."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeplan.formats.model_file import model_from_text
+from edgeplan.optimizers import step_transient_bytes
+from edgeplan.problem import prepare
+
+
+def test_the_rule_per_optimizer_and_device_kind():
+    assert step_transient_bytes("sgd", 100, 40, "cpu") == 0
+    assert step_transient_bytes("momentum", 100, 40, "gpu") == 0
+    assert step_transient_bytes("adam", 100, 40, "cpu") == 80      # 2 x the largest tensor
+    assert step_transient_bytes("adamw", 100, 40, "gpu") == 100    # foreach: every parameter
+    assert step_transient_bytes("adam8bit", 100, 40, "gpu") == 0
+    with pytest.raises(Exception, match="adma"):
+        step_transient_bytes("adma", 1, 1, "cpu")
+
+
+def test_the_rule_is_what_torch_allocates():
+    torch = pytest.importorskip("torch")
+    from edgeplan.torchrun.meter import AllocTrace, alloc_events_supported
+    if not alloc_events_supported():
+        pytest.skip("no allocator events in this torch build")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(),
+                                torch.nn.Linear(256, 32))
+    x = torch.randn(8, 64)
+    total = sum(p.numel() * 4 for p in model.parameters())
+    largest = max(p.numel() * 4 for p in model.parameters())
+    cases = {"sgd": (lambda ps: torch.optim.SGD(ps, lr=0.1), 0),
+             "momentum": (lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9), 0),
+             "adam (for-loop)": (lambda ps: torch.optim.Adam(ps, foreach=False),
+                                 step_transient_bytes("adam", total, largest, "cpu")),
+             "adamw (foreach)": (lambda ps: torch.optim.AdamW(ps, foreach=True),
+                                 step_transient_bytes("adamw", total, largest, "gpu")),
+             "adam (fused)": (lambda ps: torch.optim.Adam(ps, fused=True), 0)}
+    for name, (make, want) in cases.items():
+        opt = make(model.parameters())
+        for _ in range(2):  # the first step also allocates the state (fixed memory)
+            model.zero_grad(set_to_none=True)
+            model(x).sum().backward()
+            with AllocTrace(True) as tr:
+                opt.step()
+        peak, _ = tr.peak()
+        assert want <= peak <= want + 256, (name, peak, want)  # + a few scalars
+
+
+MODEL = """format: 1
+name: m
+input: 1 MiB
+optimizer: adam
+stages:
+  - {name: a, fwd_time: 1 ms, out: 1 MiB, saved: 2 MiB, params: 40 MiB}
+  - {name: b, fwd_time: 1 ms, out: 0, saved: 1 MiB, params: 10 MiB}
+"""
+
+
+def test_a_plan_notes_a_step_that_does_not_fit():
+    model = model_from_text(MODEL)
+    # fixed: 50 MiB params + 50 MiB gradients + 100 MiB Adam state = 200 MiB
+    tight = prepare(model, None, memory_bytes=(200 + 20) * 2**20)  # 20 MiB for activations
+    note = [n for n in tight.notes if "step allocates" in n]
+    assert note and "80.0 MiB" in note[0] and "fused=True" in note[0]
+    roomy = prepare(model, None, memory_bytes=(200 + 100) * 2**20)
+    assert not [n for n in roomy.notes if "step allocates" in n]
+    sgd = prepare(model, None, memory_bytes=(100 + 20) * 2**20, optimizer="sgd")
+    assert not [n for n in sgd.notes if "step allocates" in n]
+
+
+def test_finetune_notes_the_recommended_plans_step():
+    from edgeplan.finetune import plan_finetune
+    model = model_from_text(MODEL)
+    ft = plan_finetune([model], None, memory_bytes=(200 + 20) * 2**20, selections=["all"])
+    assert ft.recommended is not None
+    assert any(n.startswith("recommended plan: torch.optim's adam step") for n in ft.notes)
