@@ -129,7 +129,7 @@ def run_cmd(out: Output, spec: str, plan_path: str, input_shape: str | None, bat
                         repeats=repeats, time_reps=max(1, repeats), timing=timing, seed=seed,
                         copy_model=False, name=plan.get("model") or spec.rpartition(":")[2],
                         modes=plan.get("modes"), lora=(file_input or {}).get("lora"),
-                        amp=(file_input or {}).get("amp"))
+                        amp=(file_input or {}).get("amp"), optimizer=plan.get("optimizer"))
     finally:
         if torch.get_num_threads() != threads_before:
             torch.set_num_threads(threads_before)

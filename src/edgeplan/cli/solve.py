@@ -177,4 +177,4 @@ def _verify(spec: str, model_path: str, plan: Plan) -> Any:
                        batch=plan.model.batch, dtype=inp["dtype_params"] or "float32",
                        input_dtype=inp["dtype"], budget_bytes=plan.memory.activation_bytes,
                        modes=None if training is None else training.modes,
-                       lora=inp.get("lora"), amp=inp.get("amp"))
+                       lora=inp.get("lora"), amp=inp.get("amp"), optimizer=plan.model.optimizer)

@@ -83,6 +83,8 @@ def load_plan(path: str) -> dict:
             "train": train, "modes": modes if train not in (None, "all") else None,
             "peak_bytes": result.get("peak_bytes"), "cost_s": result.get("cost_s"),
             "model_path": model.get("path"), "model": model.get("name"),
+            "optimizer": model.get("optimizer") if isinstance(model.get("optimizer"), str)
+            else None,
             "precision": inputs.get("precision"), "path": path}
 
 

@@ -43,6 +43,10 @@ def run_renderable(v: Any, plan: dict, show_ops: bool) -> Group:
                   _fmt_bytes(v.allocator_peak_bytes), "-" if r is None else f"{r:.4f}")
     if getattr(v, "rss_growth_bytes", None) is not None:
         t.add_row("  process RSS growth", "-", _fmt_bytes(v.rss_growth_bytes), "-")
+    if getattr(v, "optimizer_step_bytes", None) is not None:
+        pred, meas = v.optimizer_step_predicted_bytes, v.optimizer_step_bytes
+        t.add_row(f"{v.optimizer} step temporaries", _fmt_bytes(pred), _fmt_bytes(meas),
+                  f"{meas / pred:.4f}" if pred else "-")
     tr = v.time_ratio
     t.add_row(f"step time (host, {v.threads} thr)",
               _fmt_s(v.predicted_time_s), _fmt_s(v.measured_time_s),

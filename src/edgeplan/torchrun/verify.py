@@ -92,6 +92,11 @@ class Verification:
     allocator_peak_bytes: int | None = None
     allocator_predicted_bytes: int | None = None   # simulator, transients included when known
     rss_growth_bytes: int | None = None
+    # the optimizer step after the backward (``optimizer=``): its temporaries, by the allocator
+    # (a second step: the first allocates the state), and the rule's prediction
+    optimizer: str | None = None
+    optimizer_step_bytes: int | None = None
+    optimizer_step_predicted_bytes: int | None = None
 
     @property
     def allocator_ratio(self) -> float | None:
@@ -177,6 +182,9 @@ class Verification:
                 "allocator_predicted_bytes": self.allocator_predicted_bytes,
                 "allocator_ratio": self.allocator_ratio,
                 "rss_growth_bytes": self.rss_growth_bytes,
+                "optimizer": self.optimizer,
+                "optimizer_step_bytes": self.optimizer_step_bytes,
+                "optimizer_step_predicted_bytes": self.optimizer_step_predicted_bytes,
             },
             "time": {
                 "predicted_s": self.predicted_time_s,
@@ -265,6 +273,58 @@ def _independent_peaks(ex: ChainExecutor, stages: list[tuple[str, nn.Module]], x
     return (None if peak is None else peak + x0_bytes), rss
 
 
+def _optimizer_step(ex: ChainExecutor, stages: list[tuple[str, nn.Module]], x: Any,
+                    schedule: Schedule, target: Any, optimizer: str) -> tuple[int, int] | None:
+    """(measured, predicted) bytes of the temporaries of ``torch.optim``'s step for
+    ``optimizer`` (sgd, momentum, adam, adamw; torch's default implementation for the device)
+    over the trainable parameters: two steps of the schedule, each followed by the optimizer's
+    step, the second measured (PyTorch's CPU allocator; ``max_memory_allocated`` on CUDA). The
+    parameters, their gradients and the modules' state are restored; None for an optimizer
+    torch.optim does not have (8-bit Adam) or where nothing can be measured."""
+    from ..optimizers import step_transient_bytes
+    from .meter import AllocTrace, alloc_events_supported
+    makers = {"sgd": lambda ps: torch.optim.SGD(ps, lr=1e-3),
+              "momentum": lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9),
+              "adam": lambda ps: torch.optim.Adam(ps, lr=1e-3),
+              "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-3)}
+    params = [p for p in {id(p): p for _, m in stages for p in m.parameters()}.values()
+              if p.requires_grad]
+    if optimizer not in makers or not params:
+        return None
+    cuda = next((t.device for t in leaves(x) if t.device.type == "cuda"), None)
+    if cuda is None and not alloc_events_supported():
+        return None
+    saved = [p.detach().clone() for p in params]
+    measured = 0
+    with preserved_state(m for _, m in stages):
+        opt = makers[optimizer](params)
+        for _ in range(2):
+            for p in params:
+                p.grad = None
+            ex.step(x, schedule, target=target, measure=False)
+            if cuda is not None:
+                torch.cuda.synchronize(cuda)
+                torch.cuda.reset_peak_memory_stats(cuda)
+                start = torch.cuda.memory_allocated(cuda)
+                opt.step()
+                torch.cuda.synchronize(cuda)
+                measured = int(torch.cuda.max_memory_allocated(cuda) - start)
+            else:
+                with AllocTrace(True) as tr:
+                    opt.step()
+                measured = tr.peak()[0]
+        del opt
+        for p in params:
+            p.grad = None
+        with torch.no_grad():
+            for p, v in zip(params, saved, strict=True):
+                p.copy_(v)
+    nbytes = [p.numel() * p.element_size() for p in params]
+    predicted = step_transient_bytes(optimizer, sum(nbytes), max(nbytes),
+                                     "gpu" if cuda is not None else "cpu")
+    return measured, predicted
+
+
 def _param_dtype(stages: list[tuple[str, nn.Module]]) -> str | None:
     for _, m in stages:
         for p in m.parameters():
@@ -344,7 +404,7 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                 measured: MeasuredChain | None = None, independent: bool = True,
                 modes: Sequence[str] | None = None,
                 lora: tuple[Sequence[str], float | None] | None = None,
-                amp: str | None = None) -> Verification:
+                amp: str | None = None, optimizer: str | None = None) -> Verification:
     """Execute ``schedule`` on ``model`` and compare with the simulator's prediction.
 
     ``model``: an ``nn.Sequential`` / list of stage modules (the last returns the loss, or give
@@ -367,6 +427,8 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
     ``lora`` gives the adapters' (targets, alpha), as the model file records them. ``amp``
     (``bf16``, ``fp16``; a model file's ``amp:``): mixed precision, every forward under
     ``torch.autocast`` on the model's device (parameters stay fp32), backwards outside it.
+    ``optimizer`` (sgd, momentum, adam, adamw): also measure ``torch.optim``'s step
+    temporaries after the backward against ``optimizers.step_transient_bytes``.
     """
     if not 0 <= tolerance < 10:
         raise InputError(f"expected a tolerance between 0 and 10, got {tolerance}",
@@ -506,6 +568,8 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
             notes.append(f"{len(diff)} of {L} stages differ in out/saved bytes from the plan's "
                          f"model file (first: {diff[0]}); check batch, dtype and input shape")
     indep = _independent_peaks(ex, stages, x, schedule, target) if independent else None
+    opt_step = (_optimizer_step(ex, stages, x, schedule, target, optimizer)
+                if optimizer is not None and independent else None)
     pred_tmp = (plan_trace.peak_bytes if plan_trace is not None else trace.peak_bytes)
     v = Verification(model=label, stages=L, schedule=schedule, chain=mc.chain,
                      chain_source=mc.source, trace=trace, step=step,
@@ -518,7 +582,10 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                      time_spread=_spread(times, stage_walls), time_method=time_method,
                      allocator_peak_bytes=None if indep is None else indep[0],
                      allocator_predicted_bytes=None if indep is None else pred_tmp,
-                     rss_growth_bytes=None if indep is None else indep[1])
+                     rss_growth_bytes=None if indep is None else indep[1],
+                     optimizer=optimizer if opt_step is not None else None,
+                     optimizer_step_bytes=None if opt_step is None else opt_step[0],
+                     optimizer_step_predicted_bytes=None if opt_step is None else opt_step[1])
     if indep is not None and plan_trace is None:
         v.notes.append("the allocator is compared with the measured chain's peak without "
                        "transients (give the plan's model file for fwd_tmp/bwd_tmp)")
