@@ -35,7 +35,7 @@ def optimizer_state_bytes(optimizer: str, trainable_bytes: int) -> int:
 def step_transient_bytes(optimizer: str, trainable_bytes: int, largest_bytes: int,
                          device_kind: str) -> int:
     """Bytes ``torch.optim``'s step allocates for its temporaries, after the backward (measured
-    with PyTorch's allocator, torch 2.13, ``benchmarks``-free: tests/test_optimizers.py): SGD and
+    with PyTorch's allocator, torch 2.13; tests/test_optimizers.py checks it): SGD and
     momentum update in place (0); Adam and AdamW in their for-loop implementation (torch's
     default off CUDA) two temporaries the size of the tensor being updated (``2 x
     largest_bytes``), in their foreach implementation (the default on CUDA) one copy of every
