@@ -141,16 +141,12 @@ def _replay_compiled(chain: Chain, table: DPTable, steps: list[int]
     """``StepReplay.peak_cost`` of every step, compiled (``replay_numba``; the fill used numba,
     so it is loaded already)."""
     from .replay_numba import replay_steps
-    cl = chain.lists()
-    L = chain.length
+    a = chain.arrays()  # exact bytes (d: 0 for d_0 .. d_p and d_L) and seconds, index 0..L
     i64 = np.int64
-    d = np.array([cl.dsize(i) if i >= 1 else 0 for i in range(L + 1)], dtype=i64)
     peaks, costs, ok = replay_steps(
-        np.array(steps, dtype=i64), L, table.max_slots, table.meta, table.rst, table.rch,
-        np.asarray(table.sc.s, dtype=i64), np.asarray(table.sc.x, dtype=i64),
-        np.array(cl.x, dtype=i64), np.array(cl.s, dtype=i64), np.array(cl.f, dtype=i64),
-        np.array(cl.b, dtype=i64), d, np.array(cl.tf, dtype=np.float64),
-        np.array(cl.tb, dtype=np.float64))
+        np.array(steps, dtype=i64), chain.length, table.max_slots, table.meta, table.rst,
+        table.rch, np.asarray(table.sc.s, dtype=i64), np.asarray(table.sc.x, dtype=i64),
+        a.x, a.s, a.f, a.b, a.d, a.tf, a.tb)
     if not ok.all():
         raise InfeasibleError("no schedule in this memory")
     x0 = chain.input_bytes
