@@ -55,7 +55,6 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -78,6 +77,7 @@ from ._tensors import (
     storage_bytes,
     storage_key,
 )
+from .meter import autocast_on
 
 __all__ = ["ChainExecutor", "StepResult", "OpSample", "LossStage", "stage_list", "run_step",
            "check_schedule"]
@@ -361,7 +361,7 @@ class _Run:
         try:
             if first:
                 self.rng[i] = get_rng()
-                out = self._call(name, module, inp, record, self.ex.autocast)
+                out = self._call(module, inp, record, self.ex.autocast)
             else:
                 self.recomputes += 1
                 now = get_rng()
@@ -370,7 +370,7 @@ class _Run:
                     with frozen_running_stats(module) as clones:
                         if record is not None:
                             record.extra_fixed = {storage_key(c)[0] for c in clones}
-                        out = self._call(name, module, inp, record, self.ex.autocast)
+                        out = self._call(module, inp, record, self.ex.autocast)
                 finally:
                     set_rng(now)
         except InputError:
@@ -394,12 +394,10 @@ class _Run:
         return out
 
     @staticmethod
-    def _call(name: str, module: nn.Module, inp: Any, record: _Record | None,
-              autocast: tuple[str, Any] | None = None) -> Any:
+    def _call(module: nn.Module, inp: Any, record: _Record | None, autocast: Any = None) -> Any:
         # mixed precision: forwards (and recomputations) under torch.autocast, backwards
         # outside it, as torch.amp recommends and as the stage measurer measured them
-        amp = nullcontext() if autocast is None else torch.autocast(autocast[0],
-                                                                    dtype=autocast[1])
+        amp = autocast_on(autocast, inp)
         if record is None:
             with torch.no_grad(), amp:
                 return module(inp)
@@ -420,16 +418,17 @@ class ChainExecutor:
     synchronise after each op so op times are device times (default: when the input is on CUDA).
     ``loss_outside``: the last stage returns the model's output, not the loss; its backward is
     seeded with the output's gradient (``_Run.d``), as the drop-in wrapper (``torchrun.dropin``)
-    does with the gradient the user's own loss produces. ``autocast``: ``(device type, dtype)``,
-    every forward (recomputations too) under ``torch.autocast``, the backwards outside it.
+    does with the gradient the user's own loss produces. ``autocast``: a 16-bit dtype,
+    every forward (recomputations too) under ``torch.autocast`` on the input's device, the
+    backwards outside it.
     """
 
     def __init__(self, model: Any, *, loss_fn: Callable[..., torch.Tensor] | None = None,
                  strict: bool = True, check_inplace: bool = True,
                  synchronize: bool | None = None, loss_outside: bool = False,
-                 autocast: tuple[str, Any] | None = None):
+                 autocast: Any = None):
         self.stages = stage_list(model, loss_fn)
-        self.autocast = autocast  # (device type, 16-bit dtype): forwards under torch.autocast
+        self.autocast = autocast  # a 16-bit dtype: forwards under torch.autocast
         self.loss_fn = loss_fn
         self.loss_outside = loss_outside
         self.strict = strict

@@ -109,7 +109,7 @@ class StageTimer:
     """
 
     def __init__(self, stages: list[tuple[str, nn.Module]], x0: Any, *, target: Any = None,
-                 autocast: tuple[str, Any] | None = None):
+                 autocast: Any = None):
         self.stages = stages
         self.x0 = x0
         last = stages[-1][1]
@@ -155,7 +155,7 @@ class StageTimer:
 
 def time_stages(stages: list[tuple[str, nn.Module]], x0: Any, *, reps: int = 7,
                 warmup: int = 1, target: Any = None,
-                autocast: tuple[str, Any] | None = None) -> list[tuple[float, float]]:
+                autocast: Any = None) -> list[tuple[float, float]]:
     """(forward, backward) seconds per stage: the op times of the fastest of ``reps`` store-all
     steps run by the executor (:class:`StageTimer`), after ``warmup`` unrecorded ones
     (first-call costs: oneDNN primitive creation, allocator growth). State (running
@@ -229,14 +229,14 @@ def with_times(chain: Chain, times: list[tuple[float, float]]) -> Chain:
 def measure_chain(model: Any, x: Any, *, target: Any = None,
                   loss_fn: Callable[..., torch.Tensor] | None = None, timing: bool = True,
                   reps: int = 7, measure_tmp: bool = False,
-                  name: str = "model", autocast: tuple[str, Any] | None = None) -> MeasuredChain:
+                  name: str = "model", autocast: Any = None) -> MeasuredChain:
     """The chain of ``model`` on the input batch ``x`` (stages as :func:`stage_list` makes them).
 
     Sizes from the one stage measurer (``torchrun.meter.measure_stages``, the importer's);
     ``fwd_tmp``/``bwd_tmp`` only with ``measure_tmp`` (allocator events). Times from
     :func:`time_stages` with ``timing``, else 0. The model's state (running statistics,
-    gradients, RNG) is unchanged afterwards. ``autocast``: ``(device type, dtype)``, measured
-    and timed with every forward under ``torch.autocast`` (mixed precision).
+    gradients, RNG) is unchanged afterwards. ``autocast``: a 16-bit dtype, measured and
+    timed with every forward under ``torch.autocast`` (mixed precision).
     """
     stages = stage_list(model, loss_fn)
     last = stages[-1][1]
@@ -247,7 +247,7 @@ def measure_chain(model: Any, x: Any, *, target: Any = None,
     try:
         with preserved_state(m for _, m in stages):
             measures = measure_stages(stages, x0, measure_tmp=measure_tmp, timing=False,
-                                      autocast=None if autocast is None else autocast[1])
+                                      autocast=autocast)
         sizes = [(int(s.out_bytes), int(s.saved_bytes), int(s.fwd_tmp_bytes),
                   int(s.bwd_tmp_bytes), int(s.param_bytes)) for s in measures]
         times = (time_stages(stages, x0, reps=reps, target=target, autocast=autocast)

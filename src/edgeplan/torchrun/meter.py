@@ -77,6 +77,7 @@ from ..work import Work
 from ._tensors import detach_all, leaves, storage_key
 
 __all__ = ["AMP_DTYPES", "AllocTrace", "StageMeasure", "alloc_events_supported", "amp_dtype",
+           "autocast_on",
            "grouped_conv_fix_active", "measure_stages"]
 
 
@@ -364,7 +365,7 @@ def amp_dtype(amp: str | None) -> Any:
     return AMP_DTYPES[amp]
 
 
-def _amp(dtype: Any, x: Any = None) -> AbstractContextManager[Any]:
+def autocast_on(dtype: Any, x: Any = None) -> AbstractContextManager[Any]:
     """``torch.autocast`` for ``dtype`` (nothing for None) on the device of the tensors in
     ``x`` (the CPU when there are none)."""
     if dtype is None:
@@ -429,7 +430,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
             try:
                 with AllocTrace(measure_tmp) as tr_fwd, saved_tensors_hooks(pack, unpack), \
                         torch.enable_grad(), _flop_counter() as fc, WorkCounter() as wc_f, \
-                        _amp(autocast, inp):
+                        autocast_on(autocast, inp):
                     out = _run_stage(name, module, inp)
                 break
             except InputError as e:
@@ -484,7 +485,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
         peak_ng = None
         if measure_tmp:
             inp_ng = _prepare(prev, a0_keys, clone)[0]
-            with AllocTrace(True) as tr_ng, torch.no_grad(), _amp(autocast, inp_ng):
+            with AllocTrace(True) as tr_ng, torch.no_grad(), autocast_on(autocast, inp_ng):
                 out_ng = _run_stage(name, module, inp_ng)
             peak_ng, _ = tr_ng.peak()
             del out_ng, inp_ng
@@ -552,7 +553,7 @@ def _time_stage(name: str, module: Any, prev: Any, a0_keys: set[int], clone: boo
     while k < max_reps and (k < min_reps or total < min_total_s):
         inp = _prepare(prev, a0_keys, clone)[0]
         t0 = time.perf_counter()
-        with torch.enable_grad(), _amp(autocast, inp):
+        with torch.enable_grad(), autocast_on(autocast, inp):
             out = _run_stage(name, module, inp)
         t1 = time.perf_counter()
         gouts = [t for t in leaves(out) if t.requires_grad]

@@ -236,6 +236,28 @@ def _proc_status(key: str) -> int | None:
     return None
 
 
+def _allocator_peak(run: Callable[[], object], cuda: torch.device | None,
+                    left_out: Callable[[], list[torch.Tensor]] = list) -> int | None:
+    """Peak bytes allocated while ``run()`` runs, above what was allocated before, by PyTorch's
+    allocator (``max_memory_allocated`` on CUDA, allocation events on the CPU); the tensors
+    ``left_out()`` names afterwards (fresh parameter gradients: fixed memory) are not counted.
+    None where this torch's CPU allocator reports no events."""
+    from .meter import AllocTrace, alloc_events_supported
+    if cuda is not None:
+        torch.cuda.synchronize(cuda)
+        torch.cuda.reset_peak_memory_stats(cuda)
+        start = torch.cuda.memory_allocated(cuda)
+        run()
+        torch.cuda.synchronize(cuda)
+        kept = sum(t.numel() * t.element_size() for t in left_out())
+        return int(torch.cuda.max_memory_allocated(cuda) - start - kept)
+    if not alloc_events_supported():
+        return None
+    with AllocTrace(True) as tr:
+        run()
+    return tr.peak(exclude_final={t.data_ptr() for t in left_out()})[0]
+
+
 def _independent_peaks(ex: ChainExecutor, stages: list[tuple[str, nn.Module]], x: Any,
                        schedule: Schedule, target: Any) -> tuple[int | None, int | None]:
     """(activation peak by PyTorch's allocator, peak RSS growth) of one more step of the
@@ -243,7 +265,6 @@ def _independent_peaks(ex: ChainExecutor, stages: list[tuple[str, nn.Module]], x
     allocator figure includes the input batch, as the chain model does. The model's state is
     restored afterwards."""
     from ._tensors import storage_bytes
-    from .meter import AllocTrace
 
     params = list({id(p): p for _, m in stages for p in m.parameters()}.values())
     x0_bytes = storage_bytes(leaves(x))
@@ -252,20 +273,8 @@ def _independent_peaks(ex: ChainExecutor, stages: list[tuple[str, nn.Module]], x
         for p in params:
             p.grad = None
         rss0 = _rss_mark()
-        if cuda is not None:
-            torch.cuda.synchronize(cuda)
-            torch.cuda.reset_peak_memory_stats(cuda)
-            start = torch.cuda.memory_allocated(cuda)
-            ex.step(x, schedule, target=target, measure=False)
-            torch.cuda.synchronize(cuda)
-            grads = sum(p.grad.numel() * p.grad.element_size() for p in params
-                        if p.grad is not None)
-            peak: int | None = int(torch.cuda.max_memory_allocated(cuda) - start - grads)
-        else:
-            with AllocTrace(True) as tr:
-                ex.step(x, schedule, target=target, measure=False)
-            ptrs = {p.grad.data_ptr() for p in params if p.grad is not None}
-            peak = tr.peak(exclude_final=ptrs)[0] if tr.events else None
+        peak = _allocator_peak(lambda: ex.step(x, schedule, target=target, measure=False), cuda,
+                               lambda: [p.grad for p in params if p.grad is not None])
         hwm = _proc_status("VmHWM")
         for p in params:
             p.grad = None
@@ -278,11 +287,10 @@ def _optimizer_step(ex: ChainExecutor, stages: list[tuple[str, nn.Module]], x: A
     """(measured, predicted) bytes of the temporaries of ``torch.optim``'s step for
     ``optimizer`` (sgd, momentum, adam, adamw; torch's default implementation for the device)
     over the trainable parameters: two steps of the schedule, each followed by the optimizer's
-    step, the second measured (PyTorch's CPU allocator; ``max_memory_allocated`` on CUDA). The
-    parameters, their gradients and the modules' state are restored; None for an optimizer
-    torch.optim does not have (8-bit Adam) or where nothing can be measured."""
+    step, the second measured (:func:`_allocator_peak`). The parameters, their gradients and the
+    modules' state are restored; None for an optimizer torch.optim does not have (8-bit Adam)
+    or where nothing can be measured."""
     from ..optimizers import step_transient_bytes
-    from .meter import AllocTrace, alloc_events_supported
     makers = {"sgd": lambda ps: torch.optim.SGD(ps, lr=1e-3),
               "momentum": lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9),
               "adam": lambda ps: torch.optim.Adam(ps, lr=1e-3),
@@ -292,33 +300,26 @@ def _optimizer_step(ex: ChainExecutor, stages: list[tuple[str, nn.Module]], x: A
     if optimizer not in makers or not params:
         return None
     cuda = next((t.device for t in leaves(x) if t.device.type == "cuda"), None)
+    from .meter import alloc_events_supported
     if cuda is None and not alloc_events_supported():
-        return None
+        return None  # nothing to measure with: do not run the steps
     saved = [p.detach().clone() for p in params]
-    measured = 0
+    measured: int | None = None
     with preserved_state(m for _, m in stages):
         opt = makers[optimizer](params)
         for _ in range(2):
             for p in params:
                 p.grad = None
             ex.step(x, schedule, target=target, measure=False)
-            if cuda is not None:
-                torch.cuda.synchronize(cuda)
-                torch.cuda.reset_peak_memory_stats(cuda)
-                start = torch.cuda.memory_allocated(cuda)
-                opt.step()
-                torch.cuda.synchronize(cuda)
-                measured = int(torch.cuda.max_memory_allocated(cuda) - start)
-            else:
-                with AllocTrace(True) as tr:
-                    opt.step()
-                measured = tr.peak()[0]
+            measured = _allocator_peak(opt.step, cuda)
         del opt
         for p in params:
             p.grad = None
         with torch.no_grad():
             for p, v in zip(params, saved, strict=True):
                 p.copy_(v)
+    if measured is None:
+        return None
     nbytes = [p.numel() * p.element_size() for p in params]
     predicted = step_transient_bytes(optimizer, sum(nbytes), max(nbytes),
                                      "gpu" if cuda is not None else "cpu")
@@ -488,10 +489,8 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
                 high = first_embedding_size(stages)
             x = make_input(tuple(input_shape), batch, idt, high=high, device=device or "cpu")
         xs = leaves(x)
-        cast = None
-        if amp is not None:
-            from .meter import amp_dtype
-            cast = (xs[0].device.type if xs else "cpu", amp_dtype(amp))
+        from .meter import amp_dtype
+        cast = amp_dtype(amp)
         real_batch = int(xs[0].shape[0]) if xs and xs[0].dim() > 0 else batch
         stages_for_run = stages  # already wrapped with the loss
         if measured is not None:
