@@ -144,13 +144,20 @@ class ModelSpec:
     def total_fwd_flops(self) -> float:
         return float(sum(s.fwd_flops or 0.0 for s in self.stages))
 
+    def family_costs(self, device: DeviceProfile | None,
+                     precision: str | None = None) -> Mapping[str, FamilyCost] | None:
+        """The device's calibrated op-family costs that price this model's stages (None: its
+        times are measured, or FLOPs go at the sustained rate)."""
+        if device is None or not self.uses_flops or not self.has_work:
+            return None
+        return device.family_costs(precision or self.precision)
+
     def to_chain(self, device: DeviceProfile | None = None, precision: str | None = None) -> Chain:
         """Resolve to a chain in seconds and bytes on ``device`` (needed when FLOPs are used)."""
-        rate = costs = None
+        rate = None
         if self.uses_flops and device is not None:
             rate = device.flop_rate(precision or self.precision)
-            if self.has_work:
-                costs = device.family_costs(precision or self.precision)
+        costs = self.family_costs(device, precision)
         stages = []
         for st in self.stages:
             try:

@@ -212,7 +212,7 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
     family_time: tuple[tuple[str, float], ...] = ()
     if time_model(model, device, used) == "op-families":
         assert device is not None and used is not None
-        family_time = family_times(model, device.family_costs(used) or {})
+        family_time = family_times(model, model.family_costs(device, used) or {})
         total = sum(t for _, t in family_time) or 1.0
         notes.append("compute by op family (one step without recomputation): " + ", ".join(
             f"{f} {t / total:.0%}" for f, t in family_time if t / total >= 0.005))
@@ -273,9 +273,7 @@ def time_model(model: ModelSpec, device: DeviceProfile | None, precision: str | 
     ``sustained`` (FLOPs at the device's one sustained FLOP/s)."""
     if precision is None or device is None:
         return "measured"
-    if model.has_work and device.family_costs(precision) is not None:
-        return "op-families"
-    return "sustained"
+    return "op-families" if model.family_costs(device, precision) is not None else "sustained"
 
 
 def solve_problem(problem: Problem, strategy: str = "optimal", **opts: Any) -> SolveResult:
