@@ -102,7 +102,8 @@ class ModelSpec:
     optimizer: str = "sgd"
     batch: int = 1
     precision: str | None = None
-    amp: str | None = None     # activations measured under torch.autocast; parameters fp32
+    amp: str | None = None     # activations under torch.autocast (measured, or computed from
+    #                            an ONNX graph); parameters fp32
     lora_targets: tuple[str, ...] | None = None  # the layers the lora-rR modes wrap (file)
     lora_alpha: float | None = None
     description: str = ""

@@ -272,7 +272,7 @@ def _capture_lines(result: Any) -> list[str]:
 
 def _onnx_command_line(path: str, batch: int | None, dims: tuple[str, ...], stages: str,
                        tuple_cuts: bool, name: str | None, description: str | None,
-                       optimizer: str, output: str) -> str:
+                       optimizer: str, output: str, amp: str | None) -> str:
     """The canonical ``edgeplan import onnx`` command that reproduces the file."""
     parts = ["edgeplan", "import", "onnx", path]
     if batch is not None:
@@ -283,6 +283,8 @@ def _onnx_command_line(path: str, batch: int | None, dims: tuple[str, ...], stag
         parts += ["--stages", stages]
     if tuple_cuts:
         parts.append("--tuple-cuts")
+    if amp:
+        parts += ["--amp", amp]
     parts += _file_options(name, description, optimizer)
     parts += ["-o", output]
     return " ".join(shlex.quote(p) for p in parts)
@@ -302,6 +304,9 @@ def _onnx_command_line(path: str, batch: int | None, dims: tuple[str, ...], stag
 @click.option("--tuple-cuts", is_flag=True,
               help="Also cut where several tensors are live, all made since the previous cut "
                    "(an unrolled RNN's (h, c), parallel branches); out is their sum.")
+@click.option("--amp", type=click.Choice(("bf16", "fp16")), default=None,
+              help="Mixed precision: the tensors' types as torch.autocast (CPU lists) would "
+                   "make them, computed from the graph; parameters stay fp32.")
 @click.option("--name", default=None, help="Model name in the file (default: the file's stem).")
 @click.option("--description", default=None, help="Description line (default: generated).")
 @click.option("--optimizer", type=click.Choice(WRITABLE_OPTIMIZERS), default="momentum",
@@ -311,8 +316,8 @@ def _onnx_command_line(path: str, batch: int | None, dims: tuple[str, ...], stag
               help="Model file to write ('-' = stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr (warnings still show).")
 def onnx_cmd(path: str, batch: int | None, dims: tuple[str, ...], stages: str, tuple_cuts: bool,
-             name: str | None, description: str | None, optimizer: str, output: str,
-             quiet: bool) -> None:
+             amp: str | None, name: str | None, description: str | None, optimizer: str,
+             output: str, quiet: bool) -> None:
     """Estimate an ONNX graph as a chain and write a model file; nothing is run.
 
     Shapes come from ONNX shape inference at the batch; the graph is cut where exactly one
@@ -330,9 +335,9 @@ def onnx_cmd(path: str, batch: int | None, dims: tuple[str, ...], stages: str, t
     dim_map = oi.parse_dims(dims)
     stage_mode = oi.parse_stages(stages)
     result = oi.import_onnx(path, batch=batch, dims=dim_map, stages=stage_mode,
-                            tuple_cuts=tuple_cuts, name=name, description=description)
+                            tuple_cuts=tuple_cuts, name=name, description=description, amp=amp)
     cmd = _onnx_command_line(path, batch, dims, str(stage_mode), tuple_cuts, name, description,
-                             optimizer, output)
+                             optimizer, output, amp)
     text = oi.to_yaml(result, command=cmd, optimizer=optimizer)
     _emit(output, text)
     if not quiet:

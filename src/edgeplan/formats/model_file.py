@@ -25,7 +25,8 @@ from ..work import FAMILIES, FamilyWork, Work
 from ._yaml import Node, check_format, parse_yaml_text, read_yaml
 
 FORMAT_VERSION = 1
-#: ``amp:``: activations measured under ``torch.autocast`` in this dtype, parameters in fp32
+#: ``amp:``: activations under ``torch.autocast`` in this dtype (measured by ``import torch``,
+#: computed by ``import onnx``), parameters in fp32
 AMP_PRECISIONS = ("bf16", "fp16")
 MAX_STAGES = 10_000
 MAX_REPEAT_DEPTH = 8
@@ -438,7 +439,7 @@ class ImportedModel:
     input_dtype: str | None = None
     input_comment: str | None = None     # when there is no single input shape
     precision: str | None = None
-    amp: str | None = None               # measured under torch.autocast (fp32 parameters)
+    amp: str | None = None               # under torch.autocast (fp32 parameters)
     lora: tuple[tuple[str, ...], float | None] | None = None  # (targets, alpha) of lora modes
     train: str | None = None             # the file's default --train selection
 
@@ -464,7 +465,7 @@ def write_model(m: ImportedModel, *, command: str | None = None,
     if m.precision:
         out.append(f"precision: {m.precision}")
     if m.amp:
-        out.append(f"amp: {m.amp}  # measured under torch.autocast; parameters in fp32")
+        out.append(f"amp: {m.amp}  # trained under torch.autocast; parameters in fp32")
     if m.lora is not None:
         targets, alpha = m.lora
         out.append("lora: {targets: [" + ", ".join(scalar(t) for t in targets) + "]"

@@ -54,6 +54,7 @@ from pathlib import Path
 from ...errors import InputError
 from ...partition import one_heavy_per_group
 from ._nodes import FILE_DTYPES, PRECISION, is_float, onnx_module, op_name, type_name
+from .autocast import AMP_BYTES, Autocast
 from .costs import HEAVY_OPS, NodeCost, cost_node
 from .derivation import derivation_text, imported_model, summary_rows, to_yaml, uncosted_summary
 from .graph import analyse, find_cuts
@@ -64,18 +65,24 @@ from .stages import NAME_OK, balance, parse_dims, parse_stages, stage_name
 
 def import_onnx(path: str | Path, *, batch: int | None = None, dims: dict[str, int] | None = None,
                 stages: str | int = "auto", tuple_cuts: bool = False, name: str | None = None,
-                description: str | None = None) -> OnnxImportResult:
-    """Read an ONNX file and estimate its chain (see the module docstring)."""
+                description: str | None = None, amp: str | None = None) -> OnnxImportResult:
+    """Read an ONNX file and estimate its chain (see the module docstring); with ``amp``
+    (``"bf16"``/``"fp16"``), as trained under ``torch.autocast`` in that type (``autocast.py``)."""
     onnx = onnx_module()
     src = str(path)
     if batch is not None and batch < 1:
         raise InputError(f"expected a batch >= 1, got {batch}", param="batch")
     if isinstance(stages, str):
         stages = parse_stages(stages)
+    if amp is not None and amp not in AMP_BYTES:
+        raise InputError(f"expected an autocast type, one of {', '.join(AMP_BYTES)}; got {amp!r}",
+                         param="amp")
     model = load(path)
     batch, dims_used, notes = set_dims(model, batch, dict(dims or {}), src)
     inferred, types, assumed, folded = infer_with_assumptions(model, src)
     G = analyse(inferred, types, src)
+    ac = Autocast(amp, G) if amp else None
+    nbytes = ac.nbytes if ac else types.nbytes
     if folded:
         notes.append(f"{folded} shape-arithmetic nodes (fed by Shape/Size) were evaluated and "
                      "replaced by constants so that shape inference could resolve reshapes")
@@ -165,10 +172,14 @@ def import_onnx(path: str | Path, *, batch: int | None = None, dims: dict[str, i
             for t in c.keep:
                 if not t:
                     continue
+                copy = ac.kept(j, t) if ac else None
+                if copy is not None:  # a 16-bit cast of an fp32 input: a tensor of its own
+                    roots.setdefault(*copy)
+                    continue
                 r = G.alias.get(t, t)
                 if G.kind.get(r) != "act" or r in in_roots or r in roots:
                     continue
-                nb = types.nbytes(r)
+                nb = nbytes(r)
                 if nb is None:
                     unknown_saved.append(r)
                     continue
@@ -180,12 +191,12 @@ def import_onnx(path: str | Path, *, batch: int | None = None, dims: dict[str, i
                     st.param_count += types.numel(i) or 0
         out_ts = list(cut_t) if cut_t is not None else outs
         st.out_tensors = list(out_ts)
-        st.out_bytes = sum(types.nbytes(t) for t in out_ts)
+        st.out_bytes = sum(nbytes(t) or 0 for t in out_ts)
         kept = sum(roots.values()) + st.saved_extra_bytes
         extra_out = 0
         for t in out_ts:
             if G.alias.get(t, t) not in roots:
-                extra_out += types.nbytes(t)
+                extra_out += nbytes(t) or 0
         st.saved_bytes = max(kept + extra_out, st.out_bytes)
         st.saved_tensors = list(roots)
         if unknown_saved:
@@ -216,6 +227,10 @@ def import_onnx(path: str | Path, *, batch: int | None = None, dims: dict[str, i
             tn = type_name(types.elem(t))
             ptypes[tn] = ptypes.get(tn, 0) + (types.nbytes(t) or 0)
     main_t = max(ptypes, key=ptypes.get) if ptypes else type_name(types.elem(loss_t))
+    if amp and main_t != "FLOAT":
+        raise InputError(f"--amp {amp}: autocast trains fp32 parameters in mixed precision, but "
+                         f"this graph's parameters are {FILE_DTYPES.get(main_t, main_t)}",
+                         source=src)
     stem = Path(src).stem
     if not name:
         name = NAME_OK.sub("_", stem).strip("_.-") or "model"
@@ -234,7 +249,8 @@ def import_onnx(path: str | Path, *, batch: int | None = None, dims: dict[str, i
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), node_count=len(G.nodes),
         segment_count=len(bounds), stages_mode=str(stages), tuple_cuts=tuple_cuts,
         dims=dims_used,
-        precision=PRECISION.get(main_t), loss_tensor=loss_t, loss_added=loss_added,
+        precision=amp or PRECISION.get(main_t), loss_tensor=loss_t, loss_added=loss_added,
+        amp=amp,
         uncosted=uncosted_all, notes=notes)
 
 

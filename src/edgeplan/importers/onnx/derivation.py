@@ -76,6 +76,16 @@ def derivation_text(r: OnnxImportResult, width: int = 92) -> str:
         "a gradient (input gradient + weight gradient = 2x forward; the input gradient is "
         "omitted where the input is a_0 or a constant) plus the bias gradient; every other op "
         "1x its forward, 0 where no input needs a gradient.", True)
+    if r.amp:
+        out += para(
+            f"mixed precision (--amp {r.amp}): computed, not measured: the element type torch."
+            "autocast (CPU lists) would give each tensor of this fp32 graph: Conv/ConvTranspose/"
+            "Gemm/MatMul/Einsum/PRelu/LSTM/Attention cast their fp32 inputs to 16 bit and give "
+            "16-bit outputs, and what they keep of an fp32 input is the 16-bit copy (an "
+            "activation's per op, a parameter's once); the losses run in fp32; every other op "
+            "in its inputs' widest type (one-element tensors, normalisation parameters and a "
+            "MatMul's 1-D bias do not promote). Parameters, gradients and optimizer state stay "
+            "fp32. CUDA's autocast runs more ops in fp32 (softmax, layer_norm).", True)
     if r.loss_added:
         out += para(
             f"loss: the graph has no loss; a final stage `{r.stages[-1].name}` adds "
@@ -135,7 +145,7 @@ def imported_model(r: OnnxImportResult) -> ImportedModel:
         provenance=provenance, batch=r.batch, input_bytes=r.input_bytes, stages=tuple(stages),
         input_shape=shape, input_dtype=r.input_dtype if shape is not None else None,
         input_comment=None if shape is not None else ", ".join(t for t, _, _ in r.inputs),
-        precision=r.precision)
+        precision=r.precision, amp=r.amp)
 
 
 def to_yaml(r: OnnxImportResult, *, command: str | None = None,

@@ -65,6 +65,7 @@ class OnnxImportResult:
     precision: str | None
     loss_tensor: str
     loss_added: bool = True
+    amp: str | None = None               # computed as under torch.autocast (autocast.py)
     uncosted: list[Uncosted] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
