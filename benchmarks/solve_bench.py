@@ -26,6 +26,8 @@ command (interpreter start-up, imports, the fill, the frontier, rendering) in a 
 best of ``--repeats``, on the chains shared with the Rotor comparison (``../shared/bench/``,
 ``cnn200.yaml`` at 210 KiB and ``cnn500.yaml`` at 266 KiB), and on a 1000-stage ``cnn`` chain
 of this benchmark written to a temporary model file (budget: 40 % of its store-all peak).
+``--rotor DIR`` (or ``$ROTOR_CSOLVER``) also times Rotor's C solver on each chain
+(``rotor_c.py``: rockmate 2.0.0's ``rockmate/solvers/rk_rotor`` directory).
 
 Progress and ETA of long fills go to stderr.
 """
@@ -228,36 +230,71 @@ def _model_file(kind: str, L: int, path: str) -> int:
     return store_all_peak_bytes(chain)
 
 
-def end_to_end(repeats: int, slots: int) -> int:
+def _timed(cmd: list[str]) -> tuple[float, int, int, str, str]:
+    """Run ``cmd``: (wall seconds, its own peak RSS in MiB, exit status, stdout, stderr)."""
     import tempfile
 
-    shared = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
-                          "bench")
-    cases = [(os.path.join(shared, "cnn200.yaml"), "210 KiB"),
-             (os.path.join(shared, "cnn500.yaml"), "266 KiB")]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(p.pid, 0)
+        dt = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return dt, usage.ru_maxrss // 1024, p.returncode, out.read(), err.read()
+
+
+def end_to_end(repeats: int, slots: int, rotor: str | None, rotor_repeats: int) -> int:
+    """``edgeplan solve`` end to end on the shared chains, and Rotor's C solver beside it
+    (``rotor_c.py``) when ``rotor`` (the directory of rockmate's rk_rotor) is given."""
+    import tempfile
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    shared = os.path.join(here, "..", "..", "shared", "bench")
+    # (model, budget, Rotor's unit: the shared chains are in 1 KiB units; the 1000-stage chain
+    # gets 500 units in its budget, the resolution of edgeplan's --slots 500)
+    cases = [(os.path.join(shared, "cnn200.yaml"), "210 KiB", ["--unit", "1 KiB"]),
+             (os.path.join(shared, "cnn500.yaml"), "266 KiB", ["--unit", "1 KiB"])]
     tmp = tempfile.mkdtemp()
     big = os.path.join(tmp, "cnn1000.yaml")
     top = _model_file("cnn", 1000, big)
-    cases.append((big, f"{int(0.4 * top)} B"))
+    cases.append((big, f"{int(0.4 * top)} B", ["--slots", str(slots)]))
     sys.stderr.write(f"machine: {machine()}\n")
-    print(f"| model | budget | slots | end to end (best of {repeats}) | peak RSS |")
-    print("|---|---|---|---|---|")
-    for path, budget in cases:
+    head = f"| model | budget | slots | `edgeplan solve` (best of {repeats}) | peak RSS |"
+    rule = "|---|---|---|---|---|"
+    if rotor:
+        head += f" Rotor C (best of {rotor_repeats}) | its peak RSS | Rotor / edgeplan |"
+        rule += "---|---|---|"
+    print(head)
+    print(rule)
+    for path, budget, unit in cases:
         if not os.path.exists(path):
             sys.stderr.write(f"skipped {path}: not found\n")
             continue
         best, rss = float("inf"), 0
         for _ in range(repeats):
-            t0 = time.perf_counter()
-            p = subprocess.run([sys.executable, "-m", "edgeplan", "solve", path, "--memory",
-                                budget, "--slots", str(slots)], capture_output=True, text=True)
-            dt = time.perf_counter() - t0
-            if p.returncode not in (0, 1):
-                sys.stderr.write(p.stderr)
+            dt, mb, rc, _, err = _timed([sys.executable, "-m", "edgeplan", "solve", path,
+                                         "--memory", budget, "--slots", str(slots)])
+            if rc not in (0, 1):
+                sys.stderr.write(err)
                 return 1
-            best = min(best, dt)
-            rss = max(rss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
-        print(f"| {os.path.basename(path)} | {budget} | {slots} | {best:.2f} s | {rss} MB |")
+            best, rss = min(best, dt), max(rss, mb)
+        row = f"| {os.path.basename(path)} | {budget} | {slots} | {best:.2f} s | {rss} MB |"
+        if rotor:
+            r_best, r_rss = float("inf"), 0
+            for _ in range(rotor_repeats):
+                sys.stderr.write(f"Rotor C on {os.path.basename(path)} ...\n")
+                _, mb, rc, out, err = _timed([sys.executable, os.path.join(here, "rotor_c.py"),
+                                              path, "--memory", budget, *unit, "--csolver",
+                                              rotor])
+                if rc != 0:
+                    sys.stderr.write(err)
+                    return 1
+                r_best = min(r_best, json.loads(out.strip().splitlines()[-1])["seconds"])
+                r_rss = max(r_rss, mb)
+            row += f" {r_best:.2f} s | {r_rss} MB | {r_best / best:.1f}x |"
+        print(row)
         sys.stdout.flush()
     return 0
 
@@ -277,10 +314,14 @@ def main(argv=None) -> int:
     ap.add_argument("--e2e", action="store_true",
                     help="time `edgeplan solve` end to end on the shared chains")
     ap.add_argument("--repeats", type=int, default=3, help="--e2e: best of N runs")
+    ap.add_argument("--rotor", metavar="DIR", default=os.environ.get("ROTOR_CSOLVER"),
+                    help="--e2e: also time Rotor's C solver from this directory (rockmate "
+                         "2.0.0's rockmate/solvers/rk_rotor; see rotor_c.py)")
+    ap.add_argument("--rotor-repeats", type=int, default=1, help="--e2e: Rotor C best of N")
     ap.add_argument("--case", help=argparse.SUPPRESS)   # child mode: kind,L
     args = ap.parse_args(argv)
     if args.e2e:
-        return end_to_end(args.repeats, args.slots)
+        return end_to_end(args.repeats, args.slots, args.rotor, args.rotor_repeats)
 
     if args.case:
         kind, L = args.case.split(",")
