@@ -3,6 +3,7 @@
     python benchmarks/time_model.py                      # calibrate, then the table (~5 min)
     python benchmarks/time_model.py --profile me.yaml    # a profile from `edgeplan calibrate`
     python benchmarks/time_model.py --only resnet18-224  # one case
+    python benchmarks/time_model.py --by-family          # where the time model errs, per family
 
 Everything runs with one thread (``torch.set_num_threads(1)``), calibration included, so that
 the numbers are steady on a shared machine. Per case: ``edgeplan import torch`` (through its
@@ -14,6 +15,10 @@ model at all. *measured* is the fastest of 5 executed steps of the same schedule
 times measured on this host (store-all executor steps), the chain model alone without the
 time model: the part of the error that is not the time model's. Budgets: store-all, half way
 between it and the least activation budget, and the least.
+
+``--by-family`` shows where the error comes from: one store-all training step of each case with
+every operation timed (``WorkCounter(timed=True)``, the fastest of 5 steps) and priced by the
+profile's family costs, summed per family: priced / measured per family.
 """
 
 from __future__ import annotations
@@ -65,16 +70,67 @@ def calibrated_profile() -> DeviceProfile:
         bandwidth_bytes_per_s=cal.bandwidth_bytes_per_s.value, families=cal.families)
 
 
+def by_family(device: DeviceProfile, cases: list[tuple]) -> None:
+    """Per op family: measured op time of one step vs the profile's price of the same ops."""
+    import importlib
+
+    from edgeplan.torchrun.opwork import WorkCounter
+    from edgeplan.work import FamilyWork
+
+    print("| model | family | ops | MB moved | measured | priced | priced / measured |")
+    print("|---|---|---|---|---|---|---|")
+    for label, fn, kwargs, shape, batch, dtype, *amp_ in cases:
+        amp = amp_[0] if amp_ else None
+        costs = device.family_costs(amp or "fp32")
+        if costs is None:
+            continue
+        model = getattr(importlib.import_module(ZOO), fn)(**kwargs)
+        if dtype == "int64":
+            high = kwargs.get("vocab", 30522 if "bert" in fn else 50257)
+            x = torch.randint(0, high, (batch, *shape))
+        else:
+            x = torch.randn(batch, *shape)
+        best: list | None = None
+        for _ in range(5):
+            model.zero_grad(set_to_none=True)
+            with WorkCounter(timed=True) as wc:
+                if amp:
+                    with torch.autocast("cpu", dtype=getattr(torch, {"bf16": "bfloat16",
+                                                                     "fp16": "float16"}[amp])):
+                        out = model(x)
+                else:
+                    out = model(x)
+                out.float().sum().backward()
+            if best is None or sum(r[4] for r in wc.rows) < sum(r[4] for r in best):
+                best = wc.rows
+        agg: dict[str, list[float]] = {}
+        for _, fam, flops, moved, dt in best or []:
+            a = agg.setdefault(fam, [0, 0.0, 0.0, 0.0])
+            a[0] += 1
+            a[1] += moved
+            a[2] += dt
+            a[3] += costs[fam].time_s(FamilyWork(1, flops, moved))
+        tot = [sum(a[i] for a in agg.values()) for i in range(4)]
+        for fam, a in sorted(agg.items(), key=lambda kv: -kv[1][2]) + [("all", tot)]:
+            print(f"| {label} | {fam} | {int(a[0])} | {a[1] / 2**20:.0f} | {a[2] * 1e3:.1f} ms | "
+                  f"{a[3] * 1e3:.1f} ms | {a[3] / a[2]:.2f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", help="a calibrated device profile (default: calibrate now)")
     ap.add_argument("--only", action="append", help="run only this case (repeatable)")
+    ap.add_argument("--by-family", action="store_true",
+                    help="per op family: measured op times of one step vs their price")
     args = ap.parse_args()
     torch.set_num_threads(1)
     device = load_device(args.profile) if args.profile else calibrated_profile()
     if device.family_costs("fp32") is None:
         sys.exit(f"{args.profile}: no compute.families for fp32; run `edgeplan calibrate`")
     print(f"profile: {device.title}", file=sys.stderr)
+    if args.by_family:
+        by_family(device, [c for c in CASES if not args.only or c[0] in args.only])
+        return
     print("| model | budget | predicted | measured | predicted / measured | host-timed / "
           "measured |")
     print("|---|---|---|---|---|---|")
