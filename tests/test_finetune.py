@@ -292,7 +292,9 @@ def test_optimizer_state_bytes():
     assert optimizer_state_bytes("adam", n) == optimizer_state_bytes("adamw", n) == 2 * n
     # two uint8 states + one fp32 absmax per 2048 elements per state
     assert optimizer_state_bytes("adam8bit", n) == 2 * 1_000_000 + -(-8 * 1_000_000 // 2048)
-    assert set(OPTIMIZER_STATE) == {"sgd", "momentum", "adam", "adamw", "adam8bit"}
+    assert optimizer_state_bytes("adam-fused", n) == optimizer_state_bytes("adam", n)
+    assert set(OPTIMIZER_STATE) == {"sgd", "momentum", "adam", "adamw", "adam-fused",
+                                    "adamw-fused", "adam8bit"}
     with pytest.raises(InputError):
         optimizer_state_bytes("adagrad", n)
 

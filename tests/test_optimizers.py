@@ -16,6 +16,7 @@ def test_the_rule_per_optimizer_and_device_kind():
     assert step_transient_bytes("adam", 100, 40, "cpu") == 80      # 2 x the largest tensor
     assert step_transient_bytes("adamw", 100, 40, "gpu") == 100    # foreach: every parameter
     assert step_transient_bytes("adam8bit", 100, 40, "gpu") == 0
+    assert step_transient_bytes("adamw-fused", 100, 40, "gpu") == 0  # fused=True
     with pytest.raises(Exception, match="adma"):
         step_transient_bytes("adma", 1, 1, "cpu")
 
@@ -71,6 +72,34 @@ def test_a_plan_notes_a_step_that_does_not_fit():
     assert not [n for n in sgd.notes if "step allocates" in n]
 
 
+def test_a_cuda_plan_counts_the_optimizer_step():
+    """On a gpu device the foreach step's temporaries (every trained parameter: 50 MiB here)
+    run after the backward beside the 1 MiB input: the least budget is 51 MiB, below it nothing
+    fits, above it the peak is the step's; fused=True has none; off CUDA it is a note only."""
+    from dataclasses import replace
+
+    from edgeplan.formats.device_file import find_device
+    from edgeplan.problem import solve_problem
+    model = model_from_text(MODEL)
+    gpu = find_device("jetson-orin-nano-4gb")
+    assert gpu.kind == "gpu"
+    need = 51 * 2**20
+    tight = prepare(model, gpu, memory_bytes=(200 + 20) * 2**20)
+    assert tight.step_peak_bytes == need and tight.store_all_peak_bytes == need
+    r = solve_problem(tight, "optimal", frontier=True)
+    assert not r.feasible and r.min_budget_bytes == need and r.peak_bytes is None
+    assert "optimizer step needs 51.0 MiB" in r.notes[0]
+    assert [(p.budget_bytes, p.peak_bytes) for p in r.frontier] == [(need, need)]
+    roomy = solve_problem(prepare(model, gpu, memory_bytes=(200 + 60) * 2**20), "optimal")
+    assert roomy.feasible and roomy.peak_bytes == roomy.step_peak_bytes == need
+    assert roomy.trace is not None and roomy.trace.peak_bytes < need  # the schedule's own
+    fused = prepare(model, gpu, memory_bytes=(200 + 20) * 2**20, optimizer="adam-fused")
+    assert fused.step_peak_bytes == 0 and solve_problem(fused, "optimal").feasible
+    cpu = prepare(model, replace(gpu, kind="cpu"), memory_bytes=(200 + 20) * 2**20)
+    assert cpu.step_peak_bytes == 0 and any("step allocates" in n for n in cpu.notes)
+    assert solve_problem(cpu, "optimal").feasible
+
+
 def test_finetune_notes_the_recommended_plans_step():
     from edgeplan.finetune import plan_finetune
     model = model_from_text(MODEL)
@@ -89,7 +118,7 @@ def test_verify_measures_the_step_against_the_rule():
     import torch
     x = torch.randn(4, 3, 16, 16)
     chain = measure_chain(build_model(spec), x, timing=False).chain
-    for opt in ("adam", "sgd"):
+    for opt in ("adam", "sgd", "adam-fused"):
         v = verify_plan(spec, store_all_schedule(chain), x=x, timing=False, optimizer=opt)
         pred, meas = v.optimizer_step_predicted_bytes, v.optimizer_step_bytes
         assert pred is not None and meas is not None and pred <= meas <= pred + 1024, opt

@@ -18,6 +18,9 @@ OPTIMIZER_STATE: dict[str, Fraction] = {
     "momentum": Fraction(1),
     "adam": Fraction(2),
     "adamw": Fraction(2),
+    # the same state, stepped with fused=True: no step temporaries (step_transient_bytes)
+    "adam-fused": Fraction(2),
+    "adamw-fused": Fraction(2),
     "adam8bit": Fraction(2 * 2048 + 8, 4 * 2048),
 }
 

@@ -22,7 +22,7 @@ from .errors import InputError
 from .model import ModelSpec
 from .optimizers import step_transient_bytes
 from .progress import Progress  # noqa: F401 - re-exported for the use cases
-from .solvers.base import SolveResult, store_all_peak_bytes
+from .solvers.base import SolveResult, store_all_peak_bytes, with_optimizer_step
 from .solvers.registry import get_strategy
 from .training import Training, TrainSpec, resolve
 from .units import format_size
@@ -55,6 +55,8 @@ class Problem:
     notes: tuple[str, ...] = ()  # what the set-up assumed (shown with the answer)
     # seconds per op family of one step without recomputation (``time_model == op-families``)
     family_time_s: tuple[tuple[str, float], ...] = ()
+    # bytes torch.optim's step allocates after the backward (``optimizers.step_transient_bytes``)
+    step_bytes: int = 0
     # the optimizer step's temporaries do not fit beside the input (also in ``notes``)
     step_note: str | None = None
 
@@ -81,9 +83,16 @@ class Problem:
         """Time per iteration without recomputation."""
         return self.chain.compute_time_s
 
+    @property
+    def step_peak_bytes(self) -> int:
+        """Activation memory of the optimizer step after the backward (docs/chain-model.md
+        §2): the input batch ``x_0`` and the step's temporaries; 0 when it has none."""
+        return self.chain.input_bytes + self.step_bytes if self.step_bytes else 0
+
     @cached_property
     def store_all_peak_bytes(self) -> int:
-        return store_all_peak_bytes(self.chain)
+        """The iteration's peak without recomputation: store-all's, or the optimizer step's."""
+        return max(store_all_peak_bytes(self.chain), self.step_peak_bytes)
 
     def overhead(self, cost_s: float | None) -> float | None:
         return overhead_of(cost_s, self.compute_time_s)
@@ -206,9 +215,14 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
     if device is not None and model.uses_flops:
         used = precision or model.precision or device.precision
     notes = []
-    step_note = _optimizer_step_note(model, device, mem)
+    step = _optimizer_step_bytes(model, device, mem)
+    step_note = _optimizer_step_note(model, device, mem, step)
     if step_note:
         notes.append(step_note)
+    # counted in the plan only where the figure is exact: foreach (CUDA) copies every trained
+    # parameter; the for-loop's 2 x the largest tensor is bounded here by the largest stage's
+    # parameters (a model file records no tensor sizes), so off CUDA it is a note only
+    counted_step = step if device is not None and device.kind == "gpu" else 0
     family_time: tuple[tuple[str, float], ...] = ()
     if time_model(model, device, used) == "op-families":
         assert device is not None and used is not None
@@ -226,17 +240,25 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
                      f"{model.precision} measurements ({how})")
     return Problem(model=model, device=device, chain=chain, memory=mem, precision=used,
                    grad_accum=grad_accum, training=None if training.spec.is_all else training,
-                   notes=tuple(notes), family_time_s=family_time, step_note=step_note)
+                   notes=tuple(notes), family_time_s=family_time, step_bytes=counted_step,
+                   step_note=step_note)
 
 
-def _optimizer_step_note(model: ModelSpec, device: DeviceProfile | None,
-                         mem: MemoryBudget) -> str | None:
-    """A note when ``torch.optim``'s step temporaries (``optimizers.step_transient_bytes``), live
-    after the backward beside the input batch, would not fit in the activation budget."""
+def _optimizer_step_bytes(model: ModelSpec, device: DeviceProfile | None,
+                          mem: MemoryBudget) -> int:
+    """``torch.optim``'s step temporaries (``optimizers.step_transient_bytes``) on the device's
+    default implementation (for-loop off CUDA, foreach on it)."""
     kind = device.kind if device is not None else "cpu"
     largest = max((s.param_bytes if s.trainable_bytes is None else s.trainable_bytes
                    for s in model.stages), default=0)
-    step = step_transient_bytes(model.optimizer, mem.grad_bytes, largest, kind)
+    return step_transient_bytes(model.optimizer, mem.grad_bytes, largest, kind)
+
+
+def _optimizer_step_note(model: ModelSpec, device: DeviceProfile | None,
+                         mem: MemoryBudget, step: int) -> str | None:
+    """A note when the optimizer step's temporaries, live after the backward beside the input
+    batch, do not fit in the activation budget (then no plan fits: ``with_optimizer_step``)."""
+    kind = device.kind if device is not None else "cpu"
     budget = mem.activation_bytes
     if step == 0 or budget < 0 or step + model.input_bytes <= budget:
         return None
@@ -246,7 +268,8 @@ def _optimizer_step_note(model: ModelSpec, device: DeviceProfile | None,
     return (f"torch.optim's {model.optimizer} step allocates about {format_size(step)} of "
             f"temporaries ({how}) after the backward, more than the "
             f"{format_size(budget)} activation budget leaves beside the input: create it with "
-            "fused=True (no temporaries), or train fewer parameters (--train)")
+            f"fused=True and plan with --optimizer {model.optimizer}-fused (no temporaries), or "
+            "train fewer parameters (--train)")
 
 
 def family_times(model: ModelSpec, costs: Mapping[str, FamilyCost]
@@ -292,7 +315,7 @@ def solve_problem(problem: Problem, strategy: str = "optimal", **opts: Any) -> S
                              param="device")
         opts["tier"] = storage_tier(problem.device)
     budget = problem.budget_bytes
-    res = s(problem.chain, max(budget, 0), **opts)
+    res = with_optimizer_step(s(problem.chain, max(budget, 0), **opts), problem.step_peak_bytes)
     if budget >= 0:
         return res
     return replace(res, budget_bytes=budget, feasible=False, schedule=None, trace=None,

@@ -342,6 +342,7 @@ def result_doc(res: SolveResult, compute_time_s: float, power_w: float | None) -
         "feasible": res.feasible,
         "budget_bytes": res.budget_bytes,
         "peak_bytes": res.peak_bytes,
+        "step_peak_bytes": res.step_peak_bytes,
         "cost_s": cost,
         "overhead": overhead_of(cost, compute_time_s),
         "energy_j": None if cost is None or power_w is None else cost * power_w,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from ..chain import Chain
 from ..discretize import Discretization
 from ..schedule import Op, OpKind, Schedule
 from ..simulator import Trace, simulate
+from ..units import format_size
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +61,9 @@ class SolveResult:
 
     ``feasible`` is False when no schedule of this strategy fits; then ``schedule`` and ``trace``
     are None and ``min_budget_bytes`` (if known) is the least budget that would fit.
-    ``trace`` is always the simulator's replay of ``schedule``: cost and peak come from it.
+    ``trace`` is always the simulator's replay of ``schedule``: cost and peak come from it;
+    ``step_peak_bytes`` is what the optimizer step needs after it (docs/chain-model.md §2,
+    :func:`with_optimizer_step`), and ``peak_bytes`` the larger of the two.
     ``params`` holds the solver's own choices (segments, snapshots, ...); ``io`` the storage
     traffic of an offload schedule.
     """
@@ -76,6 +79,7 @@ class SolveResult:
     notes: tuple[str, ...] = field(default=())
     params: dict = field(default_factory=dict)
     io: IOStats | None = None
+    step_peak_bytes: int = 0
 
     @property
     def cost_s(self) -> float | None:
@@ -83,7 +87,38 @@ class SolveResult:
 
     @property
     def peak_bytes(self) -> int | None:
-        return None if self.trace is None else self.trace.peak_bytes
+        return None if self.trace is None else max(self.trace.peak_bytes, self.step_peak_bytes)
+
+
+def step_note(step_peak_bytes: int) -> str:
+    return (f"the optimizer step needs {format_size(step_peak_bytes)} of activation memory "
+            "(the input batch and its temporaries) after the backward, more than the budget")
+
+
+def with_optimizer_step(res: SolveResult, step_peak_bytes: int) -> SolveResult:
+    """``res`` with the optimizer step after the schedule (docs/chain-model.md §2): the step
+    runs once every activation but ``a_0`` is freed and needs ``step_peak_bytes`` (``x_0`` and
+    its temporaries) of the activation budget, so the iteration's peak is the larger of the
+    schedule's and the step's, the least budget is at least the step's, below it nothing fits,
+    and the trade-off curve's steps below it merge into one at it (the cheapest)."""
+    if step_peak_bytes <= 0:
+        return res
+    least = res.min_budget_bytes
+    least = None if least is None else max(least, step_peak_bytes)
+    front: list[FrontierPoint] = []
+    for p in res.frontier:  # budgets ascending, costs descending
+        q = FrontierPoint(budget_bytes=max(p.budget_bytes, step_peak_bytes),
+                          peak_bytes=max(p.peak_bytes, step_peak_bytes), cost_s=p.cost_s)
+        if front and front[-1].budget_bytes == q.budget_bytes:
+            front[-1] = q if q.cost_s <= front[-1].cost_s else front[-1]
+        else:
+            front.append(q)
+    out = replace(res, min_budget_bytes=least, frontier=tuple(front),
+                  step_peak_bytes=step_peak_bytes)
+    if res.feasible and res.budget_bytes < step_peak_bytes:
+        out = replace(out, feasible=False, schedule=None, trace=None,
+                      notes=(step_note(step_peak_bytes),))  # the schedule's notes are moot
+    return out
 
 
 def verified(chain: Chain, schedule: Schedule, budget_bytes: int | None = None) -> Trace:

@@ -285,7 +285,8 @@ def _independent_peaks(ex: ChainExecutor, stages: list[tuple[str, nn.Module]], x
 def _optimizer_step(ex: ChainExecutor, stages: list[tuple[str, nn.Module]], x: Any,
                     schedule: Schedule, target: Any, optimizer: str) -> tuple[int, int] | None:
     """(measured, predicted) bytes of the temporaries of ``torch.optim``'s step for
-    ``optimizer`` (sgd, momentum, adam, adamw; torch's default implementation for the device)
+    ``optimizer`` (sgd, momentum, adam, adamw: torch's default implementation for the device;
+    adam-fused, adamw-fused: ``fused=True``)
     over the trainable parameters: two steps of the schedule, each followed by the optimizer's
     step, the second measured (:func:`_allocator_peak`). The parameters, their gradients and the
     modules' state are restored; None for an optimizer torch.optim does not have (8-bit Adam)
@@ -294,7 +295,9 @@ def _optimizer_step(ex: ChainExecutor, stages: list[tuple[str, nn.Module]], x: A
     makers = {"sgd": lambda ps: torch.optim.SGD(ps, lr=1e-3),
               "momentum": lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9),
               "adam": lambda ps: torch.optim.Adam(ps, lr=1e-3),
-              "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-3)}
+              "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-3),
+              "adam-fused": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
+              "adamw-fused": lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True)}
     params = [p for p in {id(p): p for _, m in stages for p in m.parameters()}.values()
               if p.requires_grad]
     if optimizer not in makers or not params:
