@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgeplan.errors import InputError  # noqa: E402
 from edgeplan.importers import onnx as oi  # noqa: E402
+from test_import_onnx import cnn  # noqa: E402  (x[N,3,8,8] -> Conv-BN-Relu-MaxPool-Gemm(10))
 
 N = 2
 
@@ -39,22 +40,17 @@ def _stage(r, name):
     return next(s for s in r.stages if s.name == name)
 
 
-def cnn(tmp_path, dtype=np.float32, t=TensorProto.FLOAT):
-    """x[N,3,8,8] -> Conv(3->4, 3x3, bias) -> BN -> Relu -> MaxPool 2x2 -> Flatten -> Gemm(10)."""
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3],
-                         pads=[1, 1, 1, 1]),
-        helper.make_node("BatchNormalization", ["c1", "g", "be", "mu", "var"], ["n1"], name="bn1"),
-        helper.make_node("Relu", ["n1"], ["r1"], name="relu1"),
-        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2],
-                         strides=[2, 2]),
-        helper.make_node("Flatten", ["p1"], ["f1"], name="flatten", axis=1),
-        helper.make_node("Gemm", ["f1", "wf", "bf"], ["y"], name="fc", transB=1),
-    ]
-    inits = [_init(n, s, dtype) for n, s in (("w1", (4, 3, 3, 3)), ("b1", (4,)), ("g", (4,)),
-                                              ("be", (4,)), ("mu", (4,)), ("var", (4,)),
-                                              ("wf", (10, 64)), ("bf", (10,)))]
-    return _save(tmp_path, nodes, inits, ["N", 3, 8, 8], ["N", 10], "cnn", t)
+def _as_fp16(path):
+    """The same graph with float16 parameters, input and output."""
+    m = onnx.load(str(path))
+    for i, init in enumerate(list(m.graph.initializer)):
+        m.graph.initializer[i].CopyFrom(numpy_helper.from_array(
+            numpy_helper.to_array(init).astype(np.float16), init.name))
+    for vi in list(m.graph.input) + list(m.graph.output):
+        vi.type.tensor_type.elem_type = TensorProto.FLOAT16
+    out = path.with_name(path.stem + "-fp16.onnx")
+    onnx.save(m, str(out))
+    return out
 
 
 def test_cnn_bf16_by_hand(tmp_path):
@@ -117,7 +113,7 @@ def test_a_one_element_divisor_does_not_promote(tmp_path):
 
 
 def test_amp_needs_an_fp32_graph(tmp_path):
-    p = cnn(tmp_path, np.float16, TensorProto.FLOAT16)
+    p = _as_fp16(cnn(tmp_path))
     with pytest.raises(InputError, match="autocast trains fp32 parameters"):
         oi.import_onnx(p, batch=N, amp="bf16")
     with pytest.raises(InputError, match="autocast type"):
