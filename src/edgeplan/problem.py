@@ -55,7 +55,8 @@ class Problem:
     notes: tuple[str, ...] = ()  # what the set-up assumed (shown with the answer)
     # seconds per op family of one step without recomputation (``time_model == op-families``)
     family_time_s: tuple[tuple[str, float], ...] = ()
-    # bytes torch.optim's step allocates after the backward (``optimizers.step_transient_bytes``)
+    # the optimizer step's temporaries counted in the plan (``optimizers.step_transient_bytes``:
+    # the foreach step on a gpu device; 0 off CUDA, where they are only noted)
     step_bytes: int = 0
     # the optimizer step's temporaries do not fit beside the input (also in ``notes``)
     step_note: str | None = None

@@ -74,8 +74,10 @@ def train_option(help: str = "What trains: all (default), last:K (the last K sta
     return click.option("--train", default=None, metavar="WHAT", help=help)
 
 
-def optimizer_option(help: str = "Optimizer, for its state memory: sgd, momentum, adam, adamw, "
-                     "adam8bit [default: the model file's].") -> Callable[[F], F]:
+def optimizer_option(help: str = "Optimizer, for its state memory (and the step's temporaries; "
+                     "-fused: created with fused=True, none): sgd, momentum, adam, adamw, "
+                     "adam-fused, adamw-fused, adam8bit [default: the model file's]."
+                     ) -> Callable[[F], F]:
     from ..training import OPTIMIZER_STATE
     return click.option("--optimizer", type=click.Choice(tuple(OPTIMIZER_STATE)), default=None,
                         help=help)

@@ -90,7 +90,7 @@ class SolveResult:
         return None if self.trace is None else max(self.trace.peak_bytes, self.step_peak_bytes)
 
 
-def step_note(step_peak_bytes: int) -> str:
+def _step_note(step_peak_bytes: int) -> str:
     return (f"the optimizer step needs {format_size(step_peak_bytes)} of activation memory "
             "(the input batch and its temporaries) after the backward, more than the budget")
 
@@ -117,7 +117,7 @@ def with_optimizer_step(res: SolveResult, step_peak_bytes: int) -> SolveResult:
                   step_peak_bytes=step_peak_bytes)
     if res.feasible and res.budget_bytes < step_peak_bytes:
         out = replace(out, feasible=False, schedule=None, trace=None,
-                      notes=(step_note(step_peak_bytes),))  # the schedule's notes are moot
+                      notes=(_step_note(step_peak_bytes),))  # the schedule's notes are moot
     return out
 
 

@@ -26,7 +26,6 @@ layer_norm, ...): numbers computed here follow the CPU lists, as ``import torch 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ._nodes import bits, is_float
@@ -120,4 +119,4 @@ class Autocast:
         if n is None:
             return None
         key = f"{t}:{self.dtype}" if self.G.kind.get(t) == "param" else f"{t}:{self.dtype}@{j}"
-        return key, math.prod((n, AMP_BYTES[self.dtype]))
+        return key, n * AMP_BYTES[self.dtype]
