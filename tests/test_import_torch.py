@@ -103,6 +103,10 @@ def test_params_exact(tiny):
     assert tiny["lin2"].param_bytes == (H * O + O) * F32
     assert tiny["lrl"].param_bytes == 2 * (O * O + O) * F32
     assert tiny["loss"].param_bytes == 0
+    # the largest trainable tensor (the for-loop optimizer step's temporaries are 2x it)
+    assert tiny["lin1"].largest_param_bytes == I * H * F32
+    assert tiny["lrl"].largest_param_bytes == O * O * F32
+    assert tiny["loss"].largest_param_bytes == 0
 
 
 def test_tmp_non_negative_and_known_cases(tiny):
@@ -256,6 +260,20 @@ def test_yaml_writer_quotes_names(torch, ti):
     data = yaml.safe_load(ti.to_yaml(r, command="edgeplan import torch a:b"))
     assert data["name"] == "odd: name" and data["description"] == 'say "hi"'
     assert data["stages"][0]["name"] == "yes"  # not the boolean true
+    assert "largest_param" not in data["stages"][0]  # written only where there are parameters
+
+
+def test_yaml_round_trips_the_largest_tensor(torch, ti):
+    from edgeplan.formats.model_file import model_from_text
+    r = ti.ImportResult(
+        name="m", description="", batch=1, input_shape=(2,), input_dtype="float32",
+        input_bytes=8, dtype="float32", stages=[ti.StageMeasure(
+            name="lin", out_bytes=4, saved_bytes=4, fwd_flops=1, bwd_flops=2, param_bytes=40,
+            param_count=10, trainable_bytes=40, largest_param_bytes=32)],
+        param_count=10, param_bytes=40, torch_version="x", measured_tmp=False, timed=False,
+        date="2000-01-01")
+    m = model_from_text(ti.to_yaml(r))
+    assert m.stages[0].largest_param_bytes == 32 and m.stages[0].param_bytes == 40
 
 
 # --- the shipped examples (no torch needed) ----------------------------------------------------

@@ -100,6 +100,30 @@ def test_a_cuda_plan_counts_the_optimizer_step():
     assert solve_problem(cpu, "optimal").feasible
 
 
+def test_a_cpu_plan_counts_the_step_where_the_file_gives_the_largest_tensors():
+    """Off CUDA the for-loop step allocates twice the largest trained tensor: counted where
+    every fully trained stage records ``largest_param`` (30 MiB here: 60 MiB + the 1 MiB
+    input), a note where one does not (the stage's parameters only bound it), and bounded by
+    the trainable bytes of a stage trained in part."""
+    from edgeplan.problem import solve_problem
+    text = MODEL.replace("params: 40 MiB}", "params: 40 MiB, largest_param: 30 MiB}").replace(
+        "params: 10 MiB}", "params: 10 MiB, largest_param: 10 MiB}")
+    model = model_from_text(text)
+    assert model.stages[0].largest_param_bytes == 30 * 2**20
+    p = prepare(model, None, memory_bytes=(200 + 20) * 2**20)
+    assert p.step_peak_bytes == 61 * 2**20
+    r = solve_problem(p, "optimal")
+    assert not r.feasible and r.min_budget_bytes == 61 * 2**20
+    assert solve_problem(prepare(model, None, memory_bytes=(200 + 70) * 2**20),
+                         "optimal").peak_bytes == 61 * 2**20
+    half = model_from_text(MODEL.replace("params: 40 MiB}",
+                                         "params: 40 MiB, largest_param: 30 MiB}"))
+    assert prepare(half, None, memory_bytes=(200 + 20) * 2**20).step_peak_bytes == 0
+    with pytest.raises(Exception, match="more than the stage's params"):
+        model_from_text(MODEL.replace("params: 10 MiB}", "params: 10 MiB, largest_param: "
+                                                          "11 MiB}"))
+
+
 def test_finetune_notes_the_recommended_plans_step():
     from edgeplan.finetune import plan_finetune
     model = model_from_text(MODEL)

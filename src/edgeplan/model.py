@@ -51,6 +51,9 @@ class StageSpec:
     fwd_tmp_bytes: int = 0
     bwd_tmp_bytes: int = 0
     param_bytes: int = 0
+    # the largest parameter tensor (``import torch`` records it): the for-loop optimizer
+    # step's temporaries are twice the largest trained tensor (optimizers.step_transient_bytes)
+    largest_param_bytes: int | None = None
     # per op family (``edgeplan.work``): priced by a device with calibrated families
     fwd_work: Work | None = None
     bwd_work: Work | None = None

@@ -216,14 +216,11 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
     if device is not None and model.uses_flops:
         used = precision or model.precision or device.precision
     notes = []
-    step = _optimizer_step_bytes(model, device, mem)
-    step_note = _optimizer_step_note(model, device, mem, step)
+    step, exact = _optimizer_step_bytes(model, device, mem)
+    step_note = _optimizer_step_note(model, device, mem, step, exact)
     if step_note:
         notes.append(step_note)
-    # counted in the plan only where the figure is exact: foreach (CUDA) copies every trained
-    # parameter; the for-loop's 2 x the largest tensor is bounded here by the largest stage's
-    # parameters (a model file records no tensor sizes), so off CUDA it is a note only
-    counted_step = step if device is not None and device.kind == "gpu" else 0
+    counted_step = step if exact else 0
     family_time: tuple[tuple[str, float], ...] = ()
     if time_model(model, device, used) == "op-families":
         assert device is not None and used is not None
@@ -246,24 +243,40 @@ def prepare(model: ModelSpec, device: DeviceProfile | None, *, memory_bytes: int
 
 
 def _optimizer_step_bytes(model: ModelSpec, device: DeviceProfile | None,
-                          mem: MemoryBudget) -> int:
+                          mem: MemoryBudget) -> tuple[int, bool]:
     """``torch.optim``'s step temporaries (``optimizers.step_transient_bytes``) on the device's
-    default implementation (for-loop off CUDA, foreach on it)."""
+    default implementation (foreach on CUDA, for-loop off it), and whether the figure is exact
+    enough to count in the plan (docs/chain-model.md §2): foreach copies every trained
+    parameter (exact); the for-loop allocates twice the largest trained tensor, known where
+    the file records each fully trained stage's ``largest_param`` (``import torch`` does; a
+    stage trained in part, bias-only or LoRA, is bounded by its trainable bytes); without it
+    the largest stage's parameters only bound it, and the step is a note."""
     kind = device.kind if device is not None else "cpu"
-    largest = max((s.param_bytes if s.trainable_bytes is None else s.trainable_bytes
-                   for s in model.stages), default=0)
-    return step_transient_bytes(model.optimizer, mem.grad_bytes, largest, kind)
+    largest, exact = 0, True
+    for s in model.stages:
+        trained = s.param_bytes if s.trainable_bytes is None else s.trainable_bytes
+        if not trained:
+            continue
+        if trained == s.param_bytes and s.largest_param_bytes is not None:
+            trained = s.largest_param_bytes
+        elif trained == s.param_bytes:
+            exact = False  # a fully trained stage whose tensors the file does not give
+        largest = max(largest, trained)
+    step = step_transient_bytes(model.optimizer, mem.grad_bytes, largest, kind)
+    return step, exact or kind == "gpu"
 
 
 def _optimizer_step_note(model: ModelSpec, device: DeviceProfile | None,
-                         mem: MemoryBudget, step: int) -> str | None:
+                         mem: MemoryBudget, step: int, exact: bool) -> str | None:
     """A note when the optimizer step's temporaries, live after the backward beside the input
-    batch, do not fit in the activation budget (then no plan fits: ``with_optimizer_step``)."""
+    batch, do not fit in the activation budget (where ``exact``, no plan fits then:
+    ``with_optimizer_step``)."""
     kind = device.kind if device is not None else "cpu"
     budget = mem.activation_bytes
     if step == 0 or budget < 0 or step + model.input_bytes <= budget:
         return None
     how = ("foreach, the default on CUDA: a copy of every trained parameter" if kind == "gpu"
+           else "for-loop, the default off CUDA: 2x the largest trained tensor" if exact
            else "for-loop, the default off CUDA: 2x the largest tensor, bounded by the largest "
                 "stage's trained parameters")
     return (f"torch.optim's {model.optimizer} step allocates about {format_size(step)} of "

@@ -339,4 +339,6 @@ def _apply(st: StageSpec, ms: ModeSpec) -> StageSpec:
                    fwd_work=pick(ms.fwd_work, st.fwd_work),
                    bwd_work=pick(ms.bwd_work, st.bwd_work),
                    param_bytes=st.param_bytes + ms.added_bytes,
-                   trainable_bytes=ms.trainable_bytes, modes={})
+                   trainable_bytes=ms.trainable_bytes, modes={},
+                   # the stage's largest tensor, not its largest trained one (biases, adapters)
+                   largest_param_bytes=None)

@@ -37,7 +37,7 @@ DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, 
 MODEL_KEYS = ("format", "name", "description", "derivation", "batch", "input", "parameters",
               "optimizer", "precision", "amp", "lora", "train", "stages")
 STAGE_KEYS = ("name", "fwd_time", "fwd_flops", "bwd_time", "bwd_flops", "out", "saved",
-              "fwd_tmp", "bwd_tmp", "params", "work", "modes")
+              "fwd_tmp", "bwd_tmp", "params", "largest_param", "work", "modes")
 MODE_KEYS = ("trainable", "added", "saved", "fwd_tmp", "bwd_tmp", "fwd_flops", "fwd_time",
              "bwd_flops", "bwd_time", "work")
 REPEAT_KEYS = ("repeat", "name", "stages")
@@ -189,13 +189,18 @@ def _stage(node: Node, prefix: str, index: int) -> StageSpec:
         raise node.error("saved", f"is {saved:,} bytes, less than out ({out:,} bytes); saved "
                                   "includes the stage's output, so saved >= out", ModelError)
     params = node.get("params", units.parse_size, 0)
+    largest = node.get("largest_param", units.parse_size)
+    if largest is not None and largest > params:
+        raise node.error("largest_param", f"is {largest:,} bytes, more than the stage's params "
+                                          f"({params:,} bytes)", ModelError)
     fwd_work, bwd_work = _work(node)
     return StageSpec(name=prefix + name, out_bytes=out, saved_bytes=saved, fwd_time_s=fwd_time,
                      fwd_flops=fwd_flops, bwd_time_s=node.get("bwd_time", units.parse_time),
                      bwd_flops=node.get("bwd_flops", units.parse_flops),
                      fwd_tmp_bytes=node.get("fwd_tmp", units.parse_size, 0),
                      bwd_tmp_bytes=node.get("bwd_tmp", units.parse_size, 0),
-                     param_bytes=params, fwd_work=fwd_work, bwd_work=bwd_work,
+                     param_bytes=params, largest_param_bytes=largest,
+                     fwd_work=fwd_work, bwd_work=bwd_work,
                      modes=_modes(node, params), where=node.where)
 
 
@@ -415,6 +420,7 @@ class ImportedStage:
     bwd_tmp_bytes: int = 0
     param_bytes: int = 0
     param_count: int = 0
+    largest_param_bytes: int = 0         # the largest parameter tensor (0: not recorded)
     fwd_time_s: float | None = None      # measured host times, when the importer timed them
     bwd_time_s: float | None = None
     tmp_estimated: bool = True           # False: fwd_tmp/bwd_tmp were not estimated (0)
@@ -490,6 +496,9 @@ def write_model(m: ImportedModel, *, command: str | None = None,
             note = iec(v) if s.tmp_estimated else "not estimated"
             out.append(f"    {key}: {v:<{16}d} # {note}")
         out.append(f"    params: {s.param_bytes:<17d} # {s.param_count:,} parameters")
+        if s.largest_param_bytes:
+            out.append(f"    largest_param: {s.largest_param_bytes:<10d} # the largest tensor, "
+                       f"{iec(s.largest_param_bytes)}")
         out += _work_lines(s.fwd_work, s.bwd_work, "    ")
         if s.modes:
             out.append("    modes:")

@@ -363,7 +363,7 @@ def imported_model(r: ImportResult) -> ImportedModel:
             fwd_time_s=s.fwd_time_s, bwd_time_s=s.bwd_time_s, out_bytes=s.out_bytes,
             saved_bytes=s.saved_bytes, fwd_tmp_bytes=s.fwd_tmp_bytes,
             bwd_tmp_bytes=s.bwd_tmp_bytes, param_bytes=s.param_bytes, param_count=s.param_count,
-            fwd_work=s.fwd_work, bwd_work=s.bwd_work,
+            largest_param_bytes=s.largest_param_bytes, fwd_work=s.fwd_work, bwd_work=s.bwd_work,
             modes=tuple((mode, ImportedMode(**nums)) for mode, nums in
                         (r.stage_modes[k].items() if r.stage_modes else ())))
             for k, s in enumerate(r.stages)))

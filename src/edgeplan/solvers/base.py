@@ -116,7 +116,9 @@ def with_optimizer_step(res: SolveResult, step_peak_bytes: int) -> SolveResult:
     out = replace(res, min_budget_bytes=least, frontier=tuple(front),
                   step_peak_bytes=step_peak_bytes)
     if res.feasible and res.budget_bytes < step_peak_bytes:
+        # a schedule fits this budget, below the step's need: the least budget is the step's
         out = replace(out, feasible=False, schedule=None, trace=None,
+                      min_budget_bytes=step_peak_bytes,
                       notes=(_step_note(step_peak_bytes),))  # the schedule's notes are moot
     return out
 

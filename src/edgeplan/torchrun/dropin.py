@@ -166,6 +166,7 @@ def captured_spec(captured: CapturedChain, example: Any, *,
                                bwd_flops=float(m.bwd_flops), fwd_tmp_bytes=int(m.fwd_tmp_bytes),
                                bwd_tmp_bytes=int(m.bwd_tmp_bytes),
                                param_bytes=int(m.param_bytes),
+                               largest_param_bytes=int(m.largest_param_bytes),
                                modes={k: ModeSpec(**v) for k, v in pm.items()})
                      for m, pm in zip(measured, per_mode, strict=True)))
 

@@ -95,6 +95,7 @@ class StageMeasure:
     param_bytes: int = 0
     param_count: int = 0
     trainable_bytes: int = 0           # of param_bytes, the parameters that require grad
+    largest_param_bytes: int = 0       # the largest of those tensors (the optimizer step's)
     fwd_time_s: float | None = None
     bwd_time_s: float | None = None
     fwd_work: Work | None = None       # per op family (``torchrun.opwork``)
@@ -401,14 +402,16 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
         if progress:
             progress(idx + 1, len(stages), name)
         # parameters: each shared parameter once, in the first stage that has it
-        pbytes = pcount = tbytes = 0
+        pbytes = pcount = tbytes = largest = 0
         stage_params = list(module.parameters())
         for p in stage_params:
             if id(p) not in counted_params:
                 counted_params.add(id(p))
                 pbytes += p.numel() * p.element_size()
                 pcount += p.numel()
-                tbytes += p.numel() * p.element_size() if p.requires_grad else 0
+                if p.requires_grad:
+                    tbytes += p.numel() * p.element_size()
+                    largest = max(largest, p.numel() * p.element_size())
 
         # 1. recording forward: saved tensors, FLOPs, allocator peak
         packed: dict[int, int] = {}
@@ -505,7 +508,8 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
             name=name, out_bytes=int(out_bytes), saved_bytes=int(saved_bytes),
             fwd_flops=fwd_flops, bwd_flops=bwd_flops, fwd_tmp_bytes=int(fwd_tmp),
             bwd_tmp_bytes=int(bwd_tmp), param_bytes=int(pbytes), param_count=int(pcount),
-            trainable_bytes=int(tbytes), fwd_time_s=fwd_t, bwd_time_s=bwd_t,
+            trainable_bytes=int(tbytes), largest_param_bytes=int(largest),
+            fwd_time_s=fwd_t, bwd_time_s=bwd_t,
             fwd_work=wc_f.work(), bwd_work=bwd_work, saved_hook_bytes=int(saved_hook),
             alloc_net_fwd=net_fwd, alloc_peak_fwd=peak_fwd, alloc_peak_nograd=peak_ng,
             alloc_peak_bwd=peak_bwd, input_grad_bytes=int(in_grad_bytes)))
