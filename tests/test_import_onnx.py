@@ -132,6 +132,7 @@ def test_cnn_nodes_sizes_and_flops(cnn_nodes):
     assert conv.bwd_flops == mm + conv_out     # a_0 needs no gradient: the weight gradient only
     assert conv.out_bytes == conv.saved_bytes == conv_out * F32  # keeps a_0 only (resident)
     assert conv.param_bytes == (4 * 3 * 9 + 4) * F32
+    assert conv.largest_param_bytes == 4 * 3 * 9 * F32         # the weight, not the bias
     bn = _stage(r, "bn1")
     assert bn.fwd_flops == bn.bwd_flops == 7 * conv_out
     assert bn.saved_bytes == conv_out * F32 + 2 * 4 * F32     # its input is the stage input
@@ -150,7 +151,7 @@ def test_cnn_nodes_sizes_and_flops(cnn_nodes):
     assert fc.fwd_flops == 2 * n * 10 * 64 + n * 10
     assert fc.bwd_flops == 2 * (2 * n * 10 * 64) + n * 10
     assert fc.out_bytes == fc.saved_bytes == n * 10 * F32
-    assert fc.param_bytes == (640 + 10) * F32
+    assert fc.param_bytes == (640 + 10) * F32 and fc.largest_param_bytes == 640 * F32
     loss = r.stages[-1]
     assert loss.out_bytes == 4 and loss.saved_bytes == n * 10 * F32 + 4
     assert loss.fwd_flops == 4 * n * 10 and loss.bwd_flops == 2 * n * 10

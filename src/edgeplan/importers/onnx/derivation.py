@@ -100,7 +100,8 @@ def derivation_text(r: OnnxImportResult, width: int = 92) -> str:
     out += para(
         "params: bytes of the floating-point initializers the stage's nodes read, each counted "
         "once, in the first stage that reads it; batch-norm running mean/var are buffers (not "
-        "trained, not counted); integer initializers and Constant nodes are constants.", True)
+        "trained, not counted); integer initializers and Constant nodes are constants. "
+        "largest_param: the largest of them.", True)
     out += para("fwd_tmp / bwd_tmp: not estimated (written as 0); they depend on the device's "
                 "kernels.", True)
     if r.uncosted:
@@ -134,7 +135,8 @@ def imported_model(r: OnnxImportResult) -> ImportedModel:
             name=st.name, fwd_flops=st.fwd_flops, bwd_flops=st.bwd_flops, out_bytes=st.out_bytes,
             saved_bytes=st.saved_bytes, fwd_tmp_bytes=st.fwd_tmp_bytes,
             bwd_tmp_bytes=st.bwd_tmp_bytes, param_bytes=st.param_bytes,
-            param_count=st.param_count, tmp_estimated=False, comment=comment))
+            param_count=st.param_count, largest_param_bytes=st.largest_param_bytes,
+            tmp_estimated=False, comment=comment))
     provenance = (f"onnx {r.onnx_version}, opset {r.opset}, {r.date}; {r.param_count:,} "
                   f"parameters ({iec(r.param_bytes)}); {len(r.stages)} stages; sum of saved "
                   f"{iec(r.total_saved_bytes)}"

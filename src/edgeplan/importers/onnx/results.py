@@ -32,6 +32,7 @@ class OnnxStage:
     bwd_flops: int
     param_bytes: int = 0
     param_count: int = 0
+    largest_param_bytes: int = 0    # the largest of those initializers (optimizer step)
     fwd_tmp_bytes: int = 0
     bwd_tmp_bytes: int = 0
     nodes: list[str] = field(default_factory=list)         # node names (op type if unnamed)
