@@ -100,7 +100,7 @@ def test_a_cuda_plan_counts_the_optimizer_step():
     assert solve_problem(cpu, "optimal").feasible
 
 
-def test_a_cpu_plan_counts_the_step_where_the_file_gives_the_largest_tensors():
+def test_a_cpu_plan_counts_the_step_where_the_file_gives_the_largest_tensors(tmp_path):
     """Off CUDA the for-loop step allocates twice the largest trained tensor: counted where
     every fully trained stage records ``largest_param`` (30 MiB here: 60 MiB + the 1 MiB
     input), a note where one does not (the stage's parameters only bound it), and bounded by
@@ -116,6 +116,13 @@ def test_a_cpu_plan_counts_the_step_where_the_file_gives_the_largest_tensors():
     assert not r.feasible and r.min_budget_bytes == 61 * 2**20
     assert solve_problem(prepare(model, None, memory_bytes=(200 + 70) * 2**20),
                          "optimal").peak_bytes == 61 * 2**20
+    from click.testing import CliRunner
+
+    from edgeplan.cli import main
+    f = tmp_path / "m.yaml"
+    f.write_text(text)
+    out = CliRunner().invoke(main, ["solve", str(f), "--memory", "270 MiB"]).stdout
+    assert "Minimum with checkpointing: 61.0 MiB of activations (set by the adam step" in out
     half = model_from_text(MODEL.replace("params: 40 MiB}",
                                          "params: 40 MiB, largest_param: 30 MiB}"))
     assert prepare(half, None, memory_bytes=(200 + 20) * 2**20).step_peak_bytes == 0

@@ -219,9 +219,13 @@ def plan_summary(plan: Plan) -> Group:
         lines.append(Text(f"Without checkpointing: needs {format_size(need)} of activations: "
                           f"does not fit ({over}).", style="yellow"))
     if plan.min_activation_bytes is not None:
+        step = res.step_peak_bytes
+        by_step = (f" (set by the {plan.model.optimizer} step after the backward: the input "
+                   f"and the step's temporaries; --optimizer {plan.model.optimizer}-fused has "
+                   "none)") if step and plan.min_activation_bytes == step else ""
         lines.append(Text(f"Minimum with checkpointing: {format_size(plan.min_activation_bytes)} "
-                          "of "
-                          f"activations, {format_size(plan.min_device_memory_bytes)} of device "
+                          f"of activations{by_step}, "
+                          f"{format_size(plan.min_device_memory_bytes)} of device "
                           "memory in all."))
     lines.append(Text(""))
     if res.frontier:
