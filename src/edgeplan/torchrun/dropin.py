@@ -306,7 +306,11 @@ class CheckpointedModule(nn.Module):
         self.last_peak_bytes: int | None = None
         # not registered: the stages share the model's parameters, which the model owns
         object.__setattr__(self, "_captured", captured)
-        object.__setattr__(self, "_executor", ChainExecutor(captured.stages, loss_outside=True))
+        # strict=False: autograd frees each saved tensor once the backward is done with it, as
+        # in plain training and as the importer measures bwd_tmp (holding them to the end of
+        # B, the strict executor's accounting, needs up to 15 % more: docs/run.md)
+        object.__setattr__(self, "_executor", ChainExecutor(captured.stages, loss_outside=True,
+                                                            strict=False))
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if not torch.is_grad_enabled() or not self.training:
