@@ -303,15 +303,16 @@ def test_verify_reports_time_and_over_budget(mlp64):
 def test_allocator_agrees_on_an_activation_heavy_model(cnn64):
     """Independently of the executor: PyTorch's allocator sees the step's peak near the one
     predicted with the measured transients (the plan's chain). On this small float64 CNN it
-    sees 10-14% more (a third more while the allocator's step kept saved tensors to the end of
-    each backward): the known gap of docs/run.md, bounded here so that it cannot grow
-    unnoticed."""
+    sees up to 8% more: the executor's 5,056-byte RNG snapshot per stage not yet
+    back-propagated (docs/run.md; a third more while the allocator's step kept saved tensors to
+    the end of each backward and the snapshots to the end of the step), bounded here so that it
+    cannot grow unnoticed."""
     model, x = cnn64
     with_tmp = measure_chain(model, x, timing=False, measure_tmp=True).chain
     bare = without_tmp(with_tmp)
     hi = store_all_peak_bytes(bare)
     lo = solve_optimal(bare, hi).min_budget_bytes
-    for budget, top in ((hi, 1.25), (lo, 1.25)):
+    for budget, top in ((hi, 1.15), (lo, 1.15)):
         s = solve_optimal(bare, budget).schedule
         v = verify_plan(model, s, with_tmp, x=x, repeats=0, timing=False)
         assert v.allocator_peak_bytes is not None and 0.85 <= v.allocator_ratio <= top, (

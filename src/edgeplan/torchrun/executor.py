@@ -573,6 +573,9 @@ class ChainExecutor:
             d_new = [t.grad if t.requires_grad else None for t in rec.inp_leaves]
         transient = run.live_bytes(d_new or ())
         run.A.pop(i)
+        # no forward of stage i follows its backward: its RNG snapshot (torch's CPU generator
+        # state, 5,056 bytes, kept so that a recomputation redraws the same dropout masks) goes
+        run.rng.pop(i, None)
         rec.release()
         run.d = d_new
         run.k = i - 1
