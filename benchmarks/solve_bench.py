@@ -239,7 +239,7 @@ def _timed(cmd: list[str]) -> tuple[float, int, int, str, str]:
         p = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
         _, status, usage = os.wait4(p.pid, 0)
         dt = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
+        p.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must know
         out.seek(0)
         err.seek(0)
         return dt, usage.ru_maxrss // 1024, p.returncode, out.read(), err.read()

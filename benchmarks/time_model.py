@@ -70,10 +70,17 @@ def calibrated_profile() -> DeviceProfile:
         bandwidth_bytes_per_s=cal.bandwidth_bytes_per_s.value, families=cal.families)
 
 
+def _vocab(fn: str, kwargs: dict, dtype: str) -> int | None:
+    """The token-id range of a language model's input (None for a float input)."""
+    return kwargs.get("vocab", 30522 if "bert" in fn else 50257) if dtype == "int64" else None
+
+
 def by_family(device: DeviceProfile, cases: list[tuple]) -> None:
     """Per op family: measured op time of one step vs the profile's price of the same ops."""
     import importlib
 
+    from edgeplan.torchrun import make_input
+    from edgeplan.torchrun.meter import amp_dtype, autocast_on
     from edgeplan.torchrun.opwork import WorkCounter
     from edgeplan.work import FamilyWork
 
@@ -85,20 +92,12 @@ def by_family(device: DeviceProfile, cases: list[tuple]) -> None:
         if costs is None:
             continue
         model = getattr(importlib.import_module(ZOO), fn)(**kwargs)
-        if dtype == "int64":
-            high = kwargs.get("vocab", 30522 if "bert" in fn else 50257)
-            x = torch.randint(0, high, (batch, *shape))
-        else:
-            x = torch.randn(batch, *shape)
+        x = make_input(shape, batch, dtype, high=_vocab(fn, kwargs, dtype))
         best: list | None = None
         for _ in range(5):
             model.zero_grad(set_to_none=True)
             with WorkCounter(timed=True) as wc:
-                if amp:
-                    with torch.autocast("cpu", dtype=getattr(torch, {"bf16": "bfloat16",
-                                                                     "fp16": "float16"}[amp])):
-                        out = model(x)
-                else:
+                with autocast_on(amp_dtype(amp), x):
                     out = model(x)
                 out.float().sum().backward()
             if best is None or sum(r[4] for r in wc.rows) < sum(r[4] for r in best):
@@ -143,8 +142,7 @@ def main() -> None:
             print(f"| {label} | - | the profile has no {amp} families | | | |")
             continue
         spec = f"{ZOO}:{fn}"
-        high = kwargs.get("vocab", 30522 if "bert" in fn else 50257) if dtype == "int64" \
-            else None
+        high = _vocab(fn, kwargs, dtype)
         r = import_torch(spec, input_shape=shape, batch=batch, input_dtype=dtype,
                          input_high=high, kwargs=kwargs, name=label, measure_tmp=False, amp=amp)
         model = model_from_text(to_yaml(r), f"{label}.yaml")

@@ -55,8 +55,8 @@ class Problem:
     notes: tuple[str, ...] = ()  # what the set-up assumed (shown with the answer)
     # seconds per op family of one step without recomputation (``time_model == op-families``)
     family_time_s: tuple[tuple[str, float], ...] = ()
-    # the optimizer step's temporaries counted in the plan (``optimizers.step_transient_bytes``:
-    # the foreach step on a gpu device; 0 off CUDA, where they are only noted)
+    # the optimizer step's temporaries counted in the plan (``optimizers.step_transient_bytes``;
+    # 0 where their figure is not known and they are only noted: ``_optimizer_step_bytes``)
     step_bytes: int = 0
     # the optimizer step's temporaries do not fit beside the input (also in ``notes``)
     step_note: str | None = None
@@ -257,10 +257,11 @@ def _optimizer_step_bytes(model: ModelSpec, device: DeviceProfile | None,
         trained = s.param_bytes if s.trainable_bytes is None else s.trainable_bytes
         if not trained:
             continue
-        if trained == s.param_bytes and s.largest_param_bytes is not None:
-            trained = s.largest_param_bytes
-        elif trained == s.param_bytes:
-            exact = False  # a fully trained stage whose tensors the file does not give
+        if trained == s.param_bytes:  # fully trained: its largest tensor, where the file has it
+            if s.largest_param_bytes is None:
+                exact = False
+            else:
+                trained = s.largest_param_bytes
         largest = max(largest, trained)
     step = step_transient_bytes(model.optimizer, mem.grad_bytes, largest, kind)
     return step, exact or kind == "gpu"

@@ -572,8 +572,8 @@ def verify_plan(model: Any, schedule: Schedule, chain: Chain | None = None, *,
     # the allocator's step runs as a training loop does: autograd frees each saved tensor once
     # the backward is done with it (strict=False), the lifetimes under which the importer
     # measures bwd_tmp; the strict executor above keeps them to the end of B (its accounting)
-    loose = ChainExecutor(stages_for_run, strict=False, autocast=cast)
-    indep = _independent_peaks(loose, stages, x, schedule, target) if independent else None
+    indep = (_independent_peaks(ChainExecutor(stages_for_run, strict=False, autocast=cast),
+                                stages, x, schedule, target) if independent else None)
     opt_step = (_optimizer_step(ex, stages, x, schedule, target, optimizer)
                 if optimizer is not None and independent else None)
     pred_tmp = (plan_trace.peak_bytes if plan_trace is not None else trace.peak_bytes)

@@ -187,8 +187,9 @@ def import_onnx(path: str | Path, *, batch: int | None = None, dims: dict[str, i
             for i in G.ins[j]:
                 if G.kind.get(i) == "param" and i not in counted_params:
                     counted_params.add(i)
-                    st.param_bytes += types.nbytes(i) or 0
-                    st.largest_param_bytes = max(st.largest_param_bytes, types.nbytes(i) or 0)
+                    nb_i = types.nbytes(i) or 0
+                    st.param_bytes += nb_i
+                    st.largest_param_bytes = max(st.largest_param_bytes, nb_i)
                     st.param_count += types.numel(i) or 0
         out_ts = list(cut_t) if cut_t is not None else outs
         st.out_tensors = list(out_ts)
