@@ -18,26 +18,15 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgeplan.errors import InputError  # noqa: E402
 from edgeplan.importers import onnx as oi  # noqa: E402
-from test_import_onnx import cnn  # noqa: E402  (x[N,3,8,8] -> Conv-BN-Relu-MaxPool-Gemm(10))
+from test_import_onnx import (  # noqa: E402  (cnn: x[N,3,8,8] -> Conv-BN-Relu-MaxPool-Gemm(10))
+    _init,
+    _inp,
+    _save,
+    _stage,
+    cnn,
+)
 
 N = 2
-
-
-def _init(name, shape, dtype=np.float32):
-    return numpy_helper.from_array(np.zeros(shape, dtype=dtype), name)
-
-
-def _save(tmp_path, nodes, inits, x_shape, y_shape, name, t=TensorProto.FLOAT):
-    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", t, x_shape)],
-                          [helper.make_tensor_value_info("y", t, y_shape)], inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    p = tmp_path / f"{name}.onnx"
-    onnx.save(model, str(p))
-    return p
-
-
-def _stage(r, name):
-    return next(s for s in r.stages if s.name == name)
 
 
 def _as_fp16(path):
@@ -88,7 +77,8 @@ def mlp(tmp_path, bias_shape=(32,), scale=False):
         inits.append(_init("s", ()))
         last = "hs"
     nodes.append(helper.make_node("MatMul", [last, "w2"], ["y"], name="mm2"))
-    return _save(tmp_path, nodes, inits, ["N", 16], ["N", 8], "mlp")
+    g = helper.make_graph(nodes, "mlp", [_inp("x", ["N", 16])], [_inp("y", ["N", 8])], inits)
+    return _save(tmp_path, g, "mlp")
 
 
 def test_a_matmul_bias_keeps_the_16_bit_type_a_2d_parameter_promotes(tmp_path):
