@@ -103,12 +103,12 @@ def by_family(device: DeviceProfile, cases: list[tuple]) -> None:
             if best is None or sum(r[4] for r in wc.rows) < sum(r[4] for r in best):
                 best = wc.rows
         agg: dict[str, list[float]] = {}
-        for _, fam, flops, moved, dt in best or []:
+        for _, fam, flops, moved, dt, large in best or []:
             a = agg.setdefault(fam, [0, 0.0, 0.0, 0.0])
             a[0] += 1
             a[1] += moved
             a[2] += dt
-            a[3] += costs[fam].time_s(FamilyWork(1, flops, moved))
+            a[3] += costs[fam].time_s(FamilyWork(1, flops, moved, large))
         tot = [sum(a[i] for a in agg.values()) for i in range(4)]
         for fam, a in sorted(agg.items(), key=lambda kv: -kv[1][2]) + [("all", tot)]:
             print(f"| {label} | {fam} | {int(a[0])} | {a[1] / 2**20:.0f} | {a[2] * 1e3:.1f} ms | "

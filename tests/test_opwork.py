@@ -27,6 +27,17 @@ def test_a_linear_layer_by_hand():
     assert wc.work().get("elementwise") is None  # the transpose is a view: no data moved
 
 
+def test_operations_with_large_results_are_counted_apart():
+    big = torch.ones(2**23)    # 32 MiB of float32: the result of an add of two is large
+    small = torch.ones(2**20)  # 4 MiB
+    with WorkCounter(timed=True) as wc:
+        big + big
+        small + small
+    w = wc.work().get("elementwise")
+    assert w == FamilyWork(2, 0.0, 3 * 2**25 + 3 * 2**22, 3 * 2**25)
+    assert [r[5] for r in wc.rows] == [3 * 2**25, 0]
+
+
 def test_families_of_a_small_cnn_and_a_transformer_layer():
     cnn = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                         nn.Conv2d(8, 8, 3, padding=1, groups=8),

@@ -117,6 +117,8 @@ def test_model_file_work_round_trips_and_prices_the_stage_times():
     ("{fwd: {conv: [1, big, 3]}}", "FLOP", "work.fwd.conv[1]"),
     ("{bwd: {conv: [1, 2, lots]}}", "size", "work.bwd.conv[2]"),
     ("{fwds: {}}", "did you mean 'fwd'", "work.fwds"),
+    ("{fwd: {conv: [1, 2, 3, 4]}}", "cannot exceed them", "work.fwd.conv[3]"),
+    ("{fwd: {conv: [1, 2, 3, 4, 5]}}", "large-result bytes", "work.fwd.conv"),
 ])
 def test_bad_work_is_one_line_with_its_key_path(work: str, message: str, where: str):
     text = ("format: 1\nname: m\ninput: 1 KiB\nstages:\n"
@@ -146,9 +148,31 @@ def test_device_families_round_trip_and_are_checked():
         device_from_data(parse_yaml_text(zero, "d.yaml"), "d.yaml")
 
 
+def test_large_result_bytes_round_trip_in_model_and_device_files():
+    fwd = Work.of({"elementwise": FamilyWork(3, 0.0, 3 * 10**8, 2 * 10**8)})
+    st = ImportedStage(name="logits", fwd_flops=0, bwd_flops=0, out_bytes=2**26,
+                       saved_bytes=2**26, param_bytes=0, fwd_work=fwd, bwd_work=fwd)
+    m = ImportedModel(name="w", description="", derivation="by hand", provenance="test",
+                      batch=1, input_bytes=2**20, stages=(st,))
+    text = write_model(m)
+    assert "elementwise: [3, 0, 300000000, 200000000]" in text
+    back = model_from_text(text).stages[0]
+    assert back.fwd_work is not None and back.fwd_work.get("elementwise") == FamilyWork(
+        3, 0.0, 3 * 10**8, 2 * 10**8)
+    costs = dict(COSTS, elementwise=FamilyCost(overhead_s=0.0, bandwidth_bytes_per_s=30e9,
+                                               large_bandwidth_bytes_per_s=5e9))
+    d = _device(costs)
+    got = d.family_costs("fp32")
+    assert got is not None and got["elementwise"].large_bandwidth_bytes_per_s == 5e9
+    assert "large_bandwidth: 5 GB/s" in _device_text(costs)
+    # 0.1 GB at 30 GB/s + 0.2 GB of large results at 5 GB/s
+    p = prepare(model_from_text(text), d)
+    assert p.chain.stages[0].fwd_time_s == pytest.approx(0.1 / 30 + 0.2 / 5)
+
+
 def test_fit_family_recovers_the_constants_it_was_given():
     from edgeplan.calibrate import fit_family
-    rows = [(f, b, 20e-6 + f / 150e9 + b / 8e9)
+    rows = [(f, b, 20e-6 + f / 150e9 + b / 8e9, 0)
             for f, b in ((1e6, 10**4), (5e7, 2 * 10**6), (2e9, 10**7), (3e8, 5 * 10**7),
                          (1e5, 10**3), (8e9, 4 * 10**8))]
     cost, err = fit_family(rows, compute=True)
@@ -156,10 +180,34 @@ def test_fit_family_recovers_the_constants_it_was_given():
     assert cost.flop_rate == pytest.approx(150e9, rel=1e-3)
     assert cost.bandwidth_bytes_per_s == pytest.approx(8e9, rel=1e-3)
     assert err < 1e-6
-    mem = [(0.0, b, 3e-6 + b / 12e9) for b in (10**3, 10**5, 10**7, 10**8)]
+    assert cost.large_bandwidth_bytes_per_s is None  # no large results: no such term
+    mem = [(0.0, b, 3e-6 + b / 12e9, 0) for b in (10**3, 10**5, 10**7, 10**8)]
     cost, _ = fit_family(mem, compute=False)
     assert cost.flop_rate is None and cost.bandwidth_bytes_per_s == pytest.approx(12e9, rel=1e-3)
     assert cost.overhead_s == pytest.approx(3e-6, rel=1e-3)
+
+
+def test_fit_family_separates_the_bandwidth_of_large_results():
+    from edgeplan.calibrate import fit_family
+    small = [(0.0, b, 4e-6 + b / 30e9, 0) for b in (10**4, 10**6, 4 * 10**6, 2 * 10**7)]
+    large = [(0.0, b, 4e-6 + b / 7e9, b) for b in (10**8, 3 * 10**8)]
+    cost, err = fit_family(small + large, compute=False)
+    assert cost.bandwidth_bytes_per_s == pytest.approx(30e9, rel=1e-3)
+    assert cost.large_bandwidth_bytes_per_s == pytest.approx(7e9, rel=1e-3)
+    assert err < 1e-6
+    # one bandwidth for both cannot fit them: the error the split removes
+    one, err1 = fit_family([(f, b, t, 0) for f, b, t, _ in small + large], compute=False)
+    assert one.large_bandwidth_bytes_per_s is None and err1 > 0.05
+
+
+def test_large_results_are_priced_at_their_own_bandwidth():
+    c = FamilyCost(overhead_s=0.0, bandwidth_bytes_per_s=30e9, large_bandwidth_bytes_per_s=6e9)
+    w = FamilyWork(2, 0.0, 3 * 10**9, 10**9)   # 2 GB of ordinary ops, 1 GB of large results
+    assert c.time_s(w) == pytest.approx(2 / 30 + 1 / 6)
+    # without the term (an older profile) every byte is priced at the bandwidth
+    assert FamilyCost(bandwidth_bytes_per_s=30e9).time_s(w) == pytest.approx(3 / 30)
+    assert (w + w).large_bytes == 2 * 10**9
+    assert Work.of({"norm": w}).scaled(2).get("norm").large_bytes == 2 * 10**9
 
 
 def test_the_benchmark_profile_behind_the_docs_table_loads():
@@ -196,4 +244,5 @@ def test_devices_show_lists_the_family_costs(run_cli, tmp_path):
     assert "FLOPs / 100 GFLOP/s" in r.stdout
     doc = json.loads(run_cli("devices", "show", cal, "--json").stdout)
     assert doc["data"]["device"]["families"]["fp32"]["pool"] == pytest.approx({
-        "overhead_s": 1e-5, "flop_rate": None, "bandwidth_bytes_per_s": 1e10})
+        "overhead_s": 1e-5, "flop_rate": None, "bandwidth_bytes_per_s": 1e10,
+        "large_bandwidth_bytes_per_s": None})

@@ -205,11 +205,18 @@ def _ladders(torch: Any, quick: bool, big_elements: int = 2**24
 
 def _op_rows(torch: Any, make: Callable[[], Any], seconds: float, dtype: Any, dev: Any,
              sync: Callable[[], None], max_bytes: int | None = None
-             ) -> list[tuple[str, float, int, float]]:
-    """(family, flops, bytes, seconds) of every operation of one forward + backward of
-    ``make()``: the operations of the fastest of repeated steps. A network whose parameters
-    and input, with their gradients, would take more than ``max_bytes`` is skipped (no rows):
-    on a small board the largest layers of the ladder do not fit beside the rest."""
+             ) -> list[tuple[str, float, int, float, int]]:
+    """(family, flops, bytes, seconds, large bytes) of every operation of one forward +
+    backward of ``make()``: the operations of the fastest of repeated steps. A network whose
+    parameters and input, with their gradients, would take more than ``max_bytes`` is skipped
+    (no rows): on a small board the largest layers of the ladder do not fit beside the rest.
+
+    The step is made to look like one layer inside a network, not a layer alone: the backward
+    starts from a dense gradient (``backward(g)``; the gradient of ``.sum()`` would be a
+    broadcast scalar, which sends normalisation and convolution backwards down slower strided
+    paths and moves almost no bytes), and the caches are flushed before the forward and before
+    the backward (``_flush``), since inside a network a layer's input and its saved tensors come
+    from memory, not from the cache of a network a few KiB big."""
     from .torchrun.opwork import WorkCounter
     module, x = make()
     size = sum(p.numel() * p.element_size() for p in module.parameters()) + \
@@ -218,11 +225,17 @@ def _op_rows(torch: Any, make: Callable[[], Any], seconds: float, dtype: Any, de
         return []
     module = module.to(dev, dtype)
     x = x.to(dev, dtype).requires_grad_(True) if x.is_floating_point() else x.to(dev)
+    with torch.no_grad():
+        g = torch.randn_like(module(x).float())
+    flush = _flush(torch, dev)
 
-    def step() -> list[tuple[str, str, float, int, float]]:
+    def step() -> list[tuple[str, str, float, int, float, int]]:
         module.zero_grad(set_to_none=True)
         with WorkCounter(timed=True, sync=sync if dev.type == "cuda" else None) as wc:
-            module(x).float().sum().backward()
+            flush()
+            out = module(x).float()
+            flush()
+            out.backward(g)
             sync()
         return wc.rows
 
@@ -234,7 +247,21 @@ def _op_rows(torch: Any, make: Callable[[], Any], seconds: float, dtype: Any, de
         n += 1
         if sum(r[4] for r in rows) < sum(r[4] for r in best):
             best = rows  # the fastest whole step, as the executor's timing keeps
-    return [(str(r[1]), float(r[2]), int(r[3]), float(r[4])) for r in best]
+    return [(str(r[1]), float(r[2]), int(r[3]), float(r[4]), int(r[5])) for r in best]
+
+
+def _flush(torch: Any, dev: Any) -> Callable[[], None]:
+    """Evict the CPU caches: write a 64 MiB buffer (more than the last-level cache of any board
+    edgeplan targets) with numpy, which the op counter does not see. Nothing on CUDA (a GPU's
+    L2 holds a few MiB; its activations stream from device memory anyway)."""
+    if dev.type == "cuda":
+        return lambda: None
+    import numpy as np
+    buf = np.zeros(2**23)  # 64 MiB of float64
+
+    def flush() -> None:
+        np.add(buf, 1.0, out=buf)
+    return flush
 
 
 def _nnls(a: Any, y: Any) -> Any:
@@ -256,28 +283,38 @@ def _nnls(a: Any, y: Any) -> Any:
     return best
 
 
-def fit_family(rows: list[tuple[float, int, float]], compute: bool) -> tuple[FamilyCost, float]:
-    """``FamilyCost`` of ``(flops, bytes, seconds)`` rows for ``t = overhead + flops / rate +
-    bytes / bandwidth``, all >= 0, in two least-squares fits: the overhead from a fit in
-    relative error (each operation counts alike, so the small ones, whose time is mostly
-    overhead, decide it), then rate and bandwidth from a fit in absolute error of the time
-    above that overhead (the large operations, which make up a training step's time, decide
-    them). Returns the cost and the fit's median relative error."""
+def fit_family(rows: list[tuple[float, int, float, int]], compute: bool
+               ) -> tuple[FamilyCost, float]:
+    """``FamilyCost`` of ``(flops, bytes, seconds, large bytes)`` rows for ``t = overhead +
+    flops / rate + (bytes - large) / bandwidth + large / large_bandwidth``, all >= 0, in two
+    least-squares fits: the overhead from a fit in relative error (each operation counts alike,
+    so the small ones, whose time is mostly overhead, decide it), then the rate and the
+    bandwidths from a fit in absolute error of the time above that overhead (the large
+    operations, which make up a training step's time, decide them). ``large_bandwidth`` is
+    fitted only where some rows have large results (else None: priced at ``bandwidth``).
+    Returns the cost and the fit's median relative error."""
     import numpy as np
     t = np.array([r[2] for r in rows])
-    work = [np.array([r[1] for r in rows], dtype=float) / 1e9]  # GB; coefficients: s per G
+    large = np.array([r[3] for r in rows], dtype=float) / 1e9
+    small = np.array([r[1] for r in rows], dtype=float) / 1e9 - large
+    work = [small]  # GB; coefficients: s per G
     if compute:
         work.insert(0, np.array([r[0] for r in rows], dtype=float) / 1e9)
+    has_large = bool(large.any())
+    if has_large:
+        work.append(large)
     w = 1.0 / np.maximum(t, 1e-9)
     a = np.stack([np.ones(len(rows)), *work], axis=1)
     overhead = float(_nnls(a * w[:, None], t * w)[0])
     c = _nnls(np.stack(work, axis=1), np.maximum(t - overhead, 0.0))
     rate = (1e9 / c[0] if c[0] > 0 else None) if compute else None
-    per_gb = c[-1]
+    per_gb = c[1 if compute else 0]
     bw = 1e9 / per_gb if per_gb > 0 else None
+    large_bw = (1e9 / c[-1] if c[-1] > 0 else None) if has_large else None
     pred = overhead + np.stack(work, axis=1) @ c
     err = float(np.median(np.abs(pred - t) / t))
-    return FamilyCost(overhead_s=overhead, flop_rate=rate, bandwidth_bytes_per_s=bw), err
+    return FamilyCost(overhead_s=overhead, flop_rate=rate, bandwidth_bytes_per_s=bw,
+                      large_bandwidth_bytes_per_s=large_bw), err
 
 
 def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: bool = False,
@@ -335,14 +372,15 @@ def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: b
     # the largest calibration tensors: 64 MiB of fp32, or 1/64 of the memory available now
     ladders = _ladders(torch, quick, big_elements=max(2**16, min(2**24, avail // 256)))
     for pname, dt in precisions.items():
-        rows: dict[str, list[tuple[float, int, float]]] = {f: [] for f in FAMILIES}
+        rows: dict[str, list[tuple[float, int, float, int]]] = {f: [] for f in FAMILIES}
         try:
             for fam, nets in ladders.items():
                 say(f"{fam} {pname}")
                 for _label, make in nets:
-                    for f, flops, moved, sec in _op_rows(torch, make, seconds / len(nets), dt,
-                                                         dev, sync, max_bytes=avail // 8 or None):
-                        rows[f].append((flops, moved, sec))
+                    for f, flops, moved, sec, large in _op_rows(
+                            torch, make, seconds / len(nets), dt, dev, sync,
+                            max_bytes=avail // 8 or None):
+                        rows[f].append((flops, moved, sec, large))
         except RuntimeError:  # this build has no kernel for the dtype
             if pname == "fp32":
                 raise

@@ -12,6 +12,17 @@ precision an ``overhead`` per operation, a ``rate`` (FLOP/s, compute families) a
 (compute and memory time add: a conservative roofline, no overlap assumed), and because the
 model is linear in (ops, flops, bytes) a stage's time is exactly the sum of its families'
 totals priced so: ``t = sum_f ops_f * overhead_f + flops_f / rate_f + bytes_f / bandwidth_f``.
+
+*Large results.* An operation whose results take at least ``LARGE_RESULT_BYTES`` (32 MiB)
+writes into memory that is fresh from the kernel: glibc serves allocations above its mmap
+threshold (32 MiB at most on 64-bit Linux) with a new mapping each time, and every page is
+zero-filled on first touch. Such operations run at a fraction of the bandwidth of the others
+(measured: an add of two 64 MiB float32 tensors at 6-7 GB/s, a 4 MiB one at 30 GB/s, on the
+development host). Their bytes are counted apart (``FamilyWork.large_bytes``, part of
+``moved_bytes``) and priced at ``large_bandwidth`` where the profile has one:
+``bytes_f / bandwidth_f`` becomes ``(bytes_f - large_f) / bandwidth_f + large_f /
+large_bandwidth_f``; without it (or in a model file without the split) all bytes are priced
+at ``bandwidth_f``.
 ``edgeplan calibrate`` fits the three constants of each family to operations it times on this
 machine (never to a user's model).
 
@@ -35,21 +46,27 @@ COMPUTE_FAMILIES = ("matmul", "conv", "depthwise")
 MEMORY_FAMILIES = ("norm", "pool", "gather", "random", "softmax", "elementwise")
 FAMILIES = COMPUTE_FAMILIES + MEMORY_FAMILIES
 
-__all__ = ["COMPUTE_FAMILIES", "FAMILIES", "MEMORY_FAMILIES", "FamilyCost", "FamilyWork",
-           "Work", "work_time_s"]
+__all__ = ["COMPUTE_FAMILIES", "FAMILIES", "LARGE_RESULT_BYTES", "MEMORY_FAMILIES", "FamilyCost",
+           "FamilyWork", "Work", "work_time_s"]
+
+#: results of at least this many bytes are fresh mappings (module docstring, "Large results")
+LARGE_RESULT_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
 class FamilyWork:
-    """What one family's operations of a pass did: how many, FLOPs, bytes read + written."""
+    """What one family's operations of a pass did: how many, FLOPs, bytes read + written, and
+    of those bytes the ones moved by operations with large results (``LARGE_RESULT_BYTES``)."""
 
     ops: int
     flops: float
     moved_bytes: int
+    large_bytes: int = 0
 
     def __add__(self, other: FamilyWork) -> FamilyWork:
         return FamilyWork(self.ops + other.ops, self.flops + other.flops,
-                          self.moved_bytes + other.moved_bytes)
+                          self.moved_bytes + other.moved_bytes,
+                          self.large_bytes + other.large_bytes)
 
 
 @dataclass(frozen=True)
@@ -80,9 +97,10 @@ class Work:
 
     def scaled(self, r: float) -> Work:
         """The work of ``r`` times the batch: FLOPs and bytes scale, the operations do not.
-        (A parameter-bound operation's weight bytes do not scale either; re-import at the
-        batch for those.)"""
-        return Work(tuple((f, FamilyWork(w.ops, w.flops * r, int(round(w.moved_bytes * r))))
+        (A parameter-bound operation's weight bytes do not scale either, and which results
+        are large depends on the batch; re-import at the batch for those.)"""
+        return Work(tuple((f, FamilyWork(w.ops, w.flops * r, int(round(w.moved_bytes * r)),
+                                         int(round(w.large_bytes * r))))
                           for f, w in self.families))
 
     def __add__(self, other: Work) -> Work:
@@ -94,18 +112,24 @@ class Work:
 
 @dataclass(frozen=True, kw_only=True)
 class FamilyCost:
-    """A device's price of one family's operations: seconds each, FLOP/s and bytes/s."""
+    """A device's price of one family's operations: seconds each, FLOP/s and bytes/s (the
+    bytes of operations with large results at ``large_bandwidth_bytes_per_s`` if given)."""
 
     overhead_s: float = 0.0
     flop_rate: float | None = None        # compute families only
     bandwidth_bytes_per_s: float | None = None
+    large_bandwidth_bytes_per_s: float | None = None
 
     def time_s(self, w: FamilyWork) -> float:
         t = w.ops * self.overhead_s
         if w.flops and self.flop_rate:
             t += w.flops / self.flop_rate
-        if w.moved_bytes and self.bandwidth_bytes_per_s:
-            t += w.moved_bytes / self.bandwidth_bytes_per_s
+        moved = w.moved_bytes
+        if w.large_bytes and self.large_bandwidth_bytes_per_s:
+            t += w.large_bytes / self.large_bandwidth_bytes_per_s
+            moved -= w.large_bytes
+        if moved and self.bandwidth_bytes_per_s:
+            t += moved / self.bandwidth_bytes_per_s
         return t
 
 

@@ -115,9 +115,11 @@ def device_from_data(data: Any, src: str) -> DeviceProfile:
 
 
 def _families(node: Node | None) -> dict[str, dict[str, FamilyCost]]:
-    """``compute.families.<precision>.<family>: {overhead, rate, bandwidth}`` (edgeplan.work):
-    every family of ``FAMILIES`` for each precision listed; ``rate`` for the compute families
-    only; a missing ``rate`` or ``bandwidth`` costs nothing (calibrate found no such term)."""
+    """``compute.families.<precision>.<family>: {overhead, rate, bandwidth, large_bandwidth}``
+    (edgeplan.work): every family of ``FAMILIES`` for each precision listed; ``rate`` for the
+    compute families only; a missing ``rate`` or ``bandwidth`` costs nothing (calibrate found no
+    such term); without ``large_bandwidth`` the bytes of operations with large results are
+    priced at ``bandwidth``."""
     if node is None:
         return {}
     out: dict[str, dict[str, FamilyCost]] = {}
@@ -129,16 +131,20 @@ def _families(node: Node | None) -> dict[str, dict[str, FamilyCost]]:
                                   "`edgeplan calibrate` writes them all")
         costs = {}
         for f in FAMILIES:
-            c = per.child(f, ("overhead", "rate", "bandwidth") if f in COMPUTE_FAMILIES
-                          else ("overhead", "bandwidth"), required=True)
+            c = per.child(f, ("overhead", "rate", "bandwidth", "large_bandwidth")
+                          if f in COMPUTE_FAMILIES else ("overhead", "bandwidth",
+                                                         "large_bandwidth"), required=True)
             overhead = c.get("overhead", units.parse_time, 0.0)
             rate = c.get("rate", units.parse_flop_rate)
             bw = c.get("bandwidth", units.parse_bandwidth)
-            for key, v in (("overhead", overhead), ("rate", rate), ("bandwidth", bw)):
+            large_bw = c.get("large_bandwidth", units.parse_bandwidth)
+            for key, v in (("overhead", overhead), ("rate", rate), ("bandwidth", bw),
+                           ("large_bandwidth", large_bw)):
                 if (v is not None and not (0 <= v < math.inf)) or (key != "overhead" and v == 0):
                     raise c.error(key, "must be a finite number more than 0" if key != "overhead"
                                   else "must be finite and not negative", ModelError)
-            costs[f] = FamilyCost(overhead_s=overhead, flop_rate=rate, bandwidth_bytes_per_s=bw)
+            costs[f] = FamilyCost(overhead_s=overhead, flop_rate=rate, bandwidth_bytes_per_s=bw,
+                                  large_bandwidth_bytes_per_s=large_bw)
         out[p] = costs
     return out
 
@@ -174,7 +180,8 @@ def device_yaml(*, name: str, title: str, kind: str, total_bytes: int, reserved_
     out += ["compute:", f"  precision: {precision}", "  sustained:"]
     out += [f"    {p}: {r / 1e9:.4g} GFLOP/s" for p, r in sustained_flops.items()]
     if families:
-        out.append("  families:  # per op: overhead + flops / rate + bytes / bandwidth")
+        out.append("  families:  # per op: overhead + flops / rate + bytes / bandwidth "
+                   "(results >= 32 MiB: large_bandwidth)")
         for p, costs in families.items():
             out.append(f"    {p}:")
             for f, c in costs.items():
@@ -183,6 +190,9 @@ def device_yaml(*, name: str, title: str, kind: str, total_bytes: int, reserved_
                     parts.append(f"rate: {c.flop_rate / 1e9:.4g} GFLOP/s")
                 if c.bandwidth_bytes_per_s:
                     parts.append(f"bandwidth: {c.bandwidth_bytes_per_s / 1e9:.4g} GB/s")
+                if c.large_bandwidth_bytes_per_s:
+                    parts.append(f"large_bandwidth: {c.large_bandwidth_bytes_per_s / 1e9:.4g} "
+                                 "GB/s")
                 out.append(f"      {f}: {{{', '.join(parts)}}}")
     out += ["power:", f"  training: {training_power_w:g} W"]
     if storage:

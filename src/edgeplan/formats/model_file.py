@@ -205,7 +205,8 @@ def _stage(node: Node, prefix: str, index: int) -> StageSpec:
 
 
 def _work(node: Node) -> tuple[Work | None, Work | None]:
-    """``work: {fwd: {conv: [ops, flops, bytes], ...}, bwd: {...}}`` (edgeplan.work)."""
+    """``work: {fwd: {conv: [ops, flops, bytes(, large bytes)], ...}, bwd: {...}}``
+    (edgeplan.work; the fourth number, the bytes of operations with large results, is optional)."""
     w = node.child("work", ("fwd", "bwd"))
     if w is None:
         return None, None
@@ -220,22 +221,30 @@ def _work(node: Node) -> tuple[Work | None, Work | None]:
         fams = {}
         for fam, triple in passes.data.items():
             where = passes.path(fam)
-            if not isinstance(triple, list) or len(triple) != 3:
-                raise InputError(f"expected [operations, FLOPs, bytes], e.g. [2, 1.5 GFLOP, "
-                                 f"3 MiB], got {triple!r}"[:200], source=node.source, where=where)
-            ops, flops, moved = triple
+            if not isinstance(triple, list) or len(triple) not in (3, 4):
+                raise InputError(f"expected [operations, FLOPs, bytes] or [operations, FLOPs, "
+                                 f"bytes, large-result bytes], e.g. [2, 1.5 GFLOP, 3 MiB], got "
+                                 f"{triple!r}"[:200], source=node.source, where=where)
+            ops, flops, moved, *large_ = triple
             if isinstance(ops, bool) or not isinstance(ops, int) or ops < 0:
                 raise InputError(f"expected a count of operations, got {ops!r}",
                                  source=node.source, where=f"{where}[0]")
             parsed = []
             for k, (value, parse) in enumerate(((flops, units.parse_flops),
-                                                (moved, units.parse_size)), start=1):
+                                                (moved, units.parse_size),
+                                                *((v, units.parse_size) for v in large_)),
+                                               start=1):
                 try:
                     parsed.append(parse(value))
                 except InputError as e:
                     raise InputError(e.message, source=node.source, where=f"{where}[{k}]",
                                      hint=e.hint) from None
-            fams[fam] = FamilyWork(ops, float(parsed[0]), int(parsed[1]))
+            large = int(parsed[2]) if large_ else 0
+            if large > parsed[1]:
+                raise InputError(f"the large-result bytes ({large}) are part of the bytes "
+                                 f"({int(parsed[1])}) and cannot exceed them",
+                                 source=node.source, where=f"{where}[3]")
+            fams[fam] = FamilyWork(ops, float(parsed[0]), int(parsed[1]), large)
         out.append(Work.of(fams))
     return out[0], out[1]
 
@@ -508,13 +517,16 @@ def write_model(m: ImportedModel, *, command: str | None = None,
 
 
 def _work_lines(fwd: Work | None, bwd: Work | None, indent: str) -> list[str]:
-    """``work:`` with one line per pass: ``family: [operations, FLOPs, bytes]``."""
+    """``work:`` with one line per pass: ``family: [operations, FLOPs, bytes]``, and the bytes
+    of operations with large results as a fourth number where there are any."""
     if fwd is None and bwd is None:
         return []
-    out = [f"{indent}work:  # per op family: [operations, FLOPs, bytes read + written]"]
+    out = [f"{indent}work:  # per op family: [operations, FLOPs, bytes read + written"
+           f"(, of them by ops with results >= 32 MiB)]"]
     for key, w in (("fwd", fwd), ("bwd", bwd)):
         if w is not None:
-            items = ", ".join(f"{f}: [{x.ops}, {int(x.flops)}, {x.moved_bytes}]"
+            items = ", ".join(f"{f}: [{x.ops}, {int(x.flops)}, {x.moved_bytes}"
+                              f"{f', {x.large_bytes}' if x.large_bytes else ''}]"
                               for f, x in w.families)
             out.append(f"{indent}  {key}: {{{items}}}")
     return out

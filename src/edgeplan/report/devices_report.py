@@ -81,7 +81,10 @@ def family_cost_text(c: FamilyCost) -> str:
         parts.append(f"FLOPs / {format_flop_rate(c.flop_rate)}")
     if c.bandwidth_bytes_per_s:
         parts.append(f"bytes / {format_bandwidth(c.bandwidth_bytes_per_s)}")
-    return " + ".join(parts)
+    text = " + ".join(parts)
+    if c.large_bandwidth_bytes_per_s:
+        text += f" (results >= 32 MiB: {format_bandwidth(c.large_bandwidth_bytes_per_s)})"
+    return text
 
 
 def device_dict(d: DeviceProfile) -> dict:
@@ -95,7 +98,8 @@ def device_dict(d: DeviceProfile) -> dict:
                          "read_latency_s": s.read_latency_s, "write_latency_s": s.write_latency_s,
                          "capacity_bytes": s.capacity_bytes} for s in d.storage],
             "families": {p: {f: {"overhead_s": c.overhead_s, "flop_rate": c.flop_rate,
-                                 "bandwidth_bytes_per_s": c.bandwidth_bytes_per_s}
+                                 "bandwidth_bytes_per_s": c.bandwidth_bytes_per_s,
+                                 "large_bandwidth_bytes_per_s": c.large_bandwidth_bytes_per_s}
                              for f, c in costs.items()} for p, costs in d.families.items()},
             "sources": d.sources, "path": d.path}
 

@@ -10,7 +10,9 @@ mixed-precision pass is seen in its real dtypes) is sorted into a family:
   ``min(numel * element_size, storage bytes)`` so an expanded (broadcast) tensor counts the data
   it has; an in-place operation counts its tensor twice (read, then written);
 * views, ``detach``, ``alias`` and bare allocations (``empty*``) move no data and are not
-  counted.
+  counted;
+* of those bytes, the ones of an operation whose results take ``LARGE_RESULT_BYTES`` or more
+  are also counted as ``large_bytes`` (fresh memory from the kernel: ``edgeplan.work``).
 
 ``timed=True`` also records every operation with its wall time (``rows``; give ``sync``, e.g.
 ``torch.cuda.synchronize``, on an asynchronous device so that the time is the kernel's, not its
@@ -26,7 +28,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from ..work import FamilyWork, Work
+from ..work import LARGE_RESULT_BYTES, FamilyWork, Work
 from .meter import flop_mapping
 
 __all__ = ["WorkCounter", "family_of"]
@@ -122,7 +124,8 @@ class WorkCounter(TorchDispatchMode):
         self._formulas = {**flop_registry, **flop_mapping()}
         self._acc: dict[str, list[float]] = {}
         self.timed = timed
-        self.rows: list[tuple[str, str, float, int, float]] = []  # op, family, flops, bytes, s
+        # op, family, flops, bytes, seconds, large bytes (0 or the op's bytes)
+        self.rows: list[tuple[str, str, float, int, float, int]] = []
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
@@ -146,15 +149,18 @@ class WorkCounter(TorchDispatchMode):
         fam = family_of(pkt, args, kwargs, formula is not None)
         ins = tree_flatten((args, kwargs))[0]
         outs = tree_flatten(out)[0]
-        moved = sum(_nbytes(t) for t in ins + outs if isinstance(t, torch.Tensor))
-        acc = self._acc.setdefault(fam, [0, 0.0, 0])
+        result = sum(_nbytes(t) for t in outs if isinstance(t, torch.Tensor))
+        moved = result + sum(_nbytes(t) for t in ins if isinstance(t, torch.Tensor))
+        large = moved if result >= LARGE_RESULT_BYTES else 0
+        acc = self._acc.setdefault(fam, [0, 0.0, 0, 0])
         acc[0] += 1
         acc[1] += flops
         acc[2] += moved
+        acc[3] += large
         if self.timed:
-            self.rows.append((str(pkt), fam, flops, moved, dt))
+            self.rows.append((str(pkt), fam, flops, moved, dt, large))
         return out
 
     def work(self) -> Work:
-        return Work.of({f: FamilyWork(int(a[0]), float(a[1]), int(a[2]))
+        return Work.of({f: FamilyWork(int(a[0]), float(a[1]), int(a[2]), int(a[3]))
                         for f, a in self._acc.items()})
