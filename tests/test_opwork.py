@@ -33,9 +33,27 @@ def test_operations_with_large_results_are_counted_apart():
     with WorkCounter(timed=True) as wc:
         big + big
         small + small
+        big.add_(big)          # in place: memory it was given, not fresh pages
     w = wc.work().get("elementwise")
-    assert w == FamilyWork(2, 0.0, 3 * 2**25 + 3 * 2**22, 3 * 2**25)
-    assert [r[5] for r in wc.rows] == [3 * 2**25, 0]
+    assert w == FamilyWork(3, 0.0, 6 * 2**25 + 3 * 2**22, 3 * 2**25)
+    assert [r[5] for r in wc.rows] == [3 * 2**25, 0, 0]
+
+
+def test_a_parameter_shared_by_stages_adds_its_gradient_accumulation():
+    # the same cell in two stages: the earlier stage's backward adds into .grad (AccumulateGrad)
+    cell = nn.Linear(64, 64)
+    stages = [("a", cell), ("b", nn.Sequential(cell, nn.ReLU()))]
+    ms = measure_stages(stages, torch.randn(4, 64), measure_tmp=False)
+    pbytes = sum(p.numel() * 4 for p in cell.parameters())
+    lone = measure_stages([("a", nn.Linear(64, 64))], torch.randn(4, 64), measure_tmp=False)
+    extra = ms[0].bwd_work.get("elementwise")
+    base = lone[0].bwd_work.get("elementwise")
+    assert extra.ops - (base.ops if base else 0) == 2          # weight and bias
+    assert extra.moved_bytes - (base.moved_bytes if base else 0) == 3 * pbytes
+    # the last user (its backward runs first) allocates .grad: nothing added
+    assert ms[1].bwd_work.get("elementwise").ops == measure_stages(
+        [("b", nn.Sequential(nn.Linear(64, 64), nn.ReLU()))], torch.randn(4, 64),
+        measure_tmp=False)[0].bwd_work.get("elementwise").ops
 
 
 def test_families_of_a_small_cnn_and_a_transformer_layer():

@@ -78,14 +78,16 @@ def calibrate_cmd(out: Output, name: str | None, title: str | None, storage_path
         sources[f"compute.families.{p}"] = (
             f"[M] fitted to every operation of forward + backward steps of the calibration "
             f"ladder (edgeplan.calibrate: CNN-pyramid and transformer layer shapes), {p}, "
-            f"{cal.threads} threads, the fastest of repeated steps; median error of the fit "
+            f"{cal.threads} threads, each layer timed as inside a network (a dense gradient, "
+            f"caches flushed), the fastest of repeated steps; median error of the fit "
             f"per family: "
             + ", ".join(f"{f} {e:.0%}" for f, e in errs.items())
             + f" (edgeplan calibrate {time.strftime('%Y-%m-%d')}, torch {cal.torch_version})")
     notes = ("Measured by `edgeplan calibrate` on this machine "
              f"({cal.threads} threads). compute.families prices a model file's work per op "
              "family (written by `edgeplan import torch`): per operation overhead + FLOPs / "
-             "rate + bytes / bandwidth. memory.bandwidth is a numpy copy "
+             "rate + bytes / bandwidth (the bytes of operations with results of 32 MiB or more "
+             "at large_bandwidth). memory.bandwidth is a numpy copy "
              f"({cal.bandwidth_bytes_per_s.value / 1e9:.3g} GB/s). Quick mode: "
              f"{'yes (not a profile to trust)' if quick else 'no'}.")
     cmd = " ".join(shlex.quote(a) for a in ["edgeplan", "calibrate", *sys.argv[2:]]) \

@@ -73,7 +73,7 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # silence the profiler's start/s
 import torch
 
 from ..errors import InputError
-from ..work import Work
+from ..work import FamilyWork, Work
 from ._tensors import detach_all, leaves, storage_key
 
 __all__ = ["AMP_DTYPES", "AllocTrace", "StageMeasure", "alloc_events_supported", "amp_dtype",
@@ -516,21 +516,24 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
         # the next stage starts from this output, detached (its graph is gone)
         prev = detach_all(out)
         del out, out_leaves, inp, in_leaves
-    if measure_tmp:
-        _shared_gradient_temporaries(stages, results)
+    _shared_gradients(stages, results, measure_tmp)
     return results
 
 
-def _shared_gradient_temporaries(stages: list[tuple[str, Any]],
-                                 results: list[StageMeasure]) -> None:
-    """Add to ``bwd_tmp`` the gradient temporary of every parameter shared by several stages.
+def _shared_gradients(stages: list[tuple[str, Any]], results: list[StageMeasure],
+                      measure_tmp: bool) -> None:
+    """Add to a stage's backward what a parameter shared by several stages costs it.
 
     In a training step the backward of the *last* stage that uses a parameter (it runs first)
     allocates its ``.grad``; the backward of every earlier stage that uses it makes a new
-    gradient of the parameter's size and adds it to ``.grad``, a transient the size of the
-    parameter. Each stage measured alone (with fresh gradients) cannot see it, so it is added
-    here: for each shared parameter, to every stage that uses it except the last one. (The
-    unrolled LSTM's cell: docs/run.md.)"""
+    gradient of the parameter's size and adds it to ``.grad`` in place (autograd's
+    ``AccumulateGrad``: an ``add_`` that reads both and writes ``.grad``, three times the
+    parameter's bytes, into memory that is not fresh). Each stage measured alone (with fresh
+    gradients) sees neither, so both are added here, to every stage that uses the parameter
+    except the last one: the transient to ``bwd_tmp`` (when temporaries are measured) and the
+    add to the backward's element-wise work. (The unrolled LSTM's cell, 16 stages; a language
+    model's embedding tied to its output layer, whose accumulation moves three times the
+    vocabulary matrix: docs/run.md.)"""
     users: dict[int, list[int]] = {}
     sizes: dict[int, int] = {}
     for k, (_, module) in enumerate(stages):
@@ -539,12 +542,17 @@ def _shared_gradient_temporaries(stages: list[tuple[str, Any]],
                 users.setdefault(id(p), []).append(k)
                 sizes[id(p)] = p.numel() * p.element_size()
     extra = [0] * len(stages)
+    count = [0] * len(stages)
     for pid, ks in users.items():
         for k in sorted(set(ks))[:-1]:
             extra[k] += sizes[pid]
+            count[k] += 1
     for k, add in enumerate(extra):
         if add:
-            results[k].bwd_tmp_bytes += add
+            if measure_tmp:
+                results[k].bwd_tmp_bytes += add
+            acc = Work.of({"elementwise": FamilyWork(count[k], 0.0, 3 * add)})
+            results[k].bwd_work = (results[k].bwd_work or Work()) + acc
 
 
 def _time_stage(name: str, module: Any, prev: Any, a0_keys: set[int], clone: bool = False,

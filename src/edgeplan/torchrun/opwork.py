@@ -11,8 +11,9 @@ mixed-precision pass is seen in its real dtypes) is sorted into a family:
   it has; an in-place operation counts its tensor twice (read, then written);
 * views, ``detach``, ``alias`` and bare allocations (``empty*``) move no data and are not
   counted;
-* of those bytes, the ones of an operation whose results take ``LARGE_RESULT_BYTES`` or more
-  are also counted as ``large_bytes`` (fresh memory from the kernel: ``edgeplan.work``).
+* of those bytes, the ones of an operation whose fresh results (not the in-place or ``out=``
+  ones: memory it was given) take ``LARGE_RESULT_BYTES`` or more are also counted as
+  ``large_bytes`` (fresh memory from the kernel: ``edgeplan.work``).
 
 ``timed=True`` also records every operation with its wall time (``rows``; give ``sync``, e.g.
 ``torch.cuda.synchronize``, on an asynchronous device so that the time is the kernel's, not its
@@ -114,6 +115,13 @@ def _nbytes(t: torch.Tensor) -> int:
         return t.numel() * t.element_size()
 
 
+def _ptr(t: torch.Tensor) -> int:
+    try:
+        return int(t.untyped_storage().data_ptr())
+    except (RuntimeError, NotImplementedError):
+        return -id(t)
+
+
 class WorkCounter(TorchDispatchMode):
     """``with WorkCounter() as wc: ...`` then ``wc.work()`` (see the module docstring)."""
 
@@ -149,9 +157,13 @@ class WorkCounter(TorchDispatchMode):
         fam = family_of(pkt, args, kwargs, formula is not None)
         ins = tree_flatten((args, kwargs))[0]
         outs = tree_flatten(out)[0]
-        result = sum(_nbytes(t) for t in outs if isinstance(t, torch.Tensor))
-        moved = result + sum(_nbytes(t) for t in ins if isinstance(t, torch.Tensor))
-        large = moved if result >= LARGE_RESULT_BYTES else 0
+        in_t = [t for t in ins if isinstance(t, torch.Tensor)]
+        out_t = [t for t in outs if isinstance(t, torch.Tensor)]
+        moved = sum(_nbytes(t) for t in in_t + out_t)
+        # fresh results only: an in-place (or out=) result is memory the op was given
+        given = {_ptr(t) for t in in_t}
+        fresh = sum(_nbytes(t) for t in out_t if _ptr(t) not in given)
+        large = moved if fresh >= LARGE_RESULT_BYTES else 0
         acc = self._acc.setdefault(fam, [0, 0.0, 0, 0])
         acc[0] += 1
         acc[1] += flops
