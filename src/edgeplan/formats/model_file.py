@@ -522,7 +522,7 @@ def _work_lines(fwd: Work | None, bwd: Work | None, indent: str) -> list[str]:
     if fwd is None and bwd is None:
         return []
     out = [f"{indent}work:  # per op family: [operations, FLOPs, bytes read + written"
-           f"(, of them by ops with results >= 32 MiB)]"]
+           f"[, large-result bytes]]"]
     for key, w in (("fwd", fwd), ("bwd", bwd)):
         if w is not None:
             items = ", ".join(f"{f}: [{x.ops}, {int(x.flops)}, {x.moved_bytes}"
