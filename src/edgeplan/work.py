@@ -13,16 +13,17 @@ precision an ``overhead`` per operation, a ``rate`` (FLOP/s, compute families) a
 model is linear in (ops, flops, bytes) a stage's time is exactly the sum of its families'
 totals priced so: ``t = sum_f ops_f * overhead_f + flops_f / rate_f + bytes_f / bandwidth_f``.
 
-*Large results.* An operation whose results take at least ``LARGE_RESULT_BYTES`` (32 MiB)
-writes into memory that is fresh from the kernel: glibc serves allocations above its mmap
-threshold (32 MiB at most on 64-bit Linux) with a new mapping each time, and every page is
-zero-filled on first touch. Such operations run at a fraction of the bandwidth of the others
-(measured: an add of two 64 MiB float32 tensors at 6-7 GB/s, a 4 MiB one at 30 GB/s, on the
-development host). Their bytes are counted apart (``FamilyWork.large_bytes``, part of
-``moved_bytes``) and priced at ``large_bandwidth`` where the profile has one:
-``bytes_f / bandwidth_f`` becomes ``(bytes_f - large_f) / bandwidth_f + large_f /
-large_bandwidth_f``; without it (or in a model file without the split) all bytes are priced
-at ``bandwidth_f``.
+*Large results.* An operation whose fresh results (not the tensors it writes in place) take
+at least ``LARGE_RESULT_BYTES`` (32 MiB) writes into memory that is fresh from the kernel:
+glibc serves allocations above its mmap threshold (32 MiB at most on 64-bit Linux) with a new
+mapping each time, and every page is zero-filled on first touch. Such operations run at a
+fraction of the bandwidth of the others (measured: an add of two 64 MiB float32 tensors at 6-7
+GB/s, a 4 MiB one at 30 GB/s, on the development host). Their bytes are counted apart
+(``FamilyWork.large_bytes``, part of ``moved_bytes``) and priced at ``large_bandwidth`` where
+the profile has one: ``bytes_f / bandwidth_f`` becomes ``(bytes_f - large_f) / bandwidth_f +
+large_f / large_bandwidth_f``; without it (or in a model file without the split) all bytes are
+priced at ``bandwidth_f``.
+
 ``edgeplan calibrate`` fits the three constants of each family to operations it times on this
 machine (never to a user's model).
 
