@@ -24,8 +24,9 @@ the profile has one: ``bytes_f / bandwidth_f`` becomes ``(bytes_f - large_f) / b
 large_f / large_bandwidth_f``; without it (or in a model file without the split) all bytes are
 priced at ``bandwidth_f``.
 
-``edgeplan calibrate`` fits the three constants of each family to operations it times on this
-machine (never to a user's model).
+``edgeplan calibrate`` fits the three constants of each family (and ``large_bandwidth`` where
+its ladder has large results) to operations it times on this machine (never to a user's
+model).
 
 Families (``FAMILIES``): ``matmul`` (mm, addmm, bmm, attention kernels), ``conv`` (dense and
 grouped convolutions), ``depthwise`` (one input channel per group), ``norm`` (batch, layer,
