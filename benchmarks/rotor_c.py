@@ -1,7 +1,8 @@
 """Rotor's C dynamic program on an edgeplan model file, timed the way ``../shared/bench`` did.
 
 Rotor (Beaumont et al., "Optimal checkpointing for heterogeneous chains", 2021) ships its C solver
-in rockmate 2.0.0 (``pip install rockmate==2.0.0`` builds it). That package's own imports are
+in rockmate 2.0.0 (``pip install --no-deps rockmate==2.0.0``: its wheel has the compiled module,
+which needs no torch). That package's own imports are
 broken, so this script loads the compiled module from its directory (``--csolver``, or the
 ``ROTOR_CSOLVER`` environment variable) with stub parent packages. It maps the chain onto Rotor's
 ``RK_Chain`` attributes with one solution per stage (docs/chain-model.md -> Rotor):
