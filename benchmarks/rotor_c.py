@@ -2,9 +2,9 @@
 
 Rotor (Beaumont et al., "Optimal checkpointing for heterogeneous chains", 2021) ships its C solver
 in rockmate 2.0.0 (``pip install --no-deps rockmate==2.0.0``: its wheel has the compiled module,
-which needs no torch). That package's own imports are
-broken, so this script loads the compiled module from its directory (``--csolver``, or the
-``ROTOR_CSOLVER`` environment variable) with stub parent packages. It maps the chain onto Rotor's
+which needs no torch). That package's own imports are broken, so this script loads the compiled
+module from its directory (``--csolver``, or the ``ROTOR_CSOLVER`` environment variable) with
+stub parent packages. It maps the chain onto Rotor's
 ``RK_Chain`` attributes with one solution per stage (docs/chain-model.md -> Rotor):
 
 * ``cw[i]`` = x_i (the input of stage i+1; ``cw[L]`` the output, ``cw[L+1]`` = 0, the loss),
