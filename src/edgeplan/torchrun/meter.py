@@ -59,6 +59,7 @@ recommends.
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import sys
@@ -380,7 +381,25 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
                    progress: Callable[[int, int, str], None] | None = None,
                    autocast: Any = None) -> list[StageMeasure]:
     """Measure each stage on the output of the previous one (see the module docstring);
-    ``autocast``: a 16-bit dtype for mixed precision."""
+    ``autocast``: a 16-bit dtype for mixed precision.
+
+    Python's cyclic garbage collector is paused while the stages are measured (after one
+    collection): a collection inside a traced pass frees tensors of earlier work (another
+    model, a previous test) and the allocator trace would count them as the stage's."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        return _measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing,
+                               progress=progress, autocast=autocast)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool,
+                    timing: bool, progress: Callable[[int, int, str], None] | None,
+                    autocast: Any) -> list[StageMeasure]:
     from torch.autograd.graph import saved_tensors_hooks
 
     from .opwork import WorkCounter
