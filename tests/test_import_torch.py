@@ -87,6 +87,19 @@ def test_saved_agrees_with_allocator(tiny):
         assert r.alloc_net_fwd == r.saved_bytes, r.name
 
 
+def test_the_allocator_trace_pauses_the_garbage_collector():
+    # a cyclic collection inside a trace would free unrelated tensors and count them
+    import gc
+
+    from edgeplan.torchrun.meter import AllocTrace
+    assert gc.isenabled()
+    with AllocTrace(True):
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with AllocTrace(False):
+        assert gc.isenabled()
+
+
 def test_flops(tiny):
     assert tiny["lin1"].fwd_flops == 2 * B * I * H
     # a_0 needs no gradient: stage 1's backward is the weight gradient only

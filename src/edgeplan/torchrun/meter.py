@@ -139,12 +139,17 @@ class _quiet_stderr:
 
 
 class AllocTrace:
-    """CPU-allocator events (pointer, +/- bytes) in time order, via torch.profiler."""
+    """CPU-allocator events (pointer, +/- bytes) in time order, via torch.profiler.
+
+    Python's cyclic garbage collector is paused while it traces: a collection inside the
+    traced code frees tensors of earlier work (another model, a previous test), which the trace
+    would count as the traced code's (a stage's net allocation came out -508 bytes once)."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.events: list[tuple[int, int]] = []
         self._prof = None
+        self._gc = False
 
     def __enter__(self) -> AllocTrace:
         if self.enabled:
@@ -152,13 +157,19 @@ class AllocTrace:
             self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
             with _quiet_stderr():
                 self._prof.__enter__()
+            self._gc = gc.isenabled()
+            gc.disable()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._prof is None:
             return
-        with _quiet_stderr():
-            self._prof.__exit__(*exc)
+        try:
+            with _quiet_stderr():
+                self._prof.__exit__(*exc)
+        finally:
+            if self._gc:
+                gc.enable()
         if exc[0] is not None:
             return
         from torch._C._profiler import _EventType
@@ -381,25 +392,7 @@ def measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool 
                    progress: Callable[[int, int, str], None] | None = None,
                    autocast: Any = None) -> list[StageMeasure]:
     """Measure each stage on the output of the previous one (see the module docstring);
-    ``autocast``: a 16-bit dtype for mixed precision.
-
-    Python's cyclic garbage collector is paused while the stages are measured (after one
-    collection): a collection inside a traced pass frees tensors of earlier work (another
-    model, a previous test) and the allocator trace would count them as the stage's."""
-    enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        return _measure_stages(stages, x0, measure_tmp=measure_tmp, timing=timing,
-                               progress=progress, autocast=autocast)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _measure_stages(stages: list[tuple[str, Any]], x0: Any, *, measure_tmp: bool,
-                    timing: bool, progress: Callable[[int, int, str], None] | None,
-                    autocast: Any) -> list[StageMeasure]:
+    ``autocast``: a 16-bit dtype for mixed precision."""
     from torch.autograd.graph import saved_tensors_hooks
 
     from .opwork import WorkCounter

@@ -30,6 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from ..work import LARGE_RESULT_BYTES, FamilyWork, Work
+from ._tensors import storage_key
 from .meter import flop_mapping
 
 __all__ = ["WorkCounter", "family_of"]
@@ -115,13 +116,6 @@ def _nbytes(t: torch.Tensor) -> int:
         return t.numel() * t.element_size()
 
 
-def _ptr(t: torch.Tensor) -> int:
-    try:
-        return int(t.untyped_storage().data_ptr())
-    except (RuntimeError, NotImplementedError):
-        return -id(t)
-
-
 class WorkCounter(TorchDispatchMode):
     """``with WorkCounter() as wc: ...`` then ``wc.work()`` (see the module docstring)."""
 
@@ -161,8 +155,8 @@ class WorkCounter(TorchDispatchMode):
         out_t = [t for t in outs if isinstance(t, torch.Tensor)]
         moved = sum(_nbytes(t) for t in in_t + out_t)
         # fresh results only: an in-place (or out=) result is memory the op was given
-        given = {_ptr(t) for t in in_t}
-        fresh = sum(_nbytes(t) for t in out_t if _ptr(t) not in given)
+        given = {storage_key(t)[0] for t in in_t}
+        fresh = sum(_nbytes(t) for t in out_t if storage_key(t)[0] not in given)
         large = moved if fresh >= LARGE_RESULT_BYTES else 0
         acc = self._acc.setdefault(fam, [0, 0.0, 0, 0])
         acc[0] += 1
