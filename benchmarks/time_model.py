@@ -16,6 +16,12 @@ times measured on this host (store-all executor steps), the chain model alone wi
 time model: the part of the error that is not the time model's. Budgets: store-all, half way
 between it and the least activation budget, and the least.
 
+The last column tracks the host's own speed, which drifts on a shared machine: a fixed probe (a
+ResNet block's convolution, batch norm and ReLU, forward and backward; the fastest of 20) is
+timed at the start of the run (before calibrating, when the script calibrates) and before each
+case; *host speed* is the start's probe time over the case's (1.00: as fast as at the start;
+0.80: the host runs 25% slower, and a ratio measured then reads about that much high).
+
 ``--by-family`` shows where the error comes from: one store-all training step of each case with
 every operation timed (``WorkCounter(timed=True)``, the fastest of 5 steps) and priced by the
 profile's family costs, summed per family: priced / measured per family.
@@ -57,6 +63,25 @@ CASES = [
     ("resnet18-224 bf16", "resnet18", {}, (3, 224, 224), 2, "float32", "bf16"),
     ("bert-base-2l-128 bf16", "bert_base_encoder", {"layers": 2}, (128,), 2, "int64", "bf16"),
 ]
+
+
+def host_probe() -> float:
+    """Seconds of a fixed workload (see the module docstring), the fastest of 20 after a warm-up
+    (about 0.3 s)."""
+    import time
+
+    from torch import nn
+
+    net = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU())
+    x = torch.randn(2, 64, 56, 56)
+    best = float("inf")
+    for i in range(21):
+        net.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        net(x).sum().backward()
+        if i:
+            best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def calibrated_profile() -> DeviceProfile:
@@ -123,23 +148,25 @@ def main() -> None:
                     help="per op family: measured op times of one step vs their price")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    probe0 = host_probe()
     device = load_device(args.profile) if args.profile else calibrated_profile()
     if device.family_costs("fp32") is None:
         sys.exit(f"{args.profile}: no compute.families for fp32; run `edgeplan calibrate`")
-    print(f"profile: {device.title}", file=sys.stderr)
+    print(f"profile: {device.title}; host probe at the start {probe0 * 1e3:.2f} ms",
+          file=sys.stderr)
     if args.by_family:
         by_family(device, [c for c in CASES if not args.only or c[0] in args.only])
         return
     print("| model | budget | predicted | measured | predicted / measured | host-timed / "
-          "measured |")
-    print("|---|---|---|---|---|---|")
+          "measured | host speed |")
+    print("|---|---|---|---|---|---|---|")
     worst = 0.0
     for label, fn, kwargs, shape, batch, dtype, *amp_ in CASES:
         if args.only and label not in args.only:
             continue
         amp = amp_[0] if amp_ else None
         if amp is not None and device.family_costs(amp) is None:
-            print(f"| {label} | - | the profile has no {amp} families | | | |")
+            print(f"| {label} | - | the profile has no {amp} families | | | | |")
             continue
         spec = f"{ZOO}:{fn}"
         high = _vocab(fn, kwargs, dtype)
@@ -150,6 +177,7 @@ def main() -> None:
         bare = without_tmp(chain)
         hi = store_all_peak_bytes(bare)
         lo = solve_optimal(bare, hi).min_budget_bytes
+        speed = probe0 / host_probe()
         for name, budget in (("store-all", hi), ("half way", (lo + hi) // 2), ("least", lo)):
             res = solve_optimal(bare, budget)
             assert res.schedule is not None and res.cost_s is not None
@@ -161,7 +189,8 @@ def main() -> None:
             host = v.predicted_time_s / v.measured_time_s if v.predicted_time_s else float("nan")
             worst = max(worst, abs(ratio - 1))
             print(f"| {label} | {name} | {res.cost_s * 1e3:.1f} ms | "
-                  f"{v.measured_time_s * 1e3:.1f} ms | {ratio:.2f} | {host:.2f} |", flush=True)
+                  f"{v.measured_time_s * 1e3:.1f} ms | {ratio:.2f} | {host:.2f} | {speed:.2f} |",
+                  flush=True)
     print(f"\nlargest |predicted / measured - 1|: {worst:.0%}")
 
 
