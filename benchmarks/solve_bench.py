@@ -136,7 +136,7 @@ def run_case(kind: str, L: int, slots: int, range_kind: str, backend: str, check
     # warm-up: load (or compile) the chosen back end on a tiny table, untimed
     tw = time.perf_counter()
     small, ms = slot_problem(kind, 6, 20, range_kind)
-    K.fill_table(small, ms, backend=K._pick_backend(backend, K.table_cells(L, M)))
+    K.fill_table(small, ms, backend=K._pick_backend(backend, K.table_cells(L, M), L, M))
     res["warmup_s"] = round(time.perf_counter() - tw, 3)
     rss0 = _rss_mb()
     c0, t0 = time.process_time(), time.perf_counter()
@@ -148,6 +148,8 @@ def run_case(kind: str, L: int, slots: int, range_kind: str, backend: str, check
     if tab.backend == "numba":
         import numba
         res["threads"] = numba.get_num_threads()
+    elif tab.backend == "native":
+        res["threads"] = K._threads()
     else:
         res["threads"] = 1
     res["stored_cells"] = tab.stored_cells
@@ -307,7 +309,7 @@ def main(argv=None) -> int:
     ap.add_argument("--slots", type=int, default=500)
     ap.add_argument("--range", dest="range_kind", default="store-all",
                     choices=("store-all", "budget40"))
-    ap.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba"))
+    ap.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba", "native"))
     ap.add_argument("--check-max", type=int, default=100,
                     help="compare with the reference kernel up to this many stages (default 100)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON ('-': stdout)")

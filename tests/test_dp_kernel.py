@@ -1,8 +1,8 @@
 """The banded DP kernel (``dp_kernel``) against the dense reference kernel (``dp_reference``).
 
 Every table cell (cost and choice, for every memory) must be bit-identical to the reference, with
-both back ends (numpy always; numba when installed), and the rebuilt schedules must be the
-reference's and replay in the simulator within the budget.
+every back end (numpy always; numba when installed; native when built at install), and the
+rebuilt schedules must be the reference's and replay in the simulator within the budget.
 """
 
 import numpy as np
@@ -17,8 +17,10 @@ from edgeplan.solvers.base import store_all_peak_bytes
 from edgeplan.solvers.reference import dp as R
 
 HAVE_NUMBA = K.numba_available()
-BACKENDS = ["numpy"] + (["numba"] if HAVE_NUMBA else [])
-needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed (extra 'fast')")
+HAVE_NATIVE = K.native_available()
+COMPILED = (["numba"] if HAVE_NUMBA else []) + (["native"] if HAVE_NATIVE else [])
+BACKENDS = ["numpy"] + COMPILED
+needs_native = pytest.mark.skipif(not HAVE_NATIVE, reason="native DP kernel not built")
 
 
 def exact_slots(chain):
@@ -88,7 +90,7 @@ def _case(seed):
 @pytest.mark.parametrize("seed", range(60))
 def test_random_small_chains_match_reference(seed, backend, monkeypatch):
     chain, disc, sc, M = _case(seed)
-    if backend == "numba":
+    if backend in ("numba", "native"):
         # small tiles so that these short chains run the wavefront over several tiles
         monkeypatch.setattr(K, "NUMBA_TILE", 1 + seed % 4)
     tab = K.fill_table(sc, M, backend=backend)
@@ -114,8 +116,8 @@ def test_longer_chains_match_reference(backend):
             assert K.rebuild(tab, int(m)) == R.rebuild(ref, int(m))
 
 
-@needs_numba
-def test_numba_equals_numpy_on_a_cnn_like_chain():
+@pytest.mark.parametrize("backend", COMPILED)
+def test_compiled_equals_numpy_on_a_cnn_like_chain(backend):
     rng = np.random.default_rng(3)
     L = 60
     out = [int(4000 / 2 ** (i * 4 // L) * rng.uniform(0.8, 1.2)) for i in range(L)]
@@ -130,7 +132,7 @@ def test_numba_equals_numpy_on_a_cnn_like_chain():
         sc = slot_chain(chain, disc)
         M = disc.down(range_bytes) - int(sc.x[0])
         a = K.fill_table(sc, M, backend="numpy")
-        b = K.fill_table(sc, M, backend="numba")
+        b = K.fill_table(sc, M, backend=backend)
         assert (a.stored_cells, a.stored_runs) == (b.stored_cells, b.stored_runs)
         np.testing.assert_array_equal(np.sort(a.val), np.sort(b.val))   # packed in other orders
         for arr in ("lo", "hv"):
@@ -186,6 +188,16 @@ def test_backend_selection(monkeypatch):
     monkeypatch.setenv("EDGEPLAN_DP_BACKEND", "numpy")
     assert K.fill_table(sc, 10).backend == "numpy"
     monkeypatch.setenv("EDGEPLAN_DP_BACKEND", "auto")
+    # auto: native for every table it takes, when built
+    assert K.fill_table(sc, 10).backend == ("native" if HAVE_NATIVE else "numpy")
+    if HAVE_NATIVE:
+        # 65535 slots and more: not the native library's types
+        assert K.fill_table(sc, 70_000).backend != "native"
+        with pytest.raises(ValueError, match="65535 slots"):
+            K.fill_table(sc, 70_000, backend="native")
+    monkeypatch.setattr(K, "_native_module", lambda: None)   # not built: numba or numpy
+    with pytest.raises(ImportError, match="not built"):
+        K.fill_table(sc, 10, backend="native")
     assert K.fill_table(sc, 10).backend == "numpy"     # small table: numpy even with numba
     monkeypatch.setattr(K, "_numba_module", lambda: None)   # numba missing: clean fallback
     monkeypatch.setattr(K, "NUMBA_MIN_CELLS", 0)
@@ -207,8 +219,9 @@ def test_auto_falls_back_to_numpy_when_the_compiled_path_fails(monkeypatch):
     sc = exact_slots(random_chain(np.random.default_rng(5), 6))
     ref = R.fill_table(sc, 25)
 
-    def broken(st, progress):
+    def broken(st, progress, native=False):
         raise RuntimeError("no compiler here")
+    monkeypatch.setattr(K, "_native_module", lambda: None)
     monkeypatch.setattr(K, "_numba_module", lambda: object())
     monkeypatch.setattr(K, "_fill_numba", broken)
     monkeypatch.setattr(K, "NUMBA_MIN_CELLS", 0)
@@ -218,6 +231,11 @@ def test_auto_falls_back_to_numpy_when_the_compiled_path_fails(monkeypatch):
     assert_same_table(tab, ref)
     with pytest.raises(RuntimeError):
         K.fill_table(sc, 25, backend="numba")
+    monkeypatch.setattr(K, "_native_module", lambda: object())   # the same for native
+    with pytest.warns(RuntimeWarning, match="native DP back end failed"):
+        assert K.fill_table(sc, 25, backend="auto").backend == "numpy"
+    with pytest.raises(RuntimeError):
+        K.fill_table(sc, 25, backend="native")
 
 
 def test_progress_exceptions_propagate_from_every_backend(monkeypatch):
@@ -233,3 +251,43 @@ def test_progress_exceptions_propagate_from_every_backend(monkeypatch):
     for backend in BACKENDS + ["auto"]:
         with pytest.raises(Stop):
             K.fill_table(sc, 40, stop, backend=backend)
+
+
+@needs_native
+def test_native_library_built_from_another_source_is_refused(tmp_path):
+    """A library whose embedded source hash is not the shipped ``_dpfill.c``'s (the C source was
+    edited after the install) is not loaded: the fill falls back, and the reason says rebuild."""
+    import shutil
+
+    from edgeplan.solvers import _native_build as NB
+    from edgeplan.solvers import dp_native
+
+    here = dp_native._HERE
+    shutil.copy(here / NB.SOURCE, tmp_path / NB.SOURCE)
+    shutil.copy(here / NB.library_name("base"), tmp_path / NB.library_name("base"))
+    assert dp_native._load_from(tmp_path)[0] is not None
+    with open(tmp_path / NB.SOURCE, "a") as fh:
+        fh.write("/* edited */\n")
+    lib, reason = dp_native._load_from(tmp_path)
+    assert lib is None and "rebuild" in reason
+    assert dp_native._load_from(tmp_path / "nowhere")[1].startswith("not built")
+
+
+def test_native_build_without_a_compiler_warns_and_builds_nothing(tmp_path, monkeypatch):
+    """The install's build of the C kernel never fails the install: no compiler, or one that
+    fails, gives one line and no library (the numba or numpy back end is then used)."""
+    import shutil
+
+    from edgeplan.solvers import _native_build as NB
+    from edgeplan.solvers import dp_native
+
+    shutil.copy(dp_native._HERE / NB.SOURCE, tmp_path / NB.SOURCE)
+    said = []
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    assert NB.build(tmp_path, log=said.append) == []
+    assert len(said) == 1 and "failed" in said[0]
+    assert not list(tmp_path.glob("*.so"))
+    monkeypatch.delenv("CC")
+    monkeypatch.setattr(NB.shutil, "which", lambda name: None)
+    said.clear()
+    assert NB.build(tmp_path, log=said.append) == [] and "no C compiler" in said[0]

@@ -190,13 +190,18 @@ def test_step_replay_equals_the_simulator():
             assert abs(a.cost_s - b.cost_s) <= 1e-9 * max(1.0, b.cost_s)
 
 
-def test_compiled_step_replay_is_identical():
-    """The compiled replay (``replay_numba``, used after a numba fill) gives bit-identical peaks
-    and costs to ``StepReplay`` on every step, frozen prefixes included."""
-    pytest.importorskip("numba")
+@pytest.mark.parametrize("backend", ["numba", "native"])
+def test_compiled_step_replay_is_identical(backend):
+    """The compiled replays (``replay_numba`` after a numba fill, ``dp_native`` after a native
+    one) give bit-identical peaks and costs to ``StepReplay`` on every step, frozen prefixes
+    included."""
     from dataclasses import replace
 
+    from edgeplan.solvers import dp_kernel as K
     from edgeplan.solvers.optimal import StepReplay, _replay_compiled, _solve_range
+
+    if not (K.numba_available() if backend == "numba" else K.native_available()):
+        pytest.skip(f"the {backend} back end is not available")
 
     rng = random.Random(5)
     for _ in range(60):
@@ -217,12 +222,12 @@ def test_compiled_step_replay_is_identical():
         steps = [m for m in range(len(col)) if np.isfinite(col[m])]
         py = StepReplay(chain, table)
         want = [py.peak_cost(m) for m in steps]
-        assert _replay_compiled(chain, table, steps) == want
+        assert _replay_compiled(chain, replace(table, backend=backend), steps) == want
 
 
 def test_the_result_reports_the_dp_table_footprint():
     chain = make_chain("c", fwd=[1.0] * 12, bwd=[2.0] * 12, out=[10] * 12, saved=[20] * 12,
                        input_bytes=10)
     res = solve_optimal(chain, 150, slots=50)
-    assert res.feasible and res.params["dp_backend"] in ("numpy", "numba")
+    assert res.feasible and res.params["dp_backend"] in ("numpy", "numba", "native")
     assert 0 < res.params["dp_table_bytes"] < 12 * 12 * 51 * 16

@@ -61,6 +61,16 @@ def test_wheel_ships_profiles(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True,
                          capture_output=True, text=True, env={"PYTHONPATH": str(target)})
     assert out.stdout.strip() == "jetson-nano"
+    from edgeplan.solvers import _native_build
+    if _native_build.compiler() is not None:
+        # the build hook compiled the native DP kernel into the wheel, and the installed copy
+        # loads it (its embedded source hash matches the shipped _dpfill.c)
+        assert "edgeplan/solvers/_dpfill-base.so" in names
+        code = ("from edgeplan.solvers import dp_native as n; assert 'site' in str(n._HERE); "
+                "print(n.load() is not None, n.unavailable_reason())")
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True,
+                             capture_output=True, text=True, env={"PYTHONPATH": str(target)})
+        assert out.stdout.strip() == "True None"
 
 
 def test_readme_finetune_examples_are_real(run_cli, monkeypatch):

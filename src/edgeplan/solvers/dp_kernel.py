@@ -40,7 +40,12 @@ Two back ends:
 * ``numba`` (optional extra ``edgeplan[fast]``, module ``dp_numba``): compiled, a parallel tile
   wavefront with exact lower-bound pruning; 30-100x faster at 100-200 stages. Used
   automatically for large tables when numba imports; if it fails at run time, ``auto`` warns and
-  falls back to numpy. ``EDGEPLAN_DP_BACKEND=numpy|numba|auto`` (default ``auto``) overrides.
+  falls back to numpy;
+* ``native`` (module ``dp_native``): the same kernel in C (``_dpfill.c``), compiled when
+  edgeplan is installed, where a C compiler is; loaded in a millisecond where numba takes about
+  half a second to start. ``auto`` prefers it for any table it takes (``dp_native.supports``).
+
+``EDGEPLAN_DP_BACKEND=numpy|numba|native|auto`` (default ``auto``) overrides.
 
 ``rebuild`` is iterative (no recursion limit on long chains).
 """
@@ -72,7 +77,7 @@ MAX_TABLE_CELLS = 400_000_000
 # "auto" uses numba (when installed) from this many worst-case cells on; below, the numpy path is
 # faster than loading (on the first run: compiling) the numba kernel.
 NUMBA_MIN_CELLS = 2_000_000
-BACKENDS = ("auto", "numpy", "numba")
+BACKENDS = ("auto", "numpy", "numba", "native")
 # Tile edge (cells) of the compiled back end's wavefront.
 NUMBA_TILE = 16
 
@@ -351,15 +356,40 @@ def numba_available() -> bool:
     return _numba_module() is not None
 
 
-def _pick_backend(backend: str | None, cells: int) -> str:
+def _native_module() -> Any:
+    from . import dp_native
+    return dp_native if dp_native.load() is not None else None
+
+
+def native_available() -> bool:
+    return _native_module() is not None
+
+
+def _native_takes(length: int, max_slots: int) -> bool:
+    """Whether ``_State`` picks the native library's types for this table (``dp_native``)."""
+    return table_cells(length, max_slots) + 1 < 2**31 - 1 and max_slots < 65535 and length < 32000
+
+
+def _pick_backend(backend: str | None, cells: int, length: int = 0, max_slots: int = 0) -> str:
     backend = (backend or os.environ.get("EDGEPLAN_DP_BACKEND") or "auto").lower()
     if backend not in BACKENDS:
         raise ValueError(f"unknown DP backend {backend!r} (one of {', '.join(BACKENDS)})")
+    if backend == "native":
+        if not native_available():
+            from . import dp_native
+            raise ImportError("the native DP backend is not built: "
+                              f"{dp_native.unavailable_reason()}")
+        if not _native_takes(length, max_slots):
+            raise ValueError("the native DP backend takes tables under 2^31 cells, 65535 slots "
+                             "and 32000 stages; use numba or numpy")
+        return "native"
     if backend == "numba":
         if not numba_available():
             raise ImportError("the numba DP backend needs numba: pip install 'edgeplan[fast]' "
                               f"({_NUMBA_IMPORT_ERROR})")
         return "numba"
+    if backend == "auto" and _native_takes(length, max_slots) and native_available():
+        return "native"
     if backend == "auto" and cells >= NUMBA_MIN_CELLS and numba_available():
         return "numba"
     return "numpy"
@@ -369,14 +399,27 @@ class _CallerError(Exception):
     """Carries an exception raised by the caller's progress callback out of the numba path."""
 
 
-def _fill_numba(st: _State, progress: Progress | None) -> None:
-    """Tile wavefront of the compiled back end (see ``dp_numba.fill_step``)."""
-    import numba
+def _threads() -> int:
+    """CPUs this process may run on (the native fill's threads)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
-    nb_mod = _numba_module()
+
+def _fill_numba(st: _State, progress: Progress | None, native: bool = False) -> None:
+    """Tile wavefront of the compiled back ends (see ``dp_numba.fill_step``; ``native``: the
+    same in C, ``dp_native.fill_step``)."""
+    if native:
+        nb_mod = _native_module()
+        nthreads = _threads()
+    else:
+        import numba
+
+        nb_mod = _numba_module()
+        nthreads = numba.get_num_threads()
     L, M, B = st.L, st.M, NUMBA_TILE
     nb = (L + B - 1) // B
-    nthreads = numba.get_num_threads()
     # transposed copies, so that reading a column is contiguous too
     metaT = np.ascontiguousarray(st.meta.transpose(1, 0, 2))
     cendT = np.ascontiguousarray(st.cend.T)
@@ -411,21 +454,21 @@ def fill_table(sc: SlotChain, max_slots: int, progress: Progress | None = None, 
     if M < 0:
         raise ValueError("max_slots must be >= 0")
     requested = (backend or os.environ.get("EDGEPLAN_DP_BACKEND") or "auto").lower()
-    used_backend = _pick_backend(backend, table_cells(L, M))
+    used_backend = _pick_backend(backend, table_cells(L, M), L, M)
     st = _State(sc, M)
-    if used_backend == "numba":
+    if used_backend in ("numba", "native"):
         try:
-            _fill_numba(st, progress)
+            _fill_numba(st, progress, native=used_backend == "native")
         except _CallerError as e:
             raise e.args[0] from None
         except MemoryError:
             raise
         except Exception as e:
-            if requested == "numba":
+            if requested in ("numba", "native"):
                 raise
             # "auto": a failure of the compiled path (e.g. compilation) falls back to numpy
-            warnings.warn(f"numba DP back end failed ({type(e).__name__}: {e}); using numpy",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(f"{used_backend} DP back end failed ({type(e).__name__}: {e}); using "
+                          "numpy", RuntimeWarning, stacklevel=2)
             used_backend = "numpy"
             st = _State(sc, M)
     if used_backend == "numpy":

@@ -138,9 +138,12 @@ class StepReplay:
 
 def _replay_compiled(chain: Chain, table: DPTable, steps: list[int]
                      ) -> list[tuple[int, float]]:
-    """``StepReplay.peak_cost`` of every step, compiled (``replay_numba``; the fill used numba,
-    so it is loaded already)."""
-    from .replay_numba import replay_steps
+    """``StepReplay.peak_cost`` of every step, compiled by the back end that filled the table
+    (``replay_numba``, or ``dp_native``: already loaded)."""
+    if table.backend == "native":
+        from .dp_native import replay_steps
+    else:
+        from .replay_numba import replay_steps
     a = chain.arrays()  # exact bytes (d: 0 for d_0 .. d_p and d_L) and seconds, index 0..L
     i64 = np.int64
     peaks, costs, ok = replay_steps(
@@ -167,7 +170,7 @@ def frontier_from_table(chain: Chain, disc: Discretization, table: DPTable, *,
         if np.isfinite(v) and v < prev - 1e-12 * max(1.0, abs(v)):
             steps.append(m)
             prev = v
-    if replay == "fast" and table.backend == "numba":
+    if replay == "fast" and table.backend in ("numba", "native"):
         replayed = _replay_compiled(chain, table, steps)
     elif replay == "fast":
         fast = StepReplay(chain, table)
