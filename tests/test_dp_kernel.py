@@ -223,7 +223,7 @@ def test_auto_falls_back_to_numpy_when_the_compiled_path_fails(monkeypatch):
         raise RuntimeError("no compiler here")
     monkeypatch.setattr(K, "_native_module", lambda: None)
     monkeypatch.setattr(K, "_numba_module", lambda: object())
-    monkeypatch.setattr(K, "_fill_numba", broken)
+    monkeypatch.setattr(K, "_fill_compiled", broken)
     monkeypatch.setattr(K, "NUMBA_MIN_CELLS", 0)
     with pytest.warns(RuntimeWarning, match="using numpy"):
         tab = K.fill_table(sc, 25, backend="auto")

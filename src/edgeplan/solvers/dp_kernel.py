@@ -43,7 +43,8 @@ Two back ends:
   falls back to numpy;
 * ``native`` (module ``dp_native``): the same kernel in C (``_dpfill.c``), compiled when
   edgeplan is installed, where a C compiler is; loaded in a millisecond where numba takes about
-  half a second to start. ``auto`` prefers it for any table it takes (``dp_native.supports``).
+  half a second to start. ``auto`` prefers it for any table whose types it takes
+  (``_native_takes``: under 2^31 cells, 65535 slots and 32000 stages).
 
 ``EDGEPLAN_DP_BACKEND=numpy|numba|native|auto`` (default ``auto``) overrides.
 
@@ -78,7 +79,7 @@ MAX_TABLE_CELLS = 400_000_000
 # faster than loading (on the first run: compiling) the numba kernel.
 NUMBA_MIN_CELLS = 2_000_000
 BACKENDS = ("auto", "numpy", "numba", "native")
-# Tile edge (cells) of the compiled back end's wavefront.
+# Tile edge (cells) of the compiled back ends' wavefront (numba and native).
 NUMBA_TILE = 16
 
 # fields of the per-cell index (same order as dp_numba)
@@ -396,7 +397,7 @@ def _pick_backend(backend: str | None, cells: int, length: int = 0, max_slots: i
 
 
 class _CallerError(Exception):
-    """Carries an exception raised by the caller's progress callback out of the numba path."""
+    """Carries an exception raised by the caller's progress callback out of the compiled paths."""
 
 
 def _threads() -> int:
@@ -407,7 +408,7 @@ def _threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _fill_numba(st: _State, progress: Progress | None, native: bool = False) -> None:
+def _fill_compiled(st: _State, progress: Progress | None, native: bool = False) -> None:
     """Tile wavefront of the compiled back ends (see ``dp_numba.fill_step``; ``native``: the
     same in C, ``dp_native.fill_step``)."""
     if native:
@@ -458,7 +459,7 @@ def fill_table(sc: SlotChain, max_slots: int, progress: Progress | None = None, 
     st = _State(sc, M)
     if used_backend in ("numba", "native"):
         try:
-            _fill_numba(st, progress, native=used_backend == "native")
+            _fill_compiled(st, progress, native=used_backend == "native")
         except _CallerError as e:
             raise e.args[0] from None
         except MemoryError:

@@ -5,7 +5,7 @@ results bit for bit; it is compiled when edgeplan is installed (``_native_build`
 here with ctypes in about a millisecond, where numba needs about half a second to import itself
 and load its cached kernels. The library takes the common table types only (int32 cell index,
 uint16 run starts, int16 choices: tables under 2^31 cells, 65535 slots and 32000 stages,
-``supports``); larger tables go to numba or numpy.
+``dp_kernel._native_takes``); larger tables go to numba or numpy.
 
 ``load()`` returns None (and ``unavailable_reason()`` says why) when no library was built, none
 matches the shipped source (an edited ``_dpfill.c``: rebuild with ``python -m
@@ -93,11 +93,6 @@ def load() -> Any:
 def unavailable_reason() -> str | None:
     load()
     return _REASON
-
-
-def supports(meta: np.ndarray, rst: np.ndarray, rch: np.ndarray) -> bool:
-    """Whether the library takes tables with these index, run-start and choice types."""
-    return meta.dtype == np.int32 and rst.dtype == np.uint16 and rch.dtype == np.int16
 
 
 def fill_step(dg: int, B: int, L: int, M: int, x: np.ndarray, sv: np.ndarray, d: np.ndarray,
