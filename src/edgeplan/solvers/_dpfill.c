@@ -127,12 +127,43 @@ static int64_t candidates(const ctx_t *c, int64_t s, int64_t t, int64_t *ci, dou
     return n;
 }
 
+/* One slot of a relaxation: keep v where it is strictly cheaper, or as cheap with a smaller k
+   (the reference's tie rule; record is 0, -1 "nothing yet"). When the visiting order fixes
+   the outcome of a tie, a cheaper test gives the same table:
+   mode 1: every choice already in the cell has a smaller k (or is -1 at an infinite value):
+           a tie keeps it, so only v < cur takes;
+   mode 2: every choice already there has a larger k (or is -1): a tie takes, v <= cur;
+   mode 0: mixed, the full rule. The cheaper tests store only where they take, so the choices
+   are not read (masked stores when vectorised). */
+#define UPDATE(tq, cq, i, v)                                                         \
+    do {                                                                             \
+        if (mode == 1) {                                                             \
+            if ((v) < (tq)[i]) {                                                     \
+                (tq)[i] = (v);                                                       \
+                (cq)[i] = kk;                                                        \
+            }                                                                        \
+        } else if (mode == 2) {                                                      \
+            if ((v) <= (tq)[i]) {                                                    \
+                (tq)[i] = (v);                                                       \
+                (cq)[i] = kk;                                                        \
+            }                                                                        \
+        } else {                                                                     \
+            const double cur_ = (tq)[i];                                             \
+            const rc_t cc_ = (cq)[i];                                                \
+            const int take_ = ((v) < cur_) | (((v) == cur_) & (cc_ > kk));           \
+            (tq)[i] = take_ ? (v) : cur_;                                            \
+            (cq)[i] = take_ ? kk : cc_;                                              \
+        }                                                                            \
+    } while (0)
+
 /* dp_numba._relax: relax one candidate on indices i0..i1 of the scratch tv/cb (offset o). R is
-   src[r0 + i] up to i = iR and constant beyond; L (checkpoint only) src[l0 + i] up to iL. Kept
-   where strictly cheaper, or as cheap with a smaller k (record is 0, -1 "nothing yet"). */
-static inline void relax(const double *restrict src, double *restrict tv, rc_t *restrict cb,
-                         int64_t o, int64_t i0, int64_t i1, int64_t k, int64_t r0, int64_t iR,
-                         int64_t l0, int64_t iL, double F) {
+   src[r0 + i] up to i = iR and constant beyond; L (checkpoint only) src[l0 + i] up to iL.
+   ``mode``: the tie test (UPDATE), a constant at every call, so each call site compiles its
+   own loops. */
+static inline __attribute__((always_inline)) void relax(
+        const double *restrict src, double *restrict tv, rc_t *restrict cb, int64_t o,
+        int64_t i0, int64_t i1, int64_t k, int64_t r0, int64_t iR, int64_t l0, int64_t iL,
+        double F, const int mode) {
     const rc_t kk = (rc_t)k;
     if (k == 0) iL = i1 + 1; /* no left part */
     double *restrict tvp = tv + o;
@@ -147,21 +178,13 @@ static inline void relax(const double *restrict src, double *restrict tv, rc_t *
         if (k == 0) {
             for (int64_t i = 0; i < n; i++) {
                 const double v = R[i] + F;
-                const double cur = tq[i];
-                const rc_t cc = cq[i];
-                const int take = (v < cur) | ((v == cur) & (cc > kk));
-                tq[i] = take ? v : cur;
-                cq[i] = take ? kk : cc;
+                UPDATE(tq, cq, i, v);
             }
         } else {
             const double *restrict Lp = src + (l0 + i0);
             for (int64_t i = 0; i < n; i++) {
                 const double v = (R[i] + Lp[i]) + F;
-                const double cur = tq[i];
-                const rc_t cc = cq[i];
-                const int take = (v < cur) | ((v == cur) & (cc > kk));
-                tq[i] = take ? v : cur;
-                cq[i] = take ? kk : cc;
+                UPDATE(tq, cq, i, v);
             }
         }
     }
@@ -187,11 +210,7 @@ static inline void relax(const double *restrict src, double *restrict tv, rc_t *
             const int64_t n = e2 - s2 + 1;
             for (int64_t i = 0; i < n; i++) {
                 const double v = (A[i] + cst) + F;
-                const double cur = tq[i];
-                const rc_t cc = cq[i];
-                const int take = (v < cur) | ((v == cur) & (cc > kk));
-                tq[i] = take ? v : cur;
-                cq[i] = take ? kk : cc;
+                UPDATE(tq, cq, i, v);
             }
         }
     }
@@ -206,13 +225,7 @@ static inline void relax(const double *restrict src, double *restrict tv, rc_t *
         double *restrict tq = tvp + s3;
         rc_t *restrict cq = cbp + s3;
         const int64_t n = i1 - s3 + 1;
-        for (int64_t i = 0; i < n; i++) {
-            const double cur = tq[i];
-            const rc_t cc = cq[i];
-            const int take = (v < cur) | ((v == cur) & (cc > kk));
-            tq[i] = take ? v : cur;
-            cq[i] = take ? kk : cc;
-        }
+        for (int64_t i = 0; i < n; i++) UPDATE(tq, cq, i, v);
     }
 }
 
@@ -275,8 +288,9 @@ static void external(const ctx_t *c, int64_t s0, int64_t s1, int64_t t0, int64_t
                 const int64_t cb_ = ((s - s0) * B + (t - t0)) * (M + 1);
                 if (VB[cb_ + st] < LB) continue;
                 const int64_t p = prefix_end(VB, cb_, st, M, LB);
+                /* k ascends and the cells hold only smaller k so far: mode 1 */
                 relax(c->val, VB, CB, cb_, st, p, k, (int64_t)mr[OFF] - mr[LO] - xk,
-                      (int64_t)mr[HV] + xk, l0, iL, F);
+                      (int64_t)mr[HV] + xk, l0, iL, F, 1);
             }
         }
     }
@@ -320,7 +334,15 @@ static void cell(const ctx_t *c, int64_t s, int64_t t, int64_t *ptr, int64_t *rp
         const int64_t u = r[1];
         if (VB[cb_ + u] < LB) continue;
         const int64_t p = prefix_end(VB, cb_, u, e, LB);
-        relax(val, VB, CB, cb_, u, p, k, r[3], r[4], r[5], r[6], cf[j * 2 + 1]);
+        /* the candidates come as record, then k ascending, around the external (klo, khi]
+           done before: without them (klo = khi = 0) every earlier choice has a smaller k;
+           with them, record meets only larger k, k <= klo both, k > khi only smaller */
+        if (khi == 0 || k > khi)
+            relax(val, VB, CB, cb_, u, p, k, r[3], r[4], r[5], r[6], cf[j * 2 + 1], 1);
+        else if (k == 0)
+            relax(val, VB, CB, cb_, u, p, k, r[3], r[4], r[5], r[6], cf[j * 2 + 1], 2);
+        else
+            relax(val, VB, CB, cb_, u, p, k, r[3], r[4], r[5], r[6], cf[j * 2 + 1], 0);
     }
     /* values: trim after the last change (constant beyond); choices: runs */
     const int64_t w = e - a + 1, o = cb_ + a, p0 = *ptr, r0 = *rptr;
