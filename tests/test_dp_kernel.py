@@ -254,7 +254,7 @@ def test_progress_exceptions_propagate_from_every_backend(monkeypatch):
 
 
 @needs_native
-def test_native_library_built_from_another_source_is_refused(tmp_path):
+def test_native_library_built_from_another_source_is_refused(tmp_path, monkeypatch):
     """A library whose embedded source hash is not the shipped ``_dpfill.c``'s (the C source was
     edited after the install) is not loaded: the fill falls back, and the reason says rebuild."""
     import shutil
@@ -270,6 +270,11 @@ def test_native_library_built_from_another_source_is_refused(tmp_path):
         fh.write("/* edited */\n")
     lib, reason = dp_native._load_from(tmp_path)
     assert lib is None and "rebuild" in reason
+    # load() says so once (a silent fall back would hide a stale build)
+    for name, value in (("_HERE", tmp_path), ("_TRIED", False), ("_LIB", None), ("_REASON", None)):
+        monkeypatch.setattr(dp_native, name, value)
+    with pytest.warns(RuntimeWarning, match="native DP kernel not used.*rebuild"):
+        assert dp_native.load() is None
     assert dp_native._load_from(tmp_path / "nowhere")[1].startswith("not built")
 
 

@@ -1,10 +1,12 @@
 /* Native (C) back end of the banded DP fill and of the step replay, compiled ahead of time.
 
-   A line-by-line port of dp_numba.py (fill) and replay_numba.py (StepReplay of every step):
-   same storage, same candidate order, the same float operations in the same order, the same tie
-   rule, so the tables and the replayed peaks and costs are bit-identical to the reference
-   kernel's (tests/test_dp_kernel.py, tests/test_optimal.py). The design notes (tile wavefront,
-   the two phases of a tile, exact lower-bound pruning) are in dp_numba.py's docstring.
+   A port of dp_numba.py (fill) and replay_numba.py (StepReplay of every step): same storage,
+   same candidate order, the same float operations in the same order, the same tie rule, so the
+   tables and the replayed peaks and costs are bit-identical to the reference kernel's
+   (tests/test_dp_kernel.py, tests/test_optimal.py). The design notes (tile wavefront, the two
+   phases of a tile, exact lower-bound pruning) are in dp_numba.py's docstring. One addition:
+   where the visiting order decides every tie, the relaxation uses a cheaper test that stores
+   only where it takes (UPDATE's modes; the 500-stage fill about 25% faster).
 
    Built when edgeplan is installed (hatch_build.py, via solvers/_native_build.py), loaded with
    ctypes by dp_native.py: no Python C API, so one library serves every Python version. Only

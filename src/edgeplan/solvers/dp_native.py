@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,11 @@ def load() -> Any:
             _REASON = "disabled by EDGEPLAN_NO_NATIVE"
         else:
             _LIB, _REASON = _load_from(_HERE)
+            if _LIB is None and (_HERE / nb.library_name("base")).exists():
+                # built, but not loadable or from another source: say so once (a silent fall
+                # back to numba or numpy would hide it)
+                warnings.warn(f"native DP kernel not used: {_REASON}", RuntimeWarning,
+                              stacklevel=2)
     return _LIB
 
 
