@@ -15,7 +15,6 @@ edgeplan.solvers._native_build``), or it cannot be loaded.
 from __future__ import annotations
 
 import ctypes
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -84,15 +83,11 @@ def load() -> Any:
     global _LIB, _REASON, _TRIED
     if not _TRIED:
         _TRIED = True
-        if os.environ.get("EDGEPLAN_NO_NATIVE"):
-            _REASON = "disabled by EDGEPLAN_NO_NATIVE"
-        else:
-            _LIB, _REASON = _load_from(_HERE)
-            if _LIB is None and (_HERE / nb.library_name("base")).exists():
-                # built, but not loadable or from another source: say so once (a silent fall
-                # back to numba or numpy would hide it)
-                warnings.warn(f"native DP kernel not used: {_REASON}", RuntimeWarning,
-                              stacklevel=2)
+        _LIB, _REASON = _load_from(_HERE)
+        if _LIB is None and (_HERE / nb.library_name("base")).exists():
+            # built, but not loadable or from another source: say so once (a silent fall back
+            # to numba or numpy would hide it)
+            warnings.warn(f"native DP kernel not used: {_REASON}", RuntimeWarning, stacklevel=2)
     return _LIB
 
 
