@@ -20,7 +20,7 @@ The last column tracks the host's own speed, which drifts on a shared machine: a
 ResNet block's convolution, batch norm and ReLU, forward and backward; the fastest of 20) is
 timed at the start of the run (before calibrating, when the script calibrates) and before each
 case; *host speed* is the start's probe time over the case's (1.00: as fast as at the start;
-0.80: the host runs 25% slower, and a ratio measured then reads about that much high).
+0.80: the host runs 25% slower, and a ratio measured then reads about that much low).
 
 ``--by-family`` shows where the error comes from: one store-all training step of each case with
 every operation timed (``WorkCounter(timed=True)``, the fastest of 5 steps) and priced by the
