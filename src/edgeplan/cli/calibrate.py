@@ -10,6 +10,7 @@ import time
 import click
 
 from .. import units
+from ..work import LARGE_RESULT_BYTES
 from ._app import EXIT_OK, Output, command
 from ._options import unit_callback
 
@@ -86,8 +87,9 @@ def calibrate_cmd(out: Output, name: str | None, title: str | None, storage_path
     notes = ("Measured by `edgeplan calibrate` on this machine "
              f"({cal.threads} threads). compute.families prices a model file's work per op "
              "family (written by `edgeplan import torch`): per operation overhead + FLOPs / "
-             "rate + bytes / bandwidth (the bytes of operations with results of 32 MiB or more "
-             "at large_bandwidth). memory.bandwidth is a numpy copy "
+             "rate + bytes / bandwidth (the bytes of operations with results of "
+             f"{units.format_size(LARGE_RESULT_BYTES, precision=0)} or more at "
+             "large_bandwidth). memory.bandwidth is a numpy copy "
              f"({cal.bandwidth_bytes_per_s.value / 1e9:.3g} GB/s). Quick mode: "
              f"{'yes (not a profile to trust)' if quick else 'no'}.")
     cmd = " ".join(shlex.quote(a) for a in ["edgeplan", "calibrate", *sys.argv[2:]]) \

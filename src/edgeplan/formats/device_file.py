@@ -14,7 +14,7 @@ from typing import Any
 from .. import units
 from ..device import DEVICE_KINDS, PRECISIONS, DeviceProfile, StorageTier
 from ..errors import InputError, ModelError, UnknownNameError
-from ..work import COMPUTE_FAMILIES, FAMILIES, FamilyCost
+from ..work import COMPUTE_FAMILIES, FAMILIES, LARGE_RESULT_BYTES, FamilyCost
 from ._yaml import Node, check_format, read_yaml
 
 FORMAT_VERSION = 1
@@ -181,7 +181,8 @@ def device_yaml(*, name: str, title: str, kind: str, total_bytes: int, reserved_
     out += [f"    {p}: {r / 1e9:.4g} GFLOP/s" for p, r in sustained_flops.items()]
     if families:
         out.append("  families:  # per op: overhead + flops / rate + bytes / bandwidth "
-                   "(results >= 32 MiB: large_bandwidth)")
+                   f"(results >= {units.format_size(LARGE_RESULT_BYTES, precision=0)}: "
+                   "large_bandwidth)")
         for p, costs in families.items():
             out.append(f"    {p}:")
             for f, c in costs.items():

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from ..device import DeviceProfile
 from ..units import format_bandwidth, format_flop_rate, format_size, format_time
-from ..work import FamilyCost
+from ..work import LARGE_RESULT_BYTES, FamilyCost
 from ._json import envelope
 
 
@@ -83,7 +83,8 @@ def family_cost_text(c: FamilyCost) -> str:
         parts.append(f"bytes / {format_bandwidth(c.bandwidth_bytes_per_s)}")
     text = " + ".join(parts)
     if c.large_bandwidth_bytes_per_s:
-        text += f" (results >= 32 MiB: {format_bandwidth(c.large_bandwidth_bytes_per_s)})"
+        text += (f" (results >= {format_size(LARGE_RESULT_BYTES, precision=0)}: "
+                 f"{format_bandwidth(c.large_bandwidth_bytes_per_s)})")
     return text
 
 
