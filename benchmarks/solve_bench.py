@@ -136,7 +136,7 @@ def run_case(kind: str, L: int, slots: int, range_kind: str, backend: str, check
     # warm-up: load (or compile) the chosen back end on a tiny table, untimed
     tw = time.perf_counter()
     small, ms = slot_problem(kind, 6, 20, range_kind)
-    K.fill_table(small, ms, backend=K._pick_backend(backend, K.table_cells(L, M), L, M))
+    K.fill_table(small, ms, backend=K._pick_backend(backend, L, M))
     res["warmup_s"] = round(time.perf_counter() - tw, 3)
     rss0 = _rss_mb()
     c0, t0 = time.process_time(), time.perf_counter()

@@ -371,7 +371,8 @@ def _native_takes(length: int, max_slots: int) -> bool:
     return table_cells(length, max_slots) + 1 < 2**31 - 1 and max_slots < 65535 and length < 32000
 
 
-def _pick_backend(backend: str | None, cells: int, length: int = 0, max_slots: int = 0) -> str:
+def _pick_backend(backend: str | None, length: int, max_slots: int) -> str:
+    """The back end that fills a table of ``length`` stages and ``max_slots + 1`` slots."""
     backend = (backend or os.environ.get("EDGEPLAN_DP_BACKEND") or "auto").lower()
     if backend not in BACKENDS:
         raise ValueError(f"unknown DP backend {backend!r} (one of {', '.join(BACKENDS)})")
@@ -391,7 +392,8 @@ def _pick_backend(backend: str | None, cells: int, length: int = 0, max_slots: i
         return "numba"
     if backend == "auto" and _native_takes(length, max_slots) and native_available():
         return "native"
-    if backend == "auto" and cells >= NUMBA_MIN_CELLS and numba_available():
+    if backend == "auto" and table_cells(length, max_slots) >= NUMBA_MIN_CELLS \
+            and numba_available():
         return "numba"
     return "numpy"
 
@@ -455,7 +457,7 @@ def fill_table(sc: SlotChain, max_slots: int, progress: Progress | None = None, 
     if M < 0:
         raise ValueError("max_slots must be >= 0")
     requested = (backend or os.environ.get("EDGEPLAN_DP_BACKEND") or "auto").lower()
-    used_backend = _pick_backend(backend, table_cells(L, M), L, M)
+    used_backend = _pick_backend(backend, L, M)
     st = _State(sc, M)
     if used_backend in ("numba", "native"):
         try:
