@@ -246,3 +246,17 @@ def test_devices_show_lists_the_family_costs(run_cli, tmp_path):
     assert doc["data"]["device"]["families"]["fp32"]["pool"] == pytest.approx({
         "overhead_s": 1e-5, "flop_rate": None, "bandwidth_bytes_per_s": 1e10,
         "large_bandwidth_bytes_per_s": None})
+
+
+def test_calibration_passes_keep_each_operation_at_its_fastest():
+    from edgeplan.calibrate import _fastest_ops
+    one = [("conv", 1e9, 10**6, 0.010, 0), ("norm", 0.0, 10**6, 0.002, 0)]
+    two = [("conv", 1e9, 10**6, 0.012, 0), ("norm", 0.0, 10**6, 0.001, 0)]
+    assert _fastest_ops(None, one) == one
+    # a slow moment in either pass costs neither operation anything
+    assert _fastest_ops(one, two) == [one[0], two[1]]
+    assert _fastest_ops(two, one) == [one[0], two[1]]
+    # a network skipped in one pass (no rows) or timed differently: the faster whole step
+    assert _fastest_ops([], two) == two and _fastest_ops(two, []) == two
+    other = [("conv", 2e9, 10**6, 0.001, 0)]
+    assert _fastest_ops(one, other) == other and _fastest_ops(other, one) == other
