@@ -210,10 +210,11 @@ def test_large_results_are_priced_at_their_own_bandwidth():
     assert Work.of({"norm": w}).scaled(2).get("norm").large_bytes == 2 * 10**9
 
 
-def test_the_benchmark_profile_behind_the_docs_table_loads():
+@pytest.mark.parametrize("name", ["dev-host-2core"])
+def test_the_benchmark_profiles_behind_the_docs_tables_load(name):
     from conftest import ROOT
     from edgeplan.formats.device_file import load_device
-    d = load_device(ROOT / "benchmarks" / "dev-host-2core.yaml")
+    d = load_device(ROOT / "benchmarks" / f"{name}.yaml")
     costs = d.family_costs("fp32")
     assert costs is not None and set(costs) == set(FAMILIES)
     assert d.sources["compute.families.fp32"].startswith("[M]")
@@ -245,18 +246,82 @@ def test_devices_show_lists_the_family_costs(run_cli, tmp_path):
     doc = json.loads(run_cli("devices", "show", cal, "--json").stdout)
     assert doc["data"]["device"]["families"]["fp32"]["pool"] == pytest.approx({
         "overhead_s": 1e-5, "flop_rate": None, "bandwidth_bytes_per_s": 1e10,
-        "large_bandwidth_bytes_per_s": None})
+        "large_bandwidth_bytes_per_s": None, "backward": None})
+
+
+def test_a_family_priced_apart_in_the_backward_pass():
+    """A profile's ``backward`` constants price the work of backward passes only: forward
+    passes (and with them every recomputation) keep the family's own price."""
+    import json
+    slow_bwd = FamilyCost(overhead_s=0.0, flop_rate=50e9, bandwidth_bytes_per_s=5e9)
+    costs = {**COSTS, "matmul": FamilyCost(overhead_s=10e-6, flop_rate=100e9,
+                                           bandwidth_bytes_per_s=10e9, backward=slow_bwd)}
+    text = _device_text(costs)
+    assert "matmul: {overhead: 10 us, rate: 100 GFLOP/s, bandwidth: 10 GB/s, backward: " \
+           "{overhead: 0 us, rate: 50 GFLOP/s, bandwidth: 5 GB/s}}" in text
+    d = _device(costs)
+    got = d.family_costs("fp32")
+    assert got is not None and got["matmul"].backward == slow_bwd and got["norm"].backward is None
+    p = prepare(model_from_text(_model_text()), d)
+    # forward as in the test above; backward matmul: 8 GFLOP / 50 G + 0.3 GB / 5 G, no overhead
+    assert p.chain.stages[0].fwd_time_s == pytest.approx(3e-5 + 0.04 + 0.01 + 0.01)
+    assert p.chain.stages[0].bwd_time_s == pytest.approx(0.16 + 0.06 + 1e-5 + 0.01)
+    fam = dict(p.family_time_s)
+    assert fam["matmul"] == pytest.approx(3 * (1e-5 + 0.04 + 0.01 + 0.16 + 0.06))
+    assert sum(fam.values()) == pytest.approx(p.chain.compute_time_s)
+    # a backward set of constants is checked like the family's own
+    bad = text.replace("rate: 50 GFLOP/s", "rate: 0 GFLOP/s")
+    with pytest.raises(InputError, match=r"families\.fp32\.matmul\.backward\.rate"):
+        device_from_data(parse_yaml_text(bad, "cal.yaml"), "cal.yaml")
+    r = json.loads(_devices_json(d))
+    assert r["matmul"]["backward"]["flop_rate"] == 50e9
+
+
+def _devices_json(d):  # type: ignore[no-untyped-def]
+    import json
+
+    from edgeplan.report.devices_report import device_dict
+    return json.dumps(device_dict(d)["families"]["fp32"])
 
 
 def test_calibration_passes_keep_each_operation_at_its_fastest():
     from edgeplan.calibrate import _fastest_ops
-    one = [("conv", 1e9, 10**6, 0.010, 0), ("norm", 0.0, 10**6, 0.002, 0)]
-    two = [("conv", 1e9, 10**6, 0.012, 0), ("norm", 0.0, 10**6, 0.001, 0)]
+    one = [("conv", 1e9, 10**6, 0.010, 0, False), ("norm", 0.0, 10**6, 0.002, 0, True)]
+    two = [("conv", 1e9, 10**6, 0.012, 0, False), ("norm", 0.0, 10**6, 0.001, 0, True)]
     assert _fastest_ops(None, one) == one
     # a slow moment in either pass costs neither operation anything
     assert _fastest_ops(one, two) == [one[0], two[1]]
     assert _fastest_ops(two, one) == [one[0], two[1]]
     # a network skipped in one pass (no rows) or timed differently: the faster whole step
     assert _fastest_ops([], two) == two and _fastest_ops(two, []) == two
-    other = [("conv", 2e9, 10**6, 0.001, 0)]
+    other = [("conv", 2e9, 10**6, 0.001, 0, False)]
     assert _fastest_ops(one, other) == other and _fastest_ops(other, one) == other
+    # the same operation in the other pass is another operation
+    moved = [one[0], ("norm", 0.0, 10**6, 0.0005, 0, False)]
+    assert _fastest_ops(one, moved) == moved and _fastest_ops(moved, two) == moved
+
+
+def test_calibration_fits_each_pass_apart_where_it_has_the_operations():
+    from edgeplan.calibrate import MIN_PASS_ROWS, fit_families
+
+    def rows(overhead: float, bw: float, n: int) -> list[tuple[float, int, float, int]]:
+        return [(0.0, b, overhead + b / bw, 0) for b in (10**4 * 7**k for k in range(n))]
+    data: dict = {(f, False): rows(5e-6, 20e9, 8) for f in FAMILIES}
+    data["norm", True] = rows(5e-6, 10e9, 8)             # a backward twice as slow per byte
+    data["pool", True] = rows(5e-6, 10e9, MIN_PASS_ROWS - 1)   # too few to fit apart
+    for f in COMPUTE_FAMILIES:
+        data[f, False] = [(fl, b, 1e-5 + fl / 100e9 + b / 8e9, 0)
+                          for fl, b in ((1e6, 10**4), (5e7, 2 * 10**6), (2e9, 10**7),
+                                        (3e8, 5 * 10**7), (1e5, 10**3), (8e9, 4 * 10**8))]
+    costs, errs = fit_families(data)
+    norm = costs["norm"]
+    assert norm.bandwidth_bytes_per_s == pytest.approx(20e9, rel=1e-3)
+    assert norm.backward is not None
+    assert norm.backward.bandwidth_bytes_per_s == pytest.approx(10e9, rel=1e-3)
+    assert "norm backward" in errs and errs["norm"] < 1e-6
+    # too few backward rows: one fit of both passes, no backward constants
+    assert costs["pool"].backward is None and "pool backward" not in errs
+    assert costs["conv"].backward is None and costs["conv"].flop_rate == pytest.approx(100e9,
+                                                                                      rel=1e-3)
+    with pytest.raises(InputError, match="measured no random"):
+        fit_families({k: v for k, v in data.items() if k[0] != "random"})

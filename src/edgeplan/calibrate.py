@@ -12,7 +12,8 @@ profile with ``[M]`` sources, the command, the date and the torch version.
   timed (at its fastest over ``PASSES`` passes of the ladder) and counted
   (``torchrun.opwork.WorkCounter``: family, FLOPs, bytes); each op family's ``overhead +
   flops / rate + bytes / bandwidth`` is fitted to its operations (:func:`fit_family`,
-  ``edgeplan.work``), and the profile's one sustained figure is the conv
+  ``edgeplan.work``), to those of the forward and of the backward pass apart where the ladder
+  has enough of both (``MIN_PASS_ROWS``), and the profile's one sustained figure is the conv
   and matmul operations' FLOPs over their time (for model files without work per family);
 * memory bandwidth: a large numpy copy (read plus write bytes);
 * storage (optional ``path``): sequential write with ``fsync`` and read after dropping the page
@@ -27,20 +28,25 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 from .errors import InputError
 from .work import COMPUTE_FAMILIES, FAMILIES, FamilyCost
 
-__all__ = ["PASSES", "Calibration", "Measurement", "calibrate", "fit_family"]
+__all__ = ["MIN_PASS_ROWS", "PASSES", "Calibration", "Measurement", "calibrate", "fit_families",
+           "fit_family"]
 
 #: The ladder is timed this many times over, one pass after the other, and each operation
 #: counts at its fastest: a shared or throttling machine's slow minute then shifts one pass, not
 #: the whole fit (single passes a minute apart on a shared 2-core host fitted convolution rates
 #: of 86-118 GFLOP/s; see docs/run.md).
 PASSES = 3
+
+#: a family gets backward constants of its own (``FamilyCost.backward``) where the ladder
+#: timed at least this many of its operations in each pass; else one fit prices both
+MIN_PASS_ROWS = 6
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,8 @@ class Calibration:
     bandwidth_bytes_per_s: Measurement
     sustained_flops: dict[str, Measurement]          # precision -> conv+matmul training mix
     families: dict[str, dict[str, FamilyCost]]       # precision -> family -> fitted cost
-    fit_error: dict[str, dict[str, float]]           # precision -> family -> median rel. error
+    # precision -> family (and "<family> backward" where fitted apart) -> median rel. error
+    fit_error: dict[str, dict[str, float]]
     storage: dict[str, Measurement] = field(default_factory=dict)  # read, write, *_latency
     kind: str = "cpu"
     torch_version: str = ""
@@ -211,11 +218,14 @@ def _ladders(torch: Any, quick: bool, big_elements: int = 2**24
     }
 
 
+#: one timed operation: family, FLOPs, bytes, seconds, large bytes, whether in the backward
+OpRow = tuple[str, float, int, float, int, bool]
+
+
 def _op_rows(torch: Any, make: Callable[[], Any], seconds: float, dtype: Any, dev: Any,
-             sync: Callable[[], None], max_bytes: int | None = None
-             ) -> list[tuple[str, float, int, float, int]]:
-    """(family, flops, bytes, seconds, large bytes) of every operation of one forward +
-    backward of ``make()``: the operations of the fastest of repeated steps. A network whose
+             sync: Callable[[], None], max_bytes: int | None = None) -> list[OpRow]:
+    """(family, flops, bytes, seconds, large bytes, backward) of every operation of one forward
+    + backward of ``make()``: the operations of the fastest of repeated steps. A network whose
     parameters and input, with their gradients, would take more than ``max_bytes`` is skipped
     (no rows): on a small board the largest layers of the ladder do not fit beside the rest.
 
@@ -237,15 +247,17 @@ def _op_rows(torch: Any, make: Callable[[], Any], seconds: float, dtype: Any, de
         g = torch.randn_like(module(x).float())
     flush = _flush(torch, dev)
 
-    def step() -> list[tuple[str, str, float, int, float, int]]:
+    def step() -> list[OpRow]:
         module.zero_grad(set_to_none=True)
         with WorkCounter(timed=True, sync=sync if dev.type == "cuda" else None) as wc:
             flush()
             out = module(x).float()
+            n_fwd = len(wc.rows)
             flush()
             out.backward(g)
             sync()
-        return wc.rows
+        return [(str(r[1]), float(r[2]), int(r[3]), float(r[4]), int(r[5]), i >= n_fwd)
+                for i, r in enumerate(wc.rows)]
 
     step()  # warm-up
     best = step()
@@ -253,20 +265,18 @@ def _op_rows(torch: Any, make: Callable[[], Any], seconds: float, dtype: Any, de
     while n < 3 or (time.perf_counter() - start < seconds and n < 30):
         rows = step()
         n += 1
-        if sum(r[4] for r in rows) < sum(r[4] for r in best):
+        if sum(r[3] for r in rows) < sum(r[3] for r in best):
             best = rows  # the fastest whole step, as the executor's timing keeps
-    return [(str(r[1]), float(r[2]), int(r[3]), float(r[4]), int(r[5])) for r in best]
+    return best
 
 
-def _fastest_ops(a: list[tuple[str, float, int, float, int]] | None,
-                 b: list[tuple[str, float, int, float, int]]
-                 ) -> list[tuple[str, float, int, float, int]]:
+def _fastest_ops(a: list[OpRow] | None, b: list[OpRow]) -> list[OpRow]:
     """Operation by operation the faster of two timings of the same network (the same
     operations in the same order); where one has no rows (the network was skipped), the other;
     where their operations differ, the faster whole step."""
     if not a or not b:
         return a or b
-    if [r[:3] for r in a] != [r[:3] for r in b]:
+    if [(*r[:3], r[5]) for r in a] != [(*r[:3], r[5]) for r in b]:
         return a if sum(r[3] for r in a) <= sum(r[3] for r in b) else b
     return [x if x[3] <= y[3] else y for x, y in zip(a, b)]
 
@@ -338,6 +348,27 @@ def fit_family(rows: list[tuple[float, int, float, int]], compute: bool
                       large_bandwidth_bytes_per_s=large_bw), err
 
 
+def fit_families(rows: dict[tuple[str, bool], list[tuple[float, int, float, int]]]
+                 ) -> tuple[dict[str, FamilyCost], dict[str, float]]:
+    """Every family's cost from its timed operations, ``(family, backward) -> (flops, bytes,
+    seconds, large bytes)`` rows: the forward's and the backward's apart where each pass has
+    ``MIN_PASS_ROWS`` operations (``FamilyCost.backward``), else one fit of both. Returns the
+    costs and the fits' median relative errors (``"<family> backward"`` for a backward fit)."""
+    costs, errs = {}, {}
+    for f in FAMILIES:
+        fwd_rows, bwd_rows = rows.get((f, False), []), rows.get((f, True), [])
+        if not fwd_rows and not bwd_rows:
+            raise InputError(f"calibrate measured no {f} operation", param="device")
+        compute = f in COMPUTE_FAMILIES
+        if min(len(fwd_rows), len(bwd_rows)) < MIN_PASS_ROWS:
+            costs[f], errs[f] = fit_family(fwd_rows + bwd_rows, compute)  # one for both
+            continue
+        fwd, errs[f] = fit_family(fwd_rows, compute)
+        bwd, errs[f"{f} backward"] = fit_family(bwd_rows, compute)
+        costs[f] = replace(fwd, backward=bwd)
+    return costs, errs
+
+
 def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: bool = False,
               device: str = "cpu", progress: Callable[[str], None] | None = None
               ) -> Calibration:
@@ -394,9 +425,11 @@ def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: b
     ladders = _ladders(torch, quick, big_elements=max(2**16, min(2**24, avail // 256)))
     passes = 1 if quick else PASSES
     for pname, dt in precisions.items():
-        rows: dict[str, list[tuple[float, int, float, int]]] = {f: [] for f in FAMILIES}
+        # (family, backward) -> (flops, bytes, seconds, large bytes) of its operations
+        rows: dict[tuple[str, bool], list[tuple[float, int, float, int]]] = {
+            (f, b): [] for f in FAMILIES for b in (False, True)}
         # (family, net) -> its operations, each at its fastest over the passes so far
-        best: dict[tuple[str, int], list[tuple[str, float, int, float, int]]] = {}
+        best: dict[tuple[str, int], list[OpRow]] = {}
         try:
             for k in range(passes):
                 for fam, nets in ladders.items():
@@ -410,19 +443,14 @@ def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: b
                 raise
             continue
         for ops in best.values():
-            for f, flops, moved, sec, large in ops:
-                rows[f].append((flops, moved, sec, large))
-        costs, errs = {}, {}
-        for f in FAMILIES:
-            if not rows[f]:
-                raise InputError(f"calibrate measured no {f} operation", param="device")
-            costs[f], errs[f] = fit_family(rows[f], f in COMPUTE_FAMILIES)
-        families[pname], fit_err[pname] = costs, errs
+            for f, flops, moved, sec, large, backward in ops:
+                rows[f, backward].append((flops, moved, sec, large))
+        families[pname], fit_err[pname] = fit_families(rows)
         # the profile's one sustained figure: conv and matmul FLOPs over their time
-        flops = sum(r[0] for f in ("conv", "matmul") for r in rows[f])
-        secs = sum(r[2] for f in ("conv", "matmul") for r in rows[f])
-        per = {f: sum(r[0] for r in rows[f]) / sum(r[2] for r in rows[f])
-               for f in ("conv", "matmul")}
+        mix = {f: rows[f, False] + rows[f, True] for f in ("conv", "matmul")}
+        flops = sum(r[0] for f in mix for r in mix[f])
+        secs = sum(r[2] for f in mix for r in mix[f])
+        per = {f: sum(r[0] for r in mix[f]) / sum(r[2] for r in mix[f]) for f in mix}
         sustained[pname] = Measurement(
             flops / secs, f"[M] training forward + backward FLOPs (torch.utils.flop_counter) / "
                           f"time of the convolution ({per['conv'] / 1e9:.3g} GFLOP/s) and "

@@ -74,9 +74,10 @@ class StageSpec:
                                  where=self.where)
             return flops / rate
 
-        def priced(work: Work | None, flops: float | None) -> float | None:
+        def priced(work: Work | None, flops: float | None, backward: bool = False
+                   ) -> float | None:
             if costs is not None and work is not None:
-                return work_time_s(work, costs)
+                return work_time_s(work, costs, backward)
             return None if flops is None else from_flops(flops)
         if self.bwd_time_s is not None and self.fwd_time_s is not None:
             return self.fwd_time_s, self.bwd_time_s
@@ -91,8 +92,8 @@ class StageSpec:
             return fwd, bwd
         f = priced(self.fwd_work, self.fwd_flops or 0.0)
         assert f is not None
-        b = self.bwd_time_s if self.bwd_time_s is not None else priced(self.bwd_work,
-                                                                        self.bwd_flops)
+        b = self.bwd_time_s if self.bwd_time_s is not None else priced(
+            self.bwd_work, self.bwd_flops, backward=True)
         return f, 2.0 * f if b is None else b
 
 

@@ -296,12 +296,13 @@ def family_times(model: ModelSpec, costs: Mapping[str, FamilyCost]
     for i, st in enumerate(model.stages, start=1):
         if st.fwd_time_s is not None:
             continue
-        works = [st.fwd_work] + ([st.bwd_work] if i > model.frozen_prefix else [])
-        for w in works:
+        works = [(st.fwd_work, False)] + ([(st.bwd_work, True)] if i > model.frozen_prefix
+                                          else [])
+        for w, backward in works:
             for f, fw in (w.families if w is not None else ()):
                 c = costs.get(f)
                 if c is not None:
-                    acc[f] = acc.get(f, 0.0) + c.time_s(fw)
+                    acc[f] = acc.get(f, 0.0) + c.time_s(fw, backward)
     return tuple(sorted(acc.items(), key=lambda kv: -kv[1]))
 
 

@@ -24,9 +24,16 @@ the profile has one: ``bytes_f / bandwidth_f`` becomes ``(bytes_f - large_f) / b
 large_f / large_bandwidth_f``; without it (or in a model file without the split) all bytes are
 priced at ``bandwidth_f``.
 
+*Per pass.* A family's backward operations are other kernels than its forward ones, and can
+run at another speed: batch norm's forward computes the batch statistics, a reduction pass
+over its input before the normalising one, and moves 3-4 GB/s on the development host where
+its backward moves 10-13 GB/s. A profile may give a family a ``backward`` set of constants;
+the work of a stage's backward pass (the model file keeps work per pass) is priced by it, the
+forward's (``Fall``, ``Fn`` and the recomputations alike) by the family's own.
+
 ``edgeplan calibrate`` fits the three constants of each family (and ``large_bandwidth`` where
-its ladder has large results) to operations it times on this machine (never to a user's
-model).
+its ladder has large results), per pass, to operations it times on this machine (never to a
+user's model).
 
 Families (``FAMILIES``): ``matmul`` (mm, addmm, bmm, attention kernels), ``conv`` (dense and
 grouped convolutions), ``depthwise`` (one input channel per group), ``norm`` (batch, layer,
@@ -115,14 +122,20 @@ class Work:
 @dataclass(frozen=True, kw_only=True)
 class FamilyCost:
     """A device's price of one family's operations: seconds each, FLOP/s and bytes/s (the
-    bytes of operations with large results at ``large_bandwidth_bytes_per_s`` if given)."""
+    bytes of operations with large results at ``large_bandwidth_bytes_per_s`` if given).
+    ``backward``: the same four constants for the family's operations in a backward pass,
+    where calibrate fitted them apart (module docstring, "Per pass"); None: one price for
+    both passes."""
 
     overhead_s: float = 0.0
     flop_rate: float | None = None        # compute families only
     bandwidth_bytes_per_s: float | None = None
     large_bandwidth_bytes_per_s: float | None = None
+    backward: FamilyCost | None = None
 
-    def time_s(self, w: FamilyWork) -> float:
+    def time_s(self, w: FamilyWork, backward: bool = False) -> float:
+        if backward and self.backward is not None:
+            return self.backward.time_s(w)
         t = w.ops * self.overhead_s
         if w.flops and self.flop_rate:
             t += w.flops / self.flop_rate
@@ -135,13 +148,14 @@ class FamilyCost:
         return t
 
 
-def work_time_s(work: Work, costs: Mapping[str, FamilyCost]) -> float:
-    """Seconds of ``work`` at ``costs`` (module docstring); every family of the work must be
-    priced (a calibrated profile prices all of ``FAMILIES``)."""
+def work_time_s(work: Work, costs: Mapping[str, FamilyCost], backward: bool = False) -> float:
+    """Seconds of ``work`` at ``costs`` (module docstring), the work of a backward pass with
+    ``backward``; every family of the work must be priced (a calibrated profile prices all of
+    ``FAMILIES``)."""
     total = 0.0
     for f, w in work.families:
         c = costs.get(f)
         if c is None:
             raise InputError(f"the device prices no {f!r} operations")
-        total += c.time_s(w)
+        total += c.time_s(w, backward)
     return total

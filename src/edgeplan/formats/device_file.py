@@ -8,6 +8,7 @@ rejected with a did-you-mean.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -131,22 +132,39 @@ def _families(node: Node | None) -> dict[str, dict[str, FamilyCost]]:
                                   "`edgeplan calibrate` writes them all")
         costs = {}
         for f in FAMILIES:
-            c = per.child(f, ("overhead", "rate", "bandwidth", "large_bandwidth")
-                          if f in COMPUTE_FAMILIES else ("overhead", "bandwidth",
-                                                         "large_bandwidth"), required=True)
-            overhead = c.get("overhead", units.parse_time, 0.0)
-            rate = c.get("rate", units.parse_flop_rate)
-            bw = c.get("bandwidth", units.parse_bandwidth)
-            large_bw = c.get("large_bandwidth", units.parse_bandwidth)
-            for key, v in (("overhead", overhead), ("rate", rate), ("bandwidth", bw),
-                           ("large_bandwidth", large_bw)):
-                if (v is not None and not (0 <= v < math.inf)) or (key != "overhead" and v == 0):
-                    raise c.error(key, "must be a finite number more than 0" if key != "overhead"
-                                  else "must be finite and not negative", ModelError)
-            costs[f] = FamilyCost(overhead_s=overhead, flop_rate=rate, bandwidth_bytes_per_s=bw,
-                                  large_bandwidth_bytes_per_s=large_bw)
+            keys = ("overhead", "rate", "bandwidth", "large_bandwidth") \
+                if f in COMPUTE_FAMILIES else ("overhead", "bandwidth", "large_bandwidth")
+            c = per.child(f, (*keys, "backward"), required=True)
+            bwd = c.child("backward", keys)
+            costs[f] = replace(_family_cost(c), backward=None if bwd is None
+                               else _family_cost(bwd))
         out[p] = costs
     return out
+
+
+def _family_cost(c: Node) -> FamilyCost:
+    overhead = c.get("overhead", units.parse_time, 0.0)
+    rate = c.get("rate", units.parse_flop_rate)
+    bw = c.get("bandwidth", units.parse_bandwidth)
+    large_bw = c.get("large_bandwidth", units.parse_bandwidth)
+    for key, v in (("overhead", overhead), ("rate", rate), ("bandwidth", bw),
+                   ("large_bandwidth", large_bw)):
+        if (v is not None and not (0 <= v < math.inf)) or (key != "overhead" and v == 0):
+            raise c.error(key, "must be a finite number more than 0" if key != "overhead"
+                          else "must be finite and not negative", ModelError)
+    return FamilyCost(overhead_s=overhead, flop_rate=rate, bandwidth_bytes_per_s=bw,
+                      large_bandwidth_bytes_per_s=large_bw)
+
+
+def _family_cost_yaml(c: FamilyCost) -> str:
+    parts = [f"overhead: {c.overhead_s * 1e6:.4g} us"]
+    if c.flop_rate:
+        parts.append(f"rate: {c.flop_rate / 1e9:.4g} GFLOP/s")
+    if c.bandwidth_bytes_per_s:
+        parts.append(f"bandwidth: {c.bandwidth_bytes_per_s / 1e9:.4g} GB/s")
+    if c.large_bandwidth_bytes_per_s:
+        parts.append(f"large_bandwidth: {c.large_bandwidth_bytes_per_s / 1e9:.4g} GB/s")
+    return f"{{{', '.join(parts)}}}"
 
 
 def _rates(node: Node | None) -> dict[str, float]:
@@ -186,15 +204,10 @@ def device_yaml(*, name: str, title: str, kind: str, total_bytes: int, reserved_
         for p, costs in families.items():
             out.append(f"    {p}:")
             for f, c in costs.items():
-                parts = [f"overhead: {c.overhead_s * 1e6:.4g} us"]
-                if c.flop_rate:
-                    parts.append(f"rate: {c.flop_rate / 1e9:.4g} GFLOP/s")
-                if c.bandwidth_bytes_per_s:
-                    parts.append(f"bandwidth: {c.bandwidth_bytes_per_s / 1e9:.4g} GB/s")
-                if c.large_bandwidth_bytes_per_s:
-                    parts.append(f"large_bandwidth: {c.large_bandwidth_bytes_per_s / 1e9:.4g} "
-                                 "GB/s")
-                out.append(f"      {f}: {{{', '.join(parts)}}}")
+                text = _family_cost_yaml(c)
+                if c.backward is not None:
+                    text = text[:-1] + f", backward: {_family_cost_yaml(c.backward)}}}"
+                out.append(f"      {f}: {text}")
     out += ["power:", f"  training: {training_power_w:g} W"]
     if storage:
         out.append("storage:")

@@ -85,6 +85,8 @@ def family_cost_text(c: FamilyCost) -> str:
     if c.large_bandwidth_bytes_per_s:
         text += (f" (results >= {format_size(LARGE_RESULT_BYTES, precision=0)}: "
                  f"{format_bandwidth(c.large_bandwidth_bytes_per_s)})")
+    if c.backward is not None:
+        text += f"; backward {family_cost_text(c.backward)}"
     return text
 
 
@@ -98,11 +100,17 @@ def device_dict(d: DeviceProfile) -> dict:
                          "write_bytes_per_s": s.write_bytes_per_s,
                          "read_latency_s": s.read_latency_s, "write_latency_s": s.write_latency_s,
                          "capacity_bytes": s.capacity_bytes} for s in d.storage],
-            "families": {p: {f: {"overhead_s": c.overhead_s, "flop_rate": c.flop_rate,
-                                 "bandwidth_bytes_per_s": c.bandwidth_bytes_per_s,
-                                 "large_bandwidth_bytes_per_s": c.large_bandwidth_bytes_per_s}
-                             for f, c in costs.items()} for p, costs in d.families.items()},
+            "families": {p: {f: _cost_doc(c) for f, c in costs.items()}
+                         for p, costs in d.families.items()},
             "sources": d.sources, "path": d.path}
+
+
+def _cost_doc(c: FamilyCost) -> dict:
+    doc: dict = {"overhead_s": c.overhead_s, "flop_rate": c.flop_rate,
+                 "bandwidth_bytes_per_s": c.bandwidth_bytes_per_s,
+                 "large_bandwidth_bytes_per_s": c.large_bandwidth_bytes_per_s}
+    doc["backward"] = None if c.backward is None else _cost_doc(c.backward)
+    return doc
 
 
 def devices_doc(devices: list[DeviceProfile]) -> dict:
