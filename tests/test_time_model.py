@@ -325,3 +325,11 @@ def test_calibration_fits_each_pass_apart_where_it_has_the_operations():
                                                                                       rel=1e-3)
     with pytest.raises(InputError, match="measured no random"):
         fit_families({k: v for k, v in data.items() if k[0] != "random"})
+    # large results only in the backward's ladder operations: the forward's are priced alike
+    small = rows(5e-6, 20e9, 8)
+    data["matmul", False] = [(0.0, b, 5e-6 + b / 20e9, 0) for _, b, _, _ in small]
+    data["matmul", True] = small + [(0.0, b, 5e-6 + b / 4e9, b) for b in (10**8, 3 * 10**8)]
+    mm = fit_families(data)[0]["matmul"]
+    assert mm.backward is not None
+    assert mm.backward.large_bandwidth_bytes_per_s == pytest.approx(4e9, rel=1e-3)
+    assert mm.large_bandwidth_bytes_per_s == mm.backward.large_bandwidth_bytes_per_s

@@ -365,7 +365,12 @@ def fit_families(rows: dict[tuple[str, bool], list[tuple[float, int, float, int]
             continue
         fwd, errs[f] = fit_family(fwd_rows, compute)
         bwd, errs[f"{f} backward"] = fit_family(bwd_rows, compute)
-        costs[f] = replace(fwd, backward=bwd)
+        # large results cost the same fresh pages in either pass: a pass whose ladder
+        # operations had none takes the other pass's price for them
+        fwd_large = fwd.large_bandwidth_bytes_per_s or bwd.large_bandwidth_bytes_per_s
+        bwd_large = bwd.large_bandwidth_bytes_per_s or fwd.large_bandwidth_bytes_per_s
+        costs[f] = replace(fwd, large_bandwidth_bytes_per_s=fwd_large,
+                           backward=replace(bwd, large_bandwidth_bytes_per_s=bwd_large))
     return costs, errs
 
 
