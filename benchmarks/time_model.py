@@ -1,6 +1,6 @@
 """Predicted vs measured training-step time for the zoo, on this machine (docs/run.md).
 
-    python benchmarks/time_model.py                      # calibrate, then the table (~5 min)
+    python benchmarks/time_model.py                      # calibrate, then the table (~8 min)
     python benchmarks/time_model.py --profile me.yaml    # a profile from `edgeplan calibrate`
     python benchmarks/time_model.py --only resnet18-224  # one case
     python benchmarks/time_model.py --by-family          # where the time model errs, per family
@@ -11,16 +11,22 @@ library: the file text is written and read back) measures the work per op family
 the stage times are that work priced by the calibrated profile's families (``edgeplan.work``):
 *predicted* is the simulator's cost of the schedule on that chain, with no host timing of the
 model at all. *measured* is the fastest of 5 executed steps of the same schedule
-(``torchrun.verify_plan``, the executor). *host-timed* is the simulator's cost on the stage
-times measured on this host (store-all executor steps), the chain model alone without the
+(``torchrun.verify_plan``, the executor), in the fastest of ``--rounds`` rounds over all the
+cases (2: a shared host's slow minutes then cost one round of a case, not the case; the
+*rounds* column is the slowest round over the fastest). *host-timed* is the simulator's cost on
+the stage times measured on this host (store-all executor steps), the chain model alone without the
 time model: the part of the error that is not the time model's. Budgets: store-all, half way
 between it and the least activation budget, and the least.
 
-The last column tracks the host's own speed, which drifts on a shared machine: a fixed probe (a
-ResNet block's convolution, batch norm and ReLU, forward and backward; the fastest of 20) is
-timed at the start of the run (before calibrating, when the script calibrates) and before each
-case; *host speed* is the start's probe time over the case's (1.00: as fast as at the start;
-0.80: the host runs 25% slower, and a ratio measured then reads about that much low).
+The last column tracks the host's own speed, which drifts on a shared machine: two fixed
+probes, one of compute (a ResNet block's convolution, batch norm and ReLU, forward and backward;
+the fastest of 20) and one of memory (a copy of 64 MiB between two tensors, the fastest of 10),
+are timed at the start of the run (before calibrating, when the script calibrates) and before
+each row; *host speed* is, for each probe, the start's time over the time before the row's
+fastest round (1.00: as fast as at the start; 0.80: the host runs 25% slower, and a ratio
+measured then reads about that much low). On a virtual machine the two drift apart: other
+tenants' memory traffic slows the memory-bound models (MobileNetV2, the reduced inputs) while
+the compute probe hardly moves.
 
 ``--by-family`` shows where the error comes from: one store-all training step of each case with
 every operation timed (``WorkCounter(timed=True)``, the fastest of 5 steps) and priced by the
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 
 import torch
 
@@ -84,6 +91,20 @@ def host_probe() -> float:
     return best
 
 
+def memory_probe() -> float:
+    """Seconds of a 64 MiB tensor-to-tensor copy (read and write), the fastest of 10."""
+    import time
+
+    a, b = torch.ones(2**24), torch.empty(2**24)
+    best = float("inf")
+    for i in range(11):
+        t0 = time.perf_counter()
+        b.copy_(a)
+        if i:
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def calibrated_profile() -> DeviceProfile:
     print("calibrating this machine (1 thread) ...", file=sys.stderr)
     cal = calibrate()
@@ -124,16 +145,18 @@ def by_family(device: DeviceProfile, cases: list[tuple]) -> None:
             with WorkCounter(timed=True) as wc:
                 with autocast_on(amp_dtype(amp), x):
                     out = model(x)
+                n_fwd = len(wc.rows)
                 out.float().sum().backward()
-            if best is None or sum(r[4] for r in wc.rows) < sum(r[4] for r in best):
-                best = wc.rows
+            rows = [(*r, i >= n_fwd) for i, r in enumerate(wc.rows)]
+            if best is None or sum(r[4] for r in rows) < sum(r[4] for r in best):
+                best = rows
         agg: dict[str, list[float]] = {}
-        for _, fam, flops, moved, dt, large in best or []:
+        for _, fam, flops, moved, dt, large, backward in best or []:
             a = agg.setdefault(fam, [0, 0.0, 0.0, 0.0])
             a[0] += 1
             a[1] += moved
             a[2] += dt
-            a[3] += costs[fam].time_s(FamilyWork(1, flops, moved, large))
+            a[3] += costs[fam].time_s(FamilyWork(1, flops, moved, large), backward)
         tot = [sum(a[i] for a in agg.values()) for i in range(4)]
         for fam, a in sorted(agg.items(), key=lambda kv: -kv[1][2]) + [("all", tot)]:
             print(f"| {label} | {fam} | {int(a[0])} | {a[1] / 2**20:.0f} | {a[2] * 1e3:.1f} ms | "
@@ -144,29 +167,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", help="a calibrated device profile (default: calibrate now)")
     ap.add_argument("--only", action="append", help="run only this case (repeatable)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="times over all cases; each row counts its fastest round (default 2)")
     ap.add_argument("--by-family", action="store_true",
                     help="per op family: measured op times of one step vs their price")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    probe0 = host_probe()
+    probe0, mem0 = host_probe(), memory_probe()
     device = load_device(args.profile) if args.profile else calibrated_profile()
     if device.family_costs("fp32") is None:
         sys.exit(f"{args.profile}: no compute.families for fp32; run `edgeplan calibrate`")
-    print(f"profile: {device.title}; host probe at the start {probe0 * 1e3:.2f} ms",
+    print(f"profile: {device.title}; host probes at the start: compute {probe0 * 1e3:.2f} ms, "
+          f"memory {2 * 2**26 / mem0 / 1e9:.1f} GB/s",
           file=sys.stderr)
     if args.by_family:
         by_family(device, [c for c in CASES if not args.only or c[0] in args.only])
         return
-    print("| model | budget | predicted | measured | predicted / measured | host-timed / "
-          "measured | host speed |")
-    print("|---|---|---|---|---|---|---|")
-    worst = 0.0
+    # set-up once per case: the model file, its chain priced by the profile, the schedules
+    runs = []
     for label, fn, kwargs, shape, batch, dtype, *amp_ in CASES:
         if args.only and label not in args.only:
             continue
         amp = amp_[0] if amp_ else None
         if amp is not None and device.family_costs(amp) is None:
-            print(f"| {label} | - | the profile has no {amp} families | | | | |")
+            print(f"{label}: the profile has no {amp} families, skipped", file=sys.stderr)
             continue
         spec = f"{ZOO}:{fn}"
         high = _vocab(fn, kwargs, dtype)
@@ -177,20 +201,37 @@ def main() -> None:
         bare = without_tmp(chain)
         hi = store_all_peak_bytes(bare)
         lo = solve_optimal(bare, hi).min_budget_bytes
-        speed = probe0 / host_probe()
         for name, budget in (("store-all", hi), ("half way", (lo + hi) // 2), ("least", lo)):
             res = solve_optimal(bare, budget)
             assert res.schedule is not None and res.cost_s is not None
-            v = verify_plan(spec, res.schedule, chain, kwargs=kwargs, input_shape=shape,
-                            batch=batch, input_dtype=dtype, input_high=high, timing=True,
-                            repeats=5, time_reps=3, independent=False, measure_tmp=False,
-                            amp=amp)
-            ratio = res.cost_s / v.measured_time_s
-            host = v.predicted_time_s / v.measured_time_s if v.predicted_time_s else float("nan")
-            worst = max(worst, abs(ratio - 1))
-            print(f"| {label} | {name} | {res.cost_s * 1e3:.1f} ms | "
-                  f"{v.measured_time_s * 1e3:.1f} ms | {ratio:.2f} | {host:.2f} | {speed:.2f} |",
-                  flush=True)
+            measure = partial(verify_plan, spec, res.schedule, chain, kwargs=kwargs,
+                              input_shape=shape, batch=batch, input_dtype=dtype,
+                              input_high=high, timing=True, repeats=5, time_reps=3,
+                              independent=False, measure_tmp=False, amp=amp)
+            run = {"label": label, "name": name, "predicted": res.cost_s, "measure": measure,
+                   "rounds": []}
+            runs.append(run)
+    # the rounds: every case measured once per round, so that a slow minute of a shared host
+    # costs one round of each case, not all of one case's steps
+    for k in range(args.rounds):
+        print(f"round {k + 1} of {args.rounds}", file=sys.stderr)
+        for run in runs:
+            speed = (probe0 / host_probe(), mem0 / memory_probe())
+            v = run["measure"]()
+            run["rounds"].append((v.measured_time_s, v.predicted_time_s, speed))
+    print("| model | budget | predicted | measured | predicted / measured | host-timed / "
+          "measured | rounds, slowest / fastest | host speed, compute / memory |")
+    print("|---|---|---|---|---|---|---|---|")
+    worst = 0.0
+    for run in runs:
+        measured, host_timed, speed = min(run["rounds"], key=lambda m: m[0])
+        slowest = max(m[0] for m in run["rounds"])
+        ratio = run["predicted"] / measured
+        host = host_timed / measured if host_timed else float("nan")
+        worst = max(worst, abs(ratio - 1))
+        print(f"| {run['label']} | {run['name']} | {run['predicted'] * 1e3:.1f} ms | "
+              f"{measured * 1e3:.1f} ms | {ratio:.2f} | {host:.2f} | {slowest / measured:.2f} | "
+              f"{speed[0]:.2f} / {speed[1]:.2f} |", flush=True)
     print(f"\nlargest |predicted / measured - 1|: {worst:.0%}")
 
 

@@ -210,7 +210,7 @@ def test_large_results_are_priced_at_their_own_bandwidth():
     assert Work.of({"norm": w}).scaled(2).get("norm").large_bytes == 2 * 10**9
 
 
-@pytest.mark.parametrize("name", ["dev-host-2core"])
+@pytest.mark.parametrize("name", ["dev-host-2core", "dev-host-epyc"])
 def test_the_benchmark_profiles_behind_the_docs_tables_load(name):
     from conftest import ROOT
     from edgeplan.formats.device_file import load_device
