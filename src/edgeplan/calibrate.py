@@ -9,7 +9,7 @@ profile with ``[M]`` sources, the command, the date and the torch version.
   (this process's RSS growth when torch is imported, and on CUDA the context);
 * compute, per precision this torch build computes (bf16 / fp16 where the CPU or GPU has
   them): every operation of forward + backward steps of a ladder of layers (``_ladders``) is
-  timed (at its fastest over ``PASSES`` passes of the ladder) and counted
+  timed (at its fastest over up to ``PASSES`` passes of the ladder) and counted
   (``torchrun.opwork.WorkCounter``: family, FLOPs, bytes); each op family's ``overhead +
   flops / rate + bytes / bandwidth`` is fitted to its operations (:func:`fit_family`,
   ``edgeplan.work``), to those of the forward and of the backward pass apart where the ladder
@@ -44,6 +44,11 @@ __all__ = ["MIN_PASS_ROWS", "PASSES", "Calibration", "Measurement", "calibrate",
 #: of 86-118 GFLOP/s; see docs/run.md).
 PASSES = 3
 
+#: seconds the ladder's passes may take, all precisions together: a pass after the first is
+#: made only while it fits (a slow board, whose first pass takes long, makes fewer), so that
+#: the whole calibration stays within about two minutes
+LADDER_BUDGET_S = 80.0
+
 #: a family gets backward constants of its own (``FamilyCost.backward``) where the ladder
 #: timed at least this many of its operations in each pass; else one fit prices both
 MIN_PASS_ROWS = 6
@@ -71,7 +76,7 @@ class Calibration:
     torch_version: str = ""
     threads: int = 1
     machine: str = ""
-    passes: int = 1                                  # times over the ladder (PASSES)
+    passes: dict[str, int] = field(default_factory=dict)  # precision -> times over the ladder
 
 
 def _meminfo() -> dict[str, int]:
@@ -429,20 +434,27 @@ def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: b
     # the largest calibration tensors: 64 MiB of fp32, or 1/64 of the memory available now
     ladders = _ladders(torch, quick, big_elements=max(2**16, min(2**24, avail // 256)))
     passes = 1 if quick else PASSES
+    made: dict[str, int] = {}
+    budget = LADDER_BUDGET_S / len(precisions)  # per precision
     for pname, dt in precisions.items():
         # (family, backward) -> (flops, bytes, seconds, large bytes) of its operations
         rows: dict[tuple[str, bool], list[tuple[float, int, float, int]]] = {
             (f, b): [] for f in FAMILIES for b in (False, True)}
         # (family, net) -> its operations, each at its fastest over the passes so far
         best: dict[tuple[str, int], list[OpRow]] = {}
+        t0 = time.perf_counter()
         try:
             for k in range(passes):
+                took = time.perf_counter() - t0
+                if k and took / k * (k + 1) > budget:
+                    break  # one more pass would not fit the budget
                 for fam, nets in ladders.items():
                     say(f"{fam} {pname}" + (f" (pass {k + 1} of {passes})" if passes > 1 else ""))
                     for i, (_label, make) in enumerate(nets):
                         ops = _op_rows(torch, make, seconds / len(nets) / passes, dt, dev, sync,
                                        max_bytes=avail // 8 or None)
                         best[fam, i] = _fastest_ops(best.get((fam, i)), ops)
+                made[pname] = k + 1
         except RuntimeError:  # this build has no kernel for the dtype
             if pname == "fp32":
                 raise
@@ -481,7 +493,7 @@ def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: b
                        fit_error=fit_err,
                        storage=storage, kind="gpu" if dev.type == "cuda" else "cpu",
                        torch_version=str(torch.__version__), threads=torch.get_num_threads(),
-                       passes=passes,
+                       passes=made,
                        machine=f"{platform.machine()} {platform.processor() or ''}".strip())
 
 

@@ -76,12 +76,13 @@ def calibrate_cmd(out: Output, name: str | None, title: str | None, storage_path
         for k, m in cal.storage.items():
             sources[f"storage[0].{k}"] = m.how
     for p, errs in cal.fit_error.items():
+        n = cal.passes.get(p, 1)
         sources[f"compute.families.{p}"] = (
             f"[M] fitted to every operation of forward + backward steps of the calibration "
             f"ladder (edgeplan.calibrate: CNN-pyramid and transformer layer shapes), {p}, "
             f"{cal.threads} threads, each layer timed as inside a network (a dense gradient, "
-            f"caches flushed), each operation at its fastest over {cal.passes} "
-            f"pass{'es' if cal.passes > 1 else ''} of repeated steps; median error of the fit "
+            f"caches flushed), each operation at its fastest over {n} "
+            f"pass{'es' if n > 1 else ''} of repeated steps; median error of the fit "
             f"per family: "
             + ", ".join(f"{f} {e:.0%}" for f, e in errs.items())
             + f" (edgeplan calibrate {time.strftime('%Y-%m-%d')}, torch {cal.torch_version})")
