@@ -172,6 +172,8 @@ def main() -> None:
     ap.add_argument("--by-family", action="store_true",
                     help="per op family: measured op times of one step vs their price")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds: expected 1 or more")
     torch.set_num_threads(1)
     probe0, mem0 = host_probe(), memory_probe()
     device = load_device(args.profile) if args.profile else calibrated_profile()
