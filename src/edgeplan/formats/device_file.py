@@ -164,6 +164,8 @@ def _family_cost_yaml(c: FamilyCost) -> str:
         parts.append(f"bandwidth: {c.bandwidth_bytes_per_s / 1e9:.4g} GB/s")
     if c.large_bandwidth_bytes_per_s:
         parts.append(f"large_bandwidth: {c.large_bandwidth_bytes_per_s / 1e9:.4g} GB/s")
+    if c.backward is not None:
+        parts.append(f"backward: {_family_cost_yaml(c.backward)}")
     return f"{{{', '.join(parts)}}}"
 
 
@@ -204,10 +206,7 @@ def device_yaml(*, name: str, title: str, kind: str, total_bytes: int, reserved_
         for p, costs in families.items():
             out.append(f"    {p}:")
             for f, c in costs.items():
-                text = _family_cost_yaml(c)
-                if c.backward is not None:
-                    text = text[:-1] + f", backward: {_family_cost_yaml(c.backward)}}}"
-                out.append(f"      {f}: {text}")
+                out.append(f"      {f}: {_family_cost_yaml(c)}")
     out += ["power:", f"  training: {training_power_w:g} W"]
     if storage:
         out.append("storage:")

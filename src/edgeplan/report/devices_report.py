@@ -106,11 +106,10 @@ def device_dict(d: DeviceProfile) -> dict:
 
 
 def _cost_doc(c: FamilyCost) -> dict:
-    doc: dict = {"overhead_s": c.overhead_s, "flop_rate": c.flop_rate,
-                 "bandwidth_bytes_per_s": c.bandwidth_bytes_per_s,
-                 "large_bandwidth_bytes_per_s": c.large_bandwidth_bytes_per_s}
-    doc["backward"] = None if c.backward is None else _cost_doc(c.backward)
-    return doc
+    return {"overhead_s": c.overhead_s, "flop_rate": c.flop_rate,
+            "bandwidth_bytes_per_s": c.bandwidth_bytes_per_s,
+            "large_bandwidth_bytes_per_s": c.large_bandwidth_bytes_per_s,
+            "backward": None if c.backward is None else _cost_doc(c.backward)}
 
 
 def devices_doc(devices: list[DeviceProfile]) -> dict:
