@@ -10,8 +10,11 @@ the numbers are steady on a shared machine. Per case: ``edgeplan import torch`` 
 library: the file text is written and read back) measures the work per op family of every stage;
 the stage times are that work priced by the calibrated profile's families (``edgeplan.work``):
 *predicted* is the simulator's cost of the schedule on that chain, with no host timing of the
-model at all. *measured* is the fastest of 5 executed steps of the same schedule
-(``torchrun.verify_plan``, the executor), in the fastest of ``--rounds`` rounds over all the
+model at all. *measured* is the fastest executed step of the same schedule
+(``torchrun.verify_plan``, the executor; per round at least 5 steps and at least
+``STEP_BUDGET_S`` of them, so a 30 ms model runs about 33 steps where a 1 s one runs 5: a short
+step is more often caught by a busy moment of a shared host, and every case gets about the same
+time to find a quiet one), in the fastest of ``--rounds`` rounds over all the
 cases (2: a shared host's slow minutes then cost one round of a case, not the case; the
 *rounds* column is the slowest round over the fastest). *host-timed* is the simulator's cost on
 the stage times measured on this host (store-all executor steps), the chain model alone without the
@@ -36,6 +39,7 @@ profile's family costs, summed per family: priced / measured per family.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from functools import partial
 
@@ -70,6 +74,15 @@ CASES = [
     ("resnet18-224 bf16", "resnet18", {}, (3, 224, 224), 2, "float32", "bf16"),
     ("bert-base-2l-128 bf16", "bert_base_encoder", {"layers": 2}, (128,), 2, "int64", "bf16"),
 ]
+
+#: per round and case, executed steps are timed for at least this long (and at least 5, at
+#: most 40 of them), sized by the predicted step time
+STEP_BUDGET_S = 1.0
+
+
+def steps_for(predicted_s: float) -> int:
+    """How many steps a round times for a case predicted to take ``predicted_s``."""
+    return min(40, max(5, math.ceil(STEP_BUDGET_S / max(predicted_s, 1e-6))))
 
 
 def host_probe() -> float:
@@ -208,10 +221,11 @@ def main() -> None:
             assert res.schedule is not None and res.cost_s is not None
             measure = partial(verify_plan, spec, res.schedule, chain, kwargs=kwargs,
                               input_shape=shape, batch=batch, input_dtype=dtype,
-                              input_high=high, timing=True, repeats=5, time_reps=3,
+                              input_high=high, timing=True, repeats=steps_for(res.cost_s),
+                              time_reps=3,
                               independent=False, measure_tmp=False, amp=amp)
             run = {"label": label, "name": name, "predicted": res.cost_s, "measure": measure,
-                   "rounds": []}
+                   "steps": steps_for(res.cost_s), "rounds": []}
             runs.append(run)
     # the rounds: every case measured once per round, so that a slow minute of a shared host
     # costs one round of each case, not all of one case's steps
@@ -222,8 +236,8 @@ def main() -> None:
             v = run["measure"]()
             run["rounds"].append((v.measured_time_s, v.predicted_time_s, speed))
     print("| model | budget | predicted | measured | predicted / measured | host-timed / "
-          "measured | rounds, slowest / fastest | host speed, compute / memory |")
-    print("|---|---|---|---|---|---|---|---|")
+          "measured | steps per round | rounds, slowest / fastest | host speed, compute / memory |")
+    print("|---|---|---|---|---|---|---|---|---|")
     worst = 0.0
     for run in runs:
         measured, host_timed, speed = min(run["rounds"], key=lambda m: m[0])
@@ -232,7 +246,8 @@ def main() -> None:
         host = host_timed / measured if host_timed else float("nan")
         worst = max(worst, abs(ratio - 1))
         print(f"| {run['label']} | {run['name']} | {run['predicted'] * 1e3:.1f} ms | "
-              f"{measured * 1e3:.1f} ms | {ratio:.2f} | {host:.2f} | {slowest / measured:.2f} | "
+              f"{measured * 1e3:.1f} ms | {ratio:.2f} | {host:.2f} | {run['steps']} | "
+              f"{slowest / measured:.2f} | "
               f"{speed[0]:.2f} / {speed[1]:.2f} |", flush=True)
     print(f"\nlargest |predicted / measured - 1|: {worst:.0%}")
 
