@@ -62,3 +62,25 @@ def test_calibrate_makes_the_passes_its_time_budget_allows(monkeypatch, budget_s
     import torch
     nets = sum(len(v) for v in cal._ladders(torch, False).values())
     assert len(calls) == nets * passes * len(out.passes)
+
+
+def test_every_pass_of_the_pool_ladder_is_fitted_apart():
+    """A max pool's forward (argmax tracking) and backward (a scatter) run 10x apart in speed:
+    the full ladder must time enough pool operations in each pass for a fit of each."""
+    import torch
+
+    from edgeplan import calibrate as cal
+    from edgeplan.torchrun.opwork import WorkCounter
+
+    per_pass = [0, 0]
+    for _label, make in cal._ladders(torch, False)["pool"]:
+        mod, x = make()
+        x.requires_grad_(True)
+        with WorkCounter(timed=True) as wc:
+            y = mod(x)
+            n_fwd = len(wc.rows)
+            y.sum().backward()
+        for i, row in enumerate(wc.rows):
+            if row[1] == "pool":
+                per_pass[i >= n_fwd] += 1
+    assert min(per_pass) >= cal.MIN_PASS_ROWS, per_pass

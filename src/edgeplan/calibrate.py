@@ -184,7 +184,11 @@ def _ladders(torch: Any, quick: bool, big_elements: int = 2**24
         "conv": [conv(64, 56, 2), conv(128, 28, 2), conv(256, 14, 2), conv(512, 7, 2),
                  conv(64, 16, 4), conv(256, 4, 4), conv(512, 2, 4), conv(32, 112, 1),
                  conv(64, 56, 2, k=1, cin=256), conv(256, 14, 2, k=1, cin=1024),
-                 conv(128, 56, 2, cin=64, stride=2), conv(64, 224, 1, k=7, cin=3, stride=2)],
+                 conv(128, 56, 2, cin=64, stride=2), conv(64, 224, 1, k=7, cin=3, stride=2),
+                 # small ones (60 us and less), whose time is mostly the overhead: without them
+                 # three calibrations within half an hour on the development host fitted the
+                 # forward's overhead at 0, 78 and 129 us (two with them: 79 and 82 us)
+                 conv(16, 8, 4), conv(96, 4, 4, k=1, cin=16), conv(16, 8, 4, k=1, cin=96)],
         "depthwise": [conv(c, h, b, groups=c) for c, h, b in
                       ((32, 112, 2), (144, 56, 2), (192, 28, 2), (384, 14, 2), (960, 7, 2),
                        (96, 16, 4), (384, 4, 4))]
@@ -204,7 +208,12 @@ def _ladders(torch: Any, quick: bool, big_elements: int = 2**24
                      (4, 64, 32, 32)),
                  net("AdaptiveAvgPool2d 512 on 2x7x7", lambda: nn.AdaptiveAvgPool2d(1),
                      (2, 512, 7, 7)),
-                 net("AvgPool2d 2 256 on 2x28x28", lambda: nn.AvgPool2d(2), (2, 256, 28, 28))],
+                 net("AvgPool2d 2 256 on 2x28x28", lambda: nn.AvgPool2d(2), (2, 256, 28, 28))]
+        # VGG's 2x2 max pools: with them each pass has MIN_PASS_ROWS pool operations and is
+        # fitted apart (a max pool's forward, which tracks the argmax of every window, moves
+        # 0.4-0.7 GB/s on the development host where its backward, a scatter, moves 5-10x more)
+        + [net(f"MaxPool2d 2 {c} on 1x{h}x{h}", partial(nn.MaxPool2d, 2), (1, c, h, h))
+           for c, h in ((64, 112), (256, 56), (512, 28))],
         "gather": [net("Embedding 30522x768 on 2x128", lambda: nn.Embedding(30522, 768),
                        (2, 128), ids=30522),
                    net("Embedding 1000x256 on 4x64", lambda: nn.Embedding(1000, 256), (4, 64),
