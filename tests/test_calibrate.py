@@ -42,23 +42,28 @@ def test_calibrate_power_and_bad_storage(run_cli, tmp_path):
     assert d.training_power_w == 7.2 and d.sources["power.training"].startswith("[M]")
     r = run_cli("calibrate", "--quick", "--storage", tmp_path / "missing")
     assert r.exit_code == 2 and "not a folder" in r.stderr
+    r = run_cli("calibrate", "--passes", "0")
+    assert r.exit_code == 2 and "--passes" in r.stderr
 
 
-@pytest.mark.parametrize(("budget_s", "passes"), [(1e-9, 1), (1e9, 3)])
-def test_calibrate_makes_the_passes_its_time_budget_allows(monkeypatch, budget_s, passes):
+@pytest.mark.parametrize(("budget_s", "asked", "passes"),
+                         [(1e-9, 3, 1), (1e9, 3, 3), (1e9, 5, 5), (1e-9, 5, 1)])
+def test_calibrate_makes_the_passes_its_time_budget_allows(monkeypatch, budget_s, asked, passes):
     import edgeplan.calibrate as cal
     from edgeplan.work import FAMILIES
 
     calls = []
 
     def fake_rows(torch, make, seconds, dtype, dev, sync, max_bytes=None):
-        calls.append(1)
+        calls.append(seconds)
         return [(f, 1e6 * k, 10**5 * k, 1e-4 * k, 0, b) for f in FAMILIES for b in (False, True)
                 for k in (1, 2, 3)]
     monkeypatch.setattr(cal, "_op_rows", fake_rows)
     monkeypatch.setattr(cal, "LADDER_BUDGET_S", budget_s)
-    out = cal.calibrate(seconds=0.1)
+    out = cal.calibrate(seconds=0.1, passes=asked)
     assert set(out.passes.values()) == {passes}
+    # every pass is as long as one of the default's, however many are asked for
+    assert max(calls) <= 0.1 / cal.PASSES
     import torch
     nets = sum(len(v) for v in cal._ladders(torch, False).values())
     assert len(calls) == nets * passes * len(out.passes)

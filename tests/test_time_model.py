@@ -292,6 +292,10 @@ def test_calibration_passes_keep_each_operation_at_its_fastest():
     # a slow moment in either pass costs neither operation anything
     assert _fastest_ops(one, two) == [one[0], two[1]]
     assert _fastest_ops(two, one) == [one[0], two[1]]
+    # an operation with large results keeps its slower timing: first touch is what a step pays
+    big = [("gather", 0.0, 10**8, 0.040, 10**8, True)]
+    mapped = [("gather", 0.0, 10**8, 0.005, 10**8, True)]
+    assert _fastest_ops(big, mapped) == big and _fastest_ops(mapped, big) == big
     # a network skipped in one pass (no rows) or timed differently: the faster whole step
     assert _fastest_ops([], two) == two and _fastest_ops(two, []) == two
     other = [("conv", 2e9, 10**6, 0.001, 0, False)]

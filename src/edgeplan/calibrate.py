@@ -287,12 +287,17 @@ def _op_rows(torch: Any, make: Callable[[], Any], seconds: float, dtype: Any, de
 def _fastest_ops(a: list[OpRow] | None, b: list[OpRow]) -> list[OpRow]:
     """Operation by operation the faster of two timings of the same network (the same
     operations in the same order); where one has no rows (the network was skipped), the other;
-    where their operations differ, the faster whole step."""
+    where their operations differ, the faster whole step. An operation with large results
+    (fresh memory, ``work.LARGE_RESULT_BYTES``) keeps the *slower* timing: in a training step
+    its pages are zero-filled on first touch, and a pass that found them mapped already is the
+    exception (the bf16 embedding gradient of the ladder, 47 MB: 2.6-2.9 GB/s in six
+    calibrations on the development host, 21-25 GB/s in two, which priced a BERT step 25% low)."""
     if not a or not b:
         return a or b
     if [(*r[:3], r[5]) for r in a] != [(*r[:3], r[5]) for r in b]:
         return a if sum(r[3] for r in a) <= sum(r[3] for r in b) else b
-    return [x if x[3] <= y[3] else y for x, y in zip(a, b)]
+    return [(x if x[3] >= y[3] else y) if x[4] else (x if x[3] <= y[3] else y)
+            for x, y in zip(a, b)]
 
 
 def _flush(torch: Any, dev: Any) -> Callable[[], None]:
@@ -389,10 +394,14 @@ def fit_families(rows: dict[tuple[str, bool], list[tuple[float, int, float, int]
 
 
 def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: bool = False,
-              device: str = "cpu", progress: Callable[[str], None] | None = None
-              ) -> Calibration:
+              device: str = "cpu", progress: Callable[[str], None] | None = None,
+              passes: int = PASSES) -> Calibration:
     """Measure this machine (see the module docstring). ``seconds`` per compute measurement;
-    ``quick``: smaller problems and shorter runs (a smoke test, not a profile to trust)."""
+    ``quick``: smaller problems and shorter runs (a smoke test, not a profile to trust);
+    ``passes``: passes over the ladder, each as long as one of the default ``PASSES`` (the time
+    budget grows with them), for a steadier fit on a machine whose speed drifts."""
+    if passes < 1:
+        raise InputError(f"passes: expected 1 or more, got {passes}", param="passes")
     say = progress or (lambda _label: None)
     say("memory")
     rss0 = _rss()
@@ -442,9 +451,10 @@ def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: b
     sustained: dict[str, Measurement] = {}
     # the largest calibration tensors: 64 MiB of fp32, or 1/64 of the memory available now
     ladders = _ladders(torch, quick, big_elements=max(2**16, min(2**24, avail // 256)))
-    passes = 1 if quick else PASSES
+    per_pass = seconds / (1 if quick else PASSES)  # per family and pass
+    passes = 1 if quick else passes
     made: dict[str, int] = {}
-    budget = LADDER_BUDGET_S / len(precisions)  # per precision
+    budget = LADDER_BUDGET_S * passes / PASSES / len(precisions)  # per precision
     for pname, dt in precisions.items():
         # (family, backward) -> (flops, bytes, seconds, large bytes) of its operations
         rows: dict[tuple[str, bool], list[tuple[float, int, float, int]]] = {
@@ -460,7 +470,7 @@ def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: b
                 for fam, nets in ladders.items():
                     say(f"{fam} {pname}" + (f" (pass {k + 1} of {passes})" if passes > 1 else ""))
                     for i, (_label, make) in enumerate(nets):
-                        ops = _op_rows(torch, make, seconds / len(nets) / passes, dt, dev, sync,
+                        ops = _op_rows(torch, make, per_pass / len(nets), dt, dev, sync,
                                        max_bytes=avail // 8 or None)
                         best[fam, i] = _fastest_ops(best.get((fam, i)), ops)
                 made[pname] = k + 1

@@ -10,6 +10,7 @@ import time
 import click
 
 from .. import units
+from ..calibrate import PASSES
 from ..work import LARGE_RESULT_BYTES
 from ._app import EXIT_OK, Output, command
 from ._options import unit_callback
@@ -29,14 +30,18 @@ from ._options import unit_callback
               help="Torch device whose throughput is measured (cpu, cuda).")
 @click.option("--seconds", type=click.FloatRange(0.1, 60), default=2.0, show_default=True,
               help="Time spent on each compute measurement.")
+@click.option("--passes", type=click.IntRange(1, 20), default=PASSES, show_default=True,
+              help="Passes over the timing ladder, each operation counted at its fastest; "
+                   "each pass takes about a third of the default's time, so more passes make a "
+                   "longer, steadier calibration on a shared or throttling machine.")
 @click.option("--quick", is_flag=True,
               help="Small problems and short runs: a smoke test, not a profile to trust.")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
               help="Profile to write ('-' = stdout).")
 @click.pass_obj
 def calibrate_cmd(out: Output, name: str | None, title: str | None, storage_path: str | None,
-                  power: float | None, torch_device: str, seconds: float, quick: bool,
-                  output: str) -> int:
+                  power: float | None, torch_device: str, seconds: float, passes: int,
+                  quick: bool, output: str) -> int:
     """Measure this machine (run it on the device) and write a device profile with [M] sources.
 
     Memory and reserve (/proc/meminfo, the framework's own footprint); per precision the cost
@@ -58,7 +63,7 @@ def calibrate_cmd(out: Output, name: str | None, title: str | None, storage_path
             out.stderr.print(f"measuring {label} ...")
 
     cal = calibrate(storage_path=storage_path, seconds=seconds, quick=quick,
-                    device=torch_device, progress=progress)
+                    device=torch_device, progress=progress, passes=passes)
     host = name or (platform.node() or "this-machine").split(".")[0].lower()
     sources = {"memory.total": cal.total_bytes.how, "memory.reserved": cal.reserved_bytes.how,
                "memory.bandwidth": cal.bandwidth_bytes_per_s.how}
