@@ -330,10 +330,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rotor-repeats", type=int, default=1, help="--e2e: Rotor C best of N")
     ap.add_argument("--case", help=argparse.SUPPRESS)   # child mode: kind,L
     args = ap.parse_args(argv)
+    asked = tuple(int(v) for v in args.sizes.split(",")) if args.sizes else None
     if args.e2e:
         return end_to_end(args.repeats, args.slots, args.rotor, args.rotor_repeats,
-                          tuple(int(v) for v in args.sizes.split(",")) if args.sizes else
-                          (200, 500, 1000))
+                          asked or (200, 500, 1000))
 
     if args.case:
         kind, L = args.case.split(",")
@@ -342,9 +342,7 @@ def main(argv=None) -> int:
         print(json.dumps(res))
         return 0
 
-    sizes = QUICK_SIZES if args.quick else SIZES
-    if args.sizes:
-        sizes = tuple(int(v) for v in args.sizes.split(","))
+    sizes = asked or (QUICK_SIZES if args.quick else SIZES)
     info = machine()
     sys.stderr.write(f"machine: {info}\n")
     rows = []

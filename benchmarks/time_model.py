@@ -219,13 +219,13 @@ def main() -> None:
         for name, budget in (("store-all", hi), ("half way", (lo + hi) // 2), ("least", lo)):
             res = solve_optimal(bare, budget)
             assert res.schedule is not None and res.cost_s is not None
+            steps = steps_for(res.cost_s)
             measure = partial(verify_plan, spec, res.schedule, chain, kwargs=kwargs,
                               input_shape=shape, batch=batch, input_dtype=dtype,
-                              input_high=high, timing=True, repeats=steps_for(res.cost_s),
-                              time_reps=3,
+                              input_high=high, timing=True, repeats=steps, time_reps=3,
                               independent=False, measure_tmp=False, amp=amp)
             run = {"label": label, "name": name, "predicted": res.cost_s, "measure": measure,
-                   "steps": steps_for(res.cost_s), "rounds": []}
+                   "steps": steps, "rounds": []}
             runs.append(run)
     # the rounds: every case measured once per round, so that a slow minute of a shared host
     # costs one round of each case, not all of one case's steps

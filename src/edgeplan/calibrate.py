@@ -296,8 +296,7 @@ def _fastest_ops(a: list[OpRow] | None, b: list[OpRow]) -> list[OpRow]:
         return a or b
     if [(*r[:3], r[5]) for r in a] != [(*r[:3], r[5]) for r in b]:
         return a if sum(r[3] for r in a) <= sum(r[3] for r in b) else b
-    return [(x if x[3] >= y[3] else y) if x[4] else (x if x[3] <= y[3] else y)
-            for x, y in zip(a, b)]
+    return [(max if x[4] else min)(x, y, key=lambda r: r[3]) for x, y in zip(a, b)]
 
 
 def _flush(torch: Any, dev: Any) -> Callable[[], None]:
