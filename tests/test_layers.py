@@ -143,3 +143,14 @@ def test_one_strategy_table(name):
     offenders = [m for m, p in MODULES.items() if m != name and "STRATEGIES: dict" in
                  p.read_text(encoding="utf-8")]
     assert not offenders, offenders
+
+
+def test_the_lazy_front_doors_are_the_public_names():
+    """``edgeplan/__init__.py`` names its front doors three times (the lazy table, the
+    type-checking imports, ``__all__``): they must agree, and every one must load."""
+    import edgeplan
+
+    assert set(edgeplan.__all__) == {"__version__", "compare", *edgeplan._EXPORTS}
+    for name in edgeplan.__all__:
+        assert getattr(edgeplan, name) is not None, name
+    assert callable(edgeplan.compare) and edgeplan.solve.__name__ == "solve_problem"
