@@ -27,6 +27,24 @@ def test_a_linear_layer_by_hand():
     assert wc.work().get("elementwise") is None  # the transpose is a view: no data moved
 
 
+def test_products_of_a_single_row_or_column_are_the_matvec_family():
+    lin = nn.Linear(32, 16)
+    one = torch.randn(1, 32, requires_grad=True)
+    with WorkCounter() as wc:
+        lin(torch.randn(2, 32, requires_grad=True)).backward(torch.ones(2, 16))
+    assert wc.work().get("matvec") is None and wc.work().get("matmul").ops == 3
+    lin.zero_grad()
+    with WorkCounter() as wc:
+        lin(one).backward(torch.ones(1, 16))
+    # forward: (1, 32) @ W^T; input gradient (1, 16) @ W; weight gradient (16, 1) @ (1, 32)
+    assert wc.work().get("matmul") is None and wc.work().get("matvec").ops == 3
+    assert wc.work().get("matvec").flops == 3 * 2.0 * 32 * 16
+    with WorkCounter() as wc:  # a batch of matrix-vector products; attention-sized bmm is not
+        torch.bmm(torch.randn(4, 8, 6), torch.randn(4, 6, 1))
+        torch.bmm(torch.randn(4, 8, 6), torch.randn(4, 6, 5))
+    assert wc.work().get("matvec").ops == 1 and wc.work().get("matmul").ops == 1
+
+
 def test_operations_with_large_results_are_counted_apart():
     big = torch.ones(2**23)    # 32 MiB of float32: the result of an add of two is large
     small = torch.ones(2**20)  # 4 MiB

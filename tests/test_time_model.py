@@ -138,6 +138,14 @@ def test_device_families_round_trip_and_are_checked():
     missing = text.replace("      pool: {overhead: 10 us, bandwidth: 10 GB/s}\n", "")
     with pytest.raises(InputError, match="missing: pool"):
         device_from_data(parse_yaml_text(missing, "d.yaml"), "d.yaml")
+    # but a profile calibrated before `matvec` was split off prices it as `matmul`
+    line = "      matvec: {overhead: 10 us, bandwidth: 10 GB/s}\n"
+    assert line in text
+    cheaper = text.replace("matmul: {overhead: 10 us,", "matmul: {overhead: 20 us,")
+    old = device_from_data(parse_yaml_text(cheaper.replace(line, ""), "d.yaml"), "d.yaml")
+    costs = old.family_costs("fp32")
+    assert costs is not None and list(costs) == list(FAMILIES)
+    assert costs["matvec"] == costs["matmul"] and costs["matvec"].overhead_s == pytest.approx(2e-5)
     # a memory family has no FLOP rate
     rated = text.replace("pool: {overhead: 10 us,", "pool: {overhead: 10 us, rate: 1 GFLOP/s,")
     with pytest.raises(InputError, match=r"compute\.families\.fp32\.pool\.rate"):

@@ -171,6 +171,7 @@ def _ladders(torch: Any, quick: bool, big_elements: int = 2**24
             "depthwise": [conv(32, 16, 2, groups=32), conv(128, 4, 2, groups=128)],
             "matmul": [lin(128, 128, 64), lin(512, 512, 2), net("attention", lambda: Attention(2),
                                                                  (2, 32, 64))],
+            "matvec": [lin(128, 128, 1), lin(512, 256, 1)],
             "norm": [net("BatchNorm2d", lambda: nn.BatchNorm2d(16), (2, 16, 16, 16)),
                      net("LayerNorm", lambda: nn.LayerNorm(128), (64, 128))],
             "pool": [net("MaxPool2d", lambda: nn.MaxPool2d(3, 2, 1), (2, 16, 16, 16))],
@@ -198,6 +199,9 @@ def _ladders(torch: Any, quick: bool, big_elements: int = 2**24
                    lin(2048, 1000, 8), lin(256, 256, 16), lin(256, 1024, 8), lin(64, 64, 16),
                    net("attention 12 heads, 128 x 768", lambda: Attention(12), (2, 128, 768)),
                    net("attention 4 heads, 64 x 256", lambda: Attention(4), (4, 64, 256))],
+        # linear layers on one row (classifier heads at batch 1): 7 forwards, 14 backwards
+        "matvec": [lin(i, o, 1) for i, o in ((4096, 4096), (2048, 1000), (1280, 1000), (768, 768),
+                                             (1024, 256), (256, 256), (64, 64))],
         "norm": [net(f"BatchNorm2d {c} on {b}x{h}x{h}", partial(bn, c), (b, c, h, h))
                  for c, h, b in ((64, 56, 4), (64, 16, 4), (256, 4, 4), (32, 112, 2))]
         + [net(f"LayerNorm {n} on 256 rows", partial(nn.LayerNorm, n), (256, n))

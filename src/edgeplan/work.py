@@ -35,7 +35,12 @@ forward's (``Fall``, ``Fn`` and the recomputations alike) by the family's own.
 its ladder has large results), per pass, to operations it times on this machine (never to a
 user's model).
 
-Families (``FAMILIES``): ``matmul`` (mm, addmm, bmm, attention kernels), ``conv`` (dense and
+Families (``FAMILIES``): ``matmul`` (mm, addmm, bmm, attention kernels), ``matvec`` (the
+matrix products of a single row or column, or of a contraction of length 1: a linear layer on
+one row, its gradients; the BLAS runs them as matrix-vector and outer products, kernels that
+stream the matrix, where two rows or more take the matrix-matrix kernel, which packs it first:
+a 25088 x 4096 layer on one row moves 18-23 GB/s on the development host, on two 9-10 GB/s; a
+profile without it prices them as ``matmul``, ``FALLBACK_FAMILIES``), ``conv`` (dense and
 grouped convolutions), ``depthwise`` (one input channel per group), ``norm`` (batch, layer,
 group normalisation), ``pool`` (max / average pooling), ``gather`` (embedding, index, scatter),
 ``random`` (dropout masks, random fills), ``softmax`` (softmax, log-softmax and their
@@ -51,12 +56,18 @@ from dataclasses import dataclass
 
 from .errors import InputError
 
+#: priced by their FLOPs and their bytes
 COMPUTE_FAMILIES = ("matmul", "conv", "depthwise")
-MEMORY_FAMILIES = ("norm", "pool", "gather", "random", "softmax", "elementwise")
-FAMILIES = COMPUTE_FAMILIES + MEMORY_FAMILIES
+#: priced by their bytes alone (a matrix-vector product's FLOPs are a fixed multiple of the
+#: matrix's bytes: its time is the streaming of the matrix)
+MEMORY_FAMILIES = ("matvec", "norm", "pool", "gather", "random", "softmax", "elementwise")
+FAMILIES = ("matmul", "matvec", "conv", "depthwise") + MEMORY_FAMILIES[1:]
+#: families a device profile may leave out, each priced as the family it maps to (profiles
+#: calibrated before the family was split off priced its operations so)
+FALLBACK_FAMILIES = {"matvec": "matmul"}
 
-__all__ = ["COMPUTE_FAMILIES", "FAMILIES", "LARGE_RESULT_BYTES", "MEMORY_FAMILIES", "FamilyCost",
-           "FamilyWork", "Work", "work_time_s"]
+__all__ = ["COMPUTE_FAMILIES", "FALLBACK_FAMILIES", "FAMILIES", "LARGE_RESULT_BYTES",
+           "MEMORY_FAMILIES", "FamilyCost", "FamilyWork", "Work", "work_time_s"]
 
 #: results of at least this many bytes are fresh mappings (module docstring, "Large results")
 LARGE_RESULT_BYTES = 32 * 2**20

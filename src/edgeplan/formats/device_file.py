@@ -15,7 +15,7 @@ from typing import Any
 from .. import units
 from ..device import DEVICE_KINDS, PRECISIONS, DeviceProfile, StorageTier
 from ..errors import InputError, ModelError, UnknownNameError
-from ..work import COMPUTE_FAMILIES, FAMILIES, LARGE_RESULT_BYTES, FamilyCost
+from ..work import COMPUTE_FAMILIES, FALLBACK_FAMILIES, FAMILIES, LARGE_RESULT_BYTES, FamilyCost
 from ._yaml import Node, check_format, read_yaml
 
 FORMAT_VERSION = 1
@@ -117,7 +117,8 @@ def device_from_data(data: Any, src: str) -> DeviceProfile:
 
 def _families(node: Node | None) -> dict[str, dict[str, FamilyCost]]:
     """``compute.families.<precision>.<family>: {overhead, rate, bandwidth, large_bandwidth}``
-    (edgeplan.work): every family of ``FAMILIES`` for each precision listed; ``rate`` for the
+    (edgeplan.work): every family of ``FAMILIES`` for each precision listed (those of
+    ``FALLBACK_FAMILIES`` may be left out: priced as their parent family); ``rate`` for the
     compute families only; a missing ``rate`` or ``bandwidth`` costs nothing (calibrate found no
     such term); without ``large_bandwidth`` the bytes of operations with large results are
     priced at ``bandwidth``."""
@@ -126,19 +127,23 @@ def _families(node: Node | None) -> dict[str, dict[str, FamilyCost]]:
     out: dict[str, dict[str, FamilyCost]] = {}
     for p in node.data:
         per = node.child(p, FAMILIES, required=True)
-        missing = [f for f in FAMILIES if f not in per.data]
+        missing = [f for f in FAMILIES if f not in per.data and f not in FALLBACK_FAMILIES]
         if missing:
             raise per.error(None, f"needs every op family (missing: {', '.join(missing)}); "
                                   "`edgeplan calibrate` writes them all")
         costs = {}
         for f in FAMILIES:
+            if f not in per.data:  # a FALLBACK_FAMILIES one: priced as its parent family
+                continue
             keys = ("overhead", "rate", "bandwidth", "large_bandwidth") \
                 if f in COMPUTE_FAMILIES else ("overhead", "bandwidth", "large_bandwidth")
             c = per.child(f, (*keys, "backward"), required=True)
             bwd = c.child("backward", keys)
             costs[f] = replace(_family_cost(c), backward=None if bwd is None
                                else _family_cost(bwd))
-        out[p] = costs
+        for f, parent in FALLBACK_FAMILIES.items():
+            costs.setdefault(f, costs[parent])
+        out[p] = {f: costs[f] for f in FAMILIES}
     return out
 
 

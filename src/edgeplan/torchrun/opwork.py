@@ -89,13 +89,31 @@ def _conv_groups(pkt: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tup
     return groups, per
 
 
+#: matrix products, and where their two matrix operands are in the arguments
+_MM = {pkt: at for pkts, at in ((_packets("mm", "bmm"), 0), (_packets("addmm", "baddbmm"), 1))
+       for pkt in pkts}
+
+
+def _is_matvec(pkt: Any, args: tuple[Any, ...]) -> bool:
+    """A matrix product ``(.., m, k) @ (.., k, n)`` with ``m``, ``n`` or ``k`` of 1: the BLAS
+    runs it as a matrix-vector or outer product (``edgeplan.work``, family ``matvec``)."""
+    at = _MM.get(pkt)
+    if at is None or len(args) < at + 2:
+        return False
+    a, b = args[at], args[at + 1]
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or \
+            a.dim() < 2 or b.dim() < 2:
+        return False
+    return 1 in (a.shape[-2], a.shape[-1], b.shape[-1])
+
+
 def family_of(pkt: Any, args: tuple[Any, ...], kwargs: dict[str, Any], has_flops: bool) -> str:
     """The family (``edgeplan.work.FAMILIES``) of one operation."""
     if pkt in _CONV:
         groups, per_group = _conv_groups(pkt, args, kwargs)
         return "depthwise" if groups > 1 and per_group == 1 else "conv"
     if has_flops:
-        return "matmul"
+        return "matvec" if _is_matvec(pkt, args) else "matmul"
     if pkt in _NORM:
         return "norm"
     if pkt in _POOL:
