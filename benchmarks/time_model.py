@@ -6,9 +6,11 @@
     python benchmarks/time_model.py --by-family          # where the time model errs, per family
 
 Everything runs with one thread (``torch.set_num_threads(1)``), calibration included, so that
-the numbers are steady on a shared machine. Per case: ``edgeplan import torch`` (through its
-library: the file text is written and read back) measures the work per op family of every stage;
-the stage times are that work priced by the calibrated profile's families (``edgeplan.work``):
+the numbers are steady on a shared machine; ``--threads N`` runs with N (calibrate the profile
+with as many: ``edgeplan calibrate`` times the ladder with torch's thread count). Per case:
+``edgeplan import torch`` (through its library: the file text is written and read back) measures
+the work per op family of every stage; the stage times are that work priced by the calibrated
+profile's families (``edgeplan.work``):
 *predicted* is the simulator's cost of the schedule on that chain, with no host timing of the
 model at all. *measured* is the fastest executed step of the same schedule
 (``torchrun.verify_plan``, the executor; per round at least 5 steps and at least
@@ -119,7 +121,8 @@ def memory_probe() -> float:
 
 
 def calibrated_profile() -> DeviceProfile:
-    print("calibrating this machine (1 thread, 6 passes: about 2 minutes) ...", file=sys.stderr)
+    print(f"calibrating this machine ({torch.get_num_threads()} threads, 6 passes: about 2 "
+          "minutes) ...", file=sys.stderr)
     cal = calibrate(passes=6)  # a shared host drifts: 6 passes fit steadier than the default 3
     return DeviceProfile(
         name="this-host", title="this host, calibrated", kind=cal.kind,
@@ -184,10 +187,14 @@ def main() -> None:
                     help="times over all cases; each row counts its fastest round (default 2)")
     ap.add_argument("--by-family", action="store_true",
                     help="per op family: measured op times of one step vs their price")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads, calibration included (default 1)")
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error("--rounds: expected 1 or more")
-    torch.set_num_threads(1)
+    if args.threads < 1:
+        ap.error("--threads: expected 1 or more")
+    torch.set_num_threads(args.threads)
     probe0, mem0 = host_probe(), memory_probe()
     device = load_device(args.profile) if args.profile else calibrated_profile()
     if device.family_costs("fp32") is None:
