@@ -490,11 +490,13 @@ def calibrate(*, storage_path: str | None = None, seconds: float = 2.0, quick: b
         flops = sum(r[0] for f in mix for r in mix[f])
         secs = sum(r[2] for f in mix for r in mix[f])
         per = {f: sum(r[0] for r in mix[f]) / sum(r[2] for r in mix[f]) for f in mix}
+        nthr = torch.get_num_threads()
+        threads = f"{nthr} thread{'s' if nthr != 1 else ''}"
         sustained[pname] = Measurement(
             flops / secs, f"[M] training forward + backward FLOPs (torch.utils.flop_counter) / "
                           f"time of the convolution ({per['conv'] / 1e9:.3g} GFLOP/s) and "
                           f"matmul ({per['matmul'] / 1e9:.3g} GFLOP/s) operations of the "
-                          f"calibration ladder, {pname}, {torch.get_num_threads()} threads; "
+                          f"calibration ladder, {pname}, {threads}; "
                           f"compute.families prices each op family ({how_mem})")
     if "fp32" not in sustained:
         raise InputError("could not measure fp32 training throughput on this machine",

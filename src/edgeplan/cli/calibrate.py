@@ -80,19 +80,20 @@ def calibrate_cmd(out: Output, name: str | None, title: str | None, storage_path
                         "write_latency": cal.storage["write_latency"].value})
         for k, m in cal.storage.items():
             sources[f"storage[0].{k}"] = m.how
+    thr = f"{cal.threads} thread{'s' if cal.threads != 1 else ''}"
     for p, errs in cal.fit_error.items():
         n = cal.passes.get(p, 1)
         sources[f"compute.families.{p}"] = (
             f"[M] fitted to every operation of forward + backward steps of the calibration "
             f"ladder (edgeplan.calibrate: CNN-pyramid and transformer layer shapes), {p}, "
-            f"{cal.threads} threads, each layer timed as inside a network (a dense gradient, "
+            f"{thr}, each layer timed as inside a network (a dense gradient, "
             f"caches flushed), each operation at its fastest over {n} "
             f"pass{'es' if n > 1 else ''} of repeated steps; median error of the fit "
             f"per family: "
             + ", ".join(f"{f} {e:.0%}" for f, e in errs.items())
             + f" (edgeplan calibrate {time.strftime('%Y-%m-%d')}, torch {cal.torch_version})")
     notes = ("Measured by `edgeplan calibrate` on this machine "
-             f"({cal.threads} threads). compute.families prices a model file's work per op "
+             f"({thr}). compute.families prices a model file's work per op "
              "family (written by `edgeplan import torch`): per operation overhead + FLOPs / "
              "rate + bytes / bandwidth (the bytes of operations with results of "
              f"{units.format_size(LARGE_RESULT_BYTES, precision=0)} or more at "
